@@ -1,0 +1,144 @@
+"""Byte counts that read like pmap and compare with size strings: `Size`, `parse_size`, units."""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+from typing import Union
+
+from .errors import BudgetSyntaxError
+
+__all__ = ["KiB", "MiB", "GiB", "TiB", "Size", "SizeLike", "parse_size"]
+
+KiB = 1 << 10
+MiB = 1 << 20
+GiB = 1 << 30
+TiB = 1 << 40
+
+#: Every unit is a power of 1024, as in pmap: K, KB and KiB all mean 1024 bytes.
+_UNITS = {
+    "": 1, "b": 1,
+    "k": KiB, "kb": KiB, "kib": KiB,
+    "m": MiB, "mb": MiB, "mib": MiB,
+    "g": GiB, "gb": GiB, "gib": GiB,
+    "t": TiB, "tb": TiB, "tib": TiB,
+}
+_SIZE_RE = re.compile(r"\s*([+-]?)(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]*)\s*")
+
+SizeLike = Union[int, str]
+
+
+def parse_size(value: SizeLike) -> int:
+    """Return the number of bytes that `value` means: an int is bytes, a string may carry a unit.
+
+    `"8MiB"`, `"8M"`, `"8 MB"` and `8388608` are the same size; `"1.5G"` is allowed when it comes
+    to a whole number of bytes. Anything else raises `BudgetSyntaxError` naming the value.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise BudgetSyntaxError(
+            f"{value!r} is not a size: give a number of bytes or a string such as '8MiB'"
+        )
+    if isinstance(value, int):
+        return int(value)
+    match = _SIZE_RE.fullmatch(value)
+    unit = match and _UNITS.get(match.group(3).lower())
+    if not match or unit is None:
+        raise BudgetSyntaxError(
+            f"{value!r} is not a size: write a number with an optional unit "
+            "B, K, M, G, T (KB/KiB, MB/MiB, ... mean the same: powers of 1024), e.g. '8MiB'"
+        )
+    sign, number, _ = match.groups()
+    exact = Fraction(number) * unit
+    if exact.denominator != 1:
+        raise BudgetSyntaxError(f"{value!r} is not a whole number of bytes")
+    return -int(exact) if sign == "-" else int(exact)
+
+
+def _other(value: object) -> int | None:
+    """The byte count of a comparison's other side, or None when it is not a size at all."""
+    if isinstance(value, str):
+        return parse_size(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int(value)
+    return None
+
+
+class Size(int):
+    """A number of bytes. Reads like pmap (`18176K`) and compares with ints and size strings.
+
+    `Size(3 << 20) < "4MiB"` is true. Adding or subtracting two sizes gives a `Size`.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, value: SizeLike = 0) -> Size:
+        return super().__new__(cls, parse_size(value))
+
+    def __str__(self) -> str:
+        n = int(self)
+        return f"{n >> 10}K" if n % KiB == 0 else f"{n}B"
+
+    __repr__ = __str__
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec) if not spec or spec[-1] not in "bcdoxXn" else super().__format__(spec)
+
+    @property
+    def kib(self) -> int:
+        """The size in KiB, rounded down as pmap does."""
+        return int(self) >> 10
+
+    def human(self) -> str:
+        """The size in the largest binary unit that keeps it at or above 1: `1.5 MiB`, `-512 KiB`."""
+        n = int(self)
+        for unit, name in ((TiB, "TiB"), (GiB, "GiB"), (MiB, "MiB"), (KiB, "KiB")):
+            if abs(n) >= unit:
+                text = f"{n / unit:.1f}".rstrip("0").rstrip(".")
+                return f"{text} {name}"
+        return f"{n} B"
+
+    def __add__(self, other: object) -> Size:  # type: ignore[override]
+        value = _other(other)
+        return NotImplemented if value is None else Size(int(self) + value)
+
+    __radd__ = __add__
+
+    def __sub__(self, other: object) -> Size:  # type: ignore[override]
+        value = _other(other)
+        return NotImplemented if value is None else Size(int(self) - value)
+
+    def __rsub__(self, other: object) -> Size:  # type: ignore[override]
+        value = _other(other)
+        return NotImplemented if value is None else Size(value - int(self))
+
+    def __neg__(self) -> Size:
+        return Size(-int(self))
+
+    def __abs__(self) -> Size:
+        return Size(abs(int(self)))
+
+    def __eq__(self, other: object) -> bool:
+        value = _other(other)
+        return NotImplemented if value is None else int(self) == value  # type: ignore[return-value]
+
+    def __ne__(self, other: object) -> bool:
+        value = _other(other)
+        return NotImplemented if value is None else int(self) != value  # type: ignore[return-value]
+
+    def __lt__(self, other: object) -> bool:
+        value = _other(other)
+        return NotImplemented if value is None else int(self) < value  # type: ignore[return-value]
+
+    def __le__(self, other: object) -> bool:
+        value = _other(other)
+        return NotImplemented if value is None else int(self) <= value  # type: ignore[return-value]
+
+    def __gt__(self, other: object) -> bool:
+        value = _other(other)
+        return NotImplemented if value is None else int(self) > value  # type: ignore[return-value]
+
+    def __ge__(self, other: object) -> bool:
+        value = _other(other)
+        return NotImplemented if value is None else int(self) >= value  # type: ignore[return-value]
+
+    __hash__ = int.__hash__
