@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
 from .errors import (
     AccessDenied,
     BudgetSyntaxError,
@@ -16,10 +14,18 @@ from .errors import (
 from .model import METRICS, Mapping, Snapshot, Totals, snapshot
 from .size import GiB, KiB, MiB, Size, TiB, parse_size
 
-try:
-    __version__ = version("pytest-pmap")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0+unknown"
+
+
+def __getattr__(name: str) -> str:
+    # importlib.metadata costs ~25 ms to import: only pay for it when the version is asked for.
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("pytest-pmap")
+        except PackageNotFoundError:  # pragma: no cover - running from a source tree
+            return "0+unknown"
+    raise AttributeError(f"module 'pytest_pmap' has no attribute {name!r}")
 
 __all__ = [
     "AccessDenied",

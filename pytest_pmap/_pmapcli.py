@@ -291,7 +291,7 @@ def _listing(fs: ProcFS, target: _Target, opts: Options) -> tuple[str, int]:
     mappings: list[Mapping] = []
     try:
         if detail:
-            mappings = _smaps.locate_smaps(fs.chunks(target.tgid, "smaps", prefetch=True), Mapping)
+            mappings = _smaps.locate_smaps(fs.chunks(target.tgid, "smaps"), Mapping)
         else:
             mappings = _smaps.locate_maps(fs.read(target.tgid, "maps"), Mapping)
     except (ProcessGone, AccessDenied, NotSupported):

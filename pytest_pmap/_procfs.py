@@ -9,21 +9,20 @@ from __future__ import annotations
 
 import errno
 import os
-import queue
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 from .errors import AccessDenied, NotSupported, ProcessGone
 
 __all__ = ["ProcFS", "Stat", "parse_stat", "default_procfs"]
 
-#: Reads of files that may be large (smaps) are streamed in chunks of this size. Under glibc's
-#: mmap threshold, so reading our own smaps does not add a mapping to the map being read.
-CHUNK = 64 * 1024
-#: Chunk size for the prefetching reader, where fewer hand-overs between threads matter more.
-PREFETCH_CHUNK = 1024 * 1024
+#: Size of each read() call. The kernel returns at most about a page of smaps per call anyway;
+#: staying under glibc's mmap threshold means reading our own smaps adds no mapping to it.
+READ_SIZE = 64 * 1024
+#: Reads are joined into batches of this size before they are parsed: fewer, larger pieces.
+BATCH = 256 * 1024
+#: Smaller batches when reading our own map, so the read itself hardly moves our own peak RSS.
+SELF_BATCH = 64 * 1024
 
 _GONE = {errno.ENOENT, errno.ESRCH}
 _DENIED = {errno.EACCES, errno.EPERM}
@@ -94,13 +93,6 @@ class ProcFS:
         """True when `pid` is this very process (reading our own map must not change it)."""
         return pid == self._self_pid and pid == os.getpid()
 
-    @contextmanager
-    def _errors(self, pid: int, name: str) -> Iterator[None]:
-        try:
-            yield
-        except OSError as exc:
-            raise self._translate(exc, pid, name) from exc
-
     def _translate(self, exc: OSError, pid: int, name: str) -> Exception:
         path = self.path(pid, name)
         if exc.errno in _GONE:
@@ -117,65 +109,39 @@ class ProcFS:
         """The whole file, read to its end."""
         return b"".join(self.chunks(pid, name))
 
-    def chunks(self, pid: int, name: str, *, prefetch: bool = False) -> Iterator[bytes]:
-        """The file's bytes, streamed in chunks.
+    def chunks(self, pid: int, name: str) -> Iterator[bytes]:
+        """The file's bytes in batches of about `BATCH` bytes.
 
-        With `prefetch`, a helper thread issues the next `read()` while the caller works on the
-        last chunk: the kernel builds smaps text with the GIL released, so parsing overlaps it.
-        Never used for our own PID: a thread has a stack, and that would change the map being read.
+        The kernel hands smaps out about a page per `read()`; joining the pages into larger
+        batches keeps the parser's per-batch work small. A helper thread reading ahead does not
+        pay here: it needs the GIL back after every page, and the parser holds it.
         """
-        with self._errors(pid, name):
-            fd = os.open(self.path(pid, name), os.O_RDONLY | os.O_CLOEXEC)
         try:
-            with self._errors(pid, name):
-                first = os.read(fd, CHUNK)
-            if not first:
-                return
-            yield first
-            if prefetch and len(first) == CHUNK and not self.is_self(pid):
-                yield from self._prefetched(fd, pid, name)
-                return
+            fd = os.open(self.path(pid, name), os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise self._translate(exc, pid, name) from exc
+        batch = SELF_BATCH if self.is_self(pid) else BATCH
+        read = os.read
+        parts: list[bytes] = []
+        size = 0
+        try:
             while True:
-                with self._errors(pid, name):
-                    data = os.read(fd, CHUNK)
+                try:
+                    data = read(fd, READ_SIZE)
+                except OSError as exc:
+                    raise self._translate(exc, pid, name) from exc
                 if not data:
-                    return
-                yield data
+                    break
+                parts.append(data)
+                size += len(data)
+                if size >= batch:
+                    yield b"".join(parts)
+                    parts.clear()
+                    size = 0
+            if parts:
+                yield b"".join(parts)
         finally:
             os.close(fd)
-
-    def _prefetched(self, fd: int, pid: int, name: str) -> Iterator[bytes]:
-        chunks: queue.Queue[bytes | OSError] = queue.Queue(maxsize=8)
-        stop = threading.Event()
-
-        def reader() -> None:
-            while not stop.is_set():
-                try:
-                    data = os.read(fd, PREFETCH_CHUNK)
-                except OSError as exc:
-                    chunks.put(exc)
-                    return
-                chunks.put(data)
-                if not data:
-                    return
-
-        thread = threading.Thread(target=reader, name=f"pytest-pmap read {pid}", daemon=True)
-        thread.start()
-        try:
-            while True:
-                item = chunks.get()
-                if isinstance(item, OSError):
-                    raise self._translate(item, pid, name) from item
-                if not item:
-                    return
-                yield item
-        finally:
-            stop.set()
-            while thread.is_alive():  # unblock a reader waiting on a full queue, then let it finish
-                try:
-                    chunks.get_nowait()
-                except queue.Empty:
-                    thread.join(0.01)
 
     def stat(self, pid: int) -> Stat:
         """`/proc/PID/stat`, parsed."""
@@ -199,12 +165,14 @@ class ProcFS:
 
     def write(self, pid: int, name: str, data: bytes) -> None:
         """Write `data` to a file of the process (such as `clear_refs`)."""
-        with self._errors(pid, name):
+        try:
             fd = os.open(self.path(pid, name), os.O_WRONLY | os.O_CLOEXEC)
             try:
                 os.write(fd, data)
             finally:
                 os.close(fd)
+        except OSError as exc:
+            raise self._translate(exc, pid, name) from exc
 
     def exists(self, pid: int) -> bool:
         """True when the procfs has a directory for `pid` (a process, or a thread's hidden entry)."""

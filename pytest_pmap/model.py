@@ -152,8 +152,15 @@ class Mapping:
 
     @property
     def is_anon(self) -> bool:
-        """True for memory with no file behind it: heap, stacks, and anonymous mmaps."""
-        return self.inode == 0 and not self.raw_path.startswith(b"/")
+        """True for memory with no file behind it: heap, stacks, private and shared anonymous mmaps.
+
+        Shared anonymous memory (`mmap(-1, ...)` in Python) shows as `/dev/zero (deleted)` on the
+        kernel's internal shmem device (major 0); memfds and SysV segments are named, so not anonymous.
+        """
+        h = self._parsed()
+        if h[6] == 0:
+            return not h[7].startswith(b"/")
+        return h[4] == 0 and h[7] == b"/dev/zero (deleted)"
 
     @property
     def is_shared(self) -> bool:
@@ -180,48 +187,52 @@ class Mapping:
         return parsed
 
     def field(self, name: str) -> Optional[Size]:
-        """One `kB` field in bytes, or None when this mapping has no such field."""
+        """One `kB` field in bytes (or a bare number as it is), or None when this mapping has no such field."""
+        return self._number(b"\n" + name.encode("ascii") + b":")
+
+    def _number(self, key: bytes) -> Optional[Size]:
         text = self._text
-        key = b"\n" + name.encode("ascii") + b":"
         at = text.find(key, self._body - 1, self._end)
         if at < 0:
             return None
         at += len(key)
-        nl = text.find(b"\n", at)
-        line = text[at : nl if nl >= 0 else len(text)].strip()
-        if line.endswith(b" kB"):
-            return _size(int(line[:-3]) << 10)
-        return _size(int(line)) if line.isdigit() else None
+        unit = text.find(b" kB\n", at, self._end)
+        try:  # the common case: a `Key:   123 kB` line
+            return int.__new__(Size, int(text[at:unit]) << 10)
+        except ValueError:
+            nl = text.find(b"\n", at, self._end)
+            line = (text[at:nl] if nl >= 0 else text[at : self._end]).strip()
+            return int.__new__(Size, int(line)) if line.isdigit() else None
 
     @property
     def rss(self) -> Optional[Size]:
         """Resident memory (smaps `Rss`); None when the kernel does not say (maps-only, WSL1)."""
-        return self.field("Rss")
+        return self._number(b"\nRss:")
 
     @property
     def pss(self) -> Optional[Size]:
         """Proportional share of resident memory (`Pss`)."""
-        return self.field("Pss")
+        return self._number(b"\nPss:")
 
     @property
     def private_clean(self) -> Optional[Size]:
         """Resident pages only this process maps, unmodified (`Private_Clean`)."""
-        return self.field("Private_Clean")
+        return self._number(b"\nPrivate_Clean:")
 
     @property
     def private_dirty(self) -> Optional[Size]:
         """Resident pages only this process maps, modified (`Private_Dirty`)."""
-        return self.field("Private_Dirty")
+        return self._number(b"\nPrivate_Dirty:")
 
     @property
     def shared_clean(self) -> Optional[Size]:
         """Resident pages shared with other processes, unmodified (`Shared_Clean`)."""
-        return self.field("Shared_Clean")
+        return self._number(b"\nShared_Clean:")
 
     @property
     def shared_dirty(self) -> Optional[Size]:
         """Resident pages shared with other processes, modified (`Shared_Dirty`)."""
-        return self.field("Shared_Dirty")
+        return self._number(b"\nShared_Dirty:")
 
     @property
     def uss(self) -> Optional[Size]:
@@ -232,12 +243,12 @@ class Mapping:
     @property
     def anonymous(self) -> Optional[Size]:
         """Resident anonymous pages (`Anonymous`)."""
-        return self.field("Anonymous")
+        return self._number(b"\nAnonymous:")
 
     @property
     def swap(self) -> Optional[Size]:
         """Swapped-out pages (`Swap`)."""
-        return self.field("Swap")
+        return self._number(b"\nSwap:")
 
     @property
     def dirty(self) -> Optional[Size]:
@@ -641,13 +652,13 @@ def snapshot(pid: Optional[int] = None, *, detail: bool = True, procfs: Optional
     cmdline = fs.cmdline(tgid)
     rollup = None
     if detail:
-        mappings = _smaps.locate_smaps(fs.chunks(tgid, "smaps", prefetch=True), Mapping)
+        mappings = _smaps.locate_smaps(fs.chunks(tgid, "smaps"), Mapping)
     else:
         mappings = _smaps.locate_maps(fs.read(tgid, "maps"), Mapping)
         rollup = _read_rollup(fs, tgid)
         if rollup is None:  # no smaps_rollup on this kernel: sum smaps instead
             detail = True
-            mappings = _smaps.locate_smaps(fs.chunks(tgid, "smaps", prefetch=True), Mapping)
+            mappings = _smaps.locate_smaps(fs.chunks(tgid, "smaps"), Mapping)
     status = fs.status(tgid)
     after = fs.stat(tgid)
     _check_same_process(before, after, tgid, mappings)

@@ -177,13 +177,14 @@ def _extended(snap: Snapshot, rng: tuple[int, int], quiet: bool, show_path: bool
     if not quiet:
         lines.append(f"{'Address':<16} {'Kbytes':>7} {'RSS':>7} {'Dirty':>7} {'Mode':<5} Mapping")
     total = total_rss = total_dirty = 0
+    number = _smaps.number_at
     for m, shown in _in_range(snap.mappings, rng):
-        values = dict(_smaps.numeric_fields(m._text[m._body - 1 : m._end]))
-        rss = int(values.get(b"Rss", 0))
-        dirty = int(values.get(b"Shared_Dirty", 0)) + int(values.get(b"Private_Dirty", 0))
+        text, lo, hi = m._text, m._body - 1, m._end
+        rss = number(text, b"\nRss:", lo, hi) or 0
+        dirty = (number(text, b"\nShared_Dirty:", lo, hi) or 0) + (number(text, b"\nPrivate_Dirty:", lo, hi) or 0)
         total_rss += rss
         total_dirty += dirty
-        if not shown or b"Swap" not in values:
+        if not shown or text.find(b"\nSwap:", lo, hi) < 0:  # pmap prints a row when it meets `Swap:`
             continue
         start, end, perms = m._parsed()[:3]
         total += end - start

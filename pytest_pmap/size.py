@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from fractions import Fraction
 from typing import Union
 
 from .errors import BudgetSyntaxError
@@ -48,10 +47,14 @@ def parse_size(value: SizeLike) -> int:
             "B, K, M, G, T (KB/KiB, MB/MiB, ... mean the same: powers of 1024), e.g. '8MiB'"
         )
     sign, number, _ = match.groups()
-    exact = Fraction(number) * unit
-    if exact.denominator != 1:
-        raise BudgetSyntaxError(f"{value!r} is not a whole number of bytes")
-    return -int(exact) if sign == "-" else int(exact)
+    whole, _, fraction = number.partition(".")
+    scaled = int(whole or "0") * unit
+    if fraction.strip("0"):
+        numerator = int(fraction) * unit
+        if numerator % 10 ** len(fraction):
+            raise BudgetSyntaxError(f"{value!r} is not a whole number of bytes")
+        scaled += numerator // 10 ** len(fraction)
+    return -scaled if sign == "-" else scaled
 
 
 def _other(value: object) -> int | None:
@@ -98,24 +101,26 @@ class Size(int):
         return f"{n} B"
 
     def __add__(self, other: object) -> Size:  # type: ignore[override]
+        if type(other) is Size or type(other) is int:  # the hot path: summing sizes
+            return int.__new__(Size, int.__add__(self, other))  # type: ignore[arg-type]
         value = _other(other)
-        return NotImplemented if value is None else Size(int(self) + value)
+        return NotImplemented if value is None else int.__new__(Size, int(self) + value)
 
     __radd__ = __add__
 
     def __sub__(self, other: object) -> Size:  # type: ignore[override]
         value = _other(other)
-        return NotImplemented if value is None else Size(int(self) - value)
+        return NotImplemented if value is None else int.__new__(Size, int(self) - value)
 
     def __rsub__(self, other: object) -> Size:  # type: ignore[override]
         value = _other(other)
-        return NotImplemented if value is None else Size(value - int(self))
+        return NotImplemented if value is None else int.__new__(Size, value - int(self))
 
     def __neg__(self) -> Size:
-        return Size(-int(self))
+        return int.__new__(Size, -int(self))
 
     def __abs__(self) -> Size:
-        return Size(abs(int(self)))
+        return int.__new__(Size, abs(int(self)))
 
     def __eq__(self, other: object) -> bool:
         value = _other(other)

@@ -1,0 +1,137 @@
+"""Engine speed and memory, measured side by side in one run.
+
+    python benchmarks/engine.py [--mappings 20000] [--rounds 15]
+
+Anchors (issue: the engine):
+  snapshot(pid) with every mapping's Rss read  <= 1.5x  a raw read() of /proc/PID/smaps
+  pytest-pmap -x PID                           <= 1.0x  procps pmap -x PID (wall time)
+  snapshot() of the calling process itself      raises its peak RSS by <= 1 MiB
+Every timing is the median of interleaved rounds, so a noisy neighbour hits all contenders alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE.parent))
+
+from pytest_pmap import snapshot  # noqa: E402
+
+
+def raw_read(pid: int) -> int:
+    fd = os.open(f"/proc/{pid}/smaps", os.O_RDONLY)
+    n = 0
+    try:
+        while True:
+            data = os.read(fd, 1 << 20)
+            if not data:
+                return n
+            n += len(data)
+    finally:
+        os.close(fd)
+
+
+def snapshot_with_rss(pid: int) -> int:
+    snap = snapshot(pid)
+    return sum(m.rss for m in snap.mappings)
+
+
+def run_quiet(argv: list[str]) -> None:
+    subprocess.run(argv, stdout=subprocess.DEVNULL, check=True)
+
+
+def interleaved(contenders: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for fn in contenders.values():  # warm-up: page cache, imports
+        fn()
+    for _ in range(rounds):
+        for name, fn in contenders.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+SELF_PEAK = """
+import os, sys
+sys.path.insert(0, {repo!r})
+from pytest_pmap import snapshot
+def hwm():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+snapshot(); snapshot(detail=False)          # warm: imports, caches
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")                            # peak RSS := current RSS
+before = hwm()
+snap = snapshot()
+after = hwm()
+print(after - before, len(snap.mappings), sum(m.rss for m in snap.mappings) >> 10)
+"""
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mappings", type=int, default=20000)
+    ap.add_argument("--rounds", type=int, default=15)
+    ns = ap.parse_args()
+
+    target = subprocess.Popen([sys.executable, str(HERE / "many_mappings.py"), str(ns.mappings)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert target.stdout is not None and target.stdout.readline().strip() == "ready"
+        pid = target.pid
+        count = sum(1 for _ in open(f"/proc/{pid}/maps"))
+        size = raw_read(pid)
+        print(f"target: PID {pid}, {count} mappings, smaps {size / 2**20:.1f} MiB; "
+              f"median of {ns.rounds} interleaved rounds\n")
+
+        t = interleaved({
+            "raw read() of smaps": lambda: raw_read(pid),
+            "snapshot(pid) + every Rss": lambda: snapshot_with_rss(pid),
+        }, ns.rounds)
+        floor = t["raw read() of smaps"]
+        for name, secs in t.items():
+            print(f"  {name:<34} {secs * 1000:8.1f} ms   {secs / floor:5.2f}x")
+        print(f"  -> snapshot / raw read = {t['snapshot(pid) + every Rss'] / floor:.2f}x  (target <= 1.5x)\n")
+
+        pmap = shutil.which("pmap")
+        ours = [sys.executable, "-m", "pytest_pmap"]
+        env_note = ""
+        if pmap:
+            cli = {
+                "procps pmap -x": lambda: run_quiet([pmap, "-x", str(pid)]),
+                "pytest-pmap -x": lambda: run_quiet([*ours, "-x", str(pid)]),
+                "procps pmap -X": lambda: run_quiet([pmap, "-X", str(pid)]),
+                "pytest-pmap -X": lambda: run_quiet([*ours, "-X", str(pid)]),
+            }
+            t = interleaved(cli, max(5, ns.rounds // 2))
+            base = t["procps pmap -x"]
+            for name, secs in t.items():
+                print(f"  {name:<34} {secs * 1000:8.1f} ms   {secs / base:5.2f}x")
+            print(f"  -> pytest-pmap -x / pmap -x = {t['pytest-pmap -x'] / base:.2f}x  (target <= 1.0x)")
+            print(f"  -> pytest-pmap -X / pmap -X = {t['pytest-pmap -X'] / t['procps pmap -X']:.2f}x\n")
+        else:
+            env_note = " (procps pmap not installed: CLI comparison skipped)"
+        print(env_note, end="")
+    finally:
+        target.kill()
+        target.wait()
+
+    out = subprocess.run([sys.executable, "-c", SELF_PEAK.format(repo=str(HERE.parent))],
+                         capture_output=True, text=True, check=True).stdout.split()
+    print(f"  snapshot() of itself: peak RSS +{out[0]} KiB ({out[1]} mappings, Rss {out[2]} KiB)  (target <= 1024 KiB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

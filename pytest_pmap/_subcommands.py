@@ -1,0 +1,162 @@
+"""`pytest-pmap snapshot | show | diff | watch`: working with snapshots from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Optional
+
+from .diff import MapDiff
+from .errors import PmapError
+from .model import Snapshot, snapshot
+from .render import render
+
+__all__ = ["run"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _pid(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) <= 0x7FFFFFFF:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a PID (a positive decimal number)")
+    return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.01 <= value <= 86400:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an interval: give seconds between 0.01 and 86400")
+    return value
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count: give a whole number of 1 or more")
+    return int(text)
+
+
+def _load(source: str) -> Snapshot:
+    """A snapshot from a file, or a fresh one of a live PID."""
+    if source.isdigit() and not os.path.exists(source):
+        return snapshot(int(source))
+    return Snapshot.load(source)
+
+
+def _formats(parser: argparse.ArgumentParser, choices: tuple[str, ...], default: str) -> None:
+    group = parser.add_mutually_exclusive_group()
+    for fmt in choices:
+        flag = "-" + fmt if fmt != "default" else "--default"
+        group.add_argument(flag, dest="fmt", action="store_const", const=fmt, help=f"pmap {flag} columns")
+    parser.set_defaults(fmt=default)
+
+
+def _snapshot(args: list[str]) -> int:
+    p = _Parser(prog="pytest-pmap snapshot", description="Save a process's memory map to a JSON snapshot file.")
+    p.add_argument("pid", type=_pid, help="the process (a thread ID means its process)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write the snapshot")
+    p.add_argument("--maps-only", action="store_true", help="read maps + smaps_rollup only: cheaper, no per-mapping Rss")
+    ns = p.parse_args(args)
+    snap = snapshot(ns.pid, detail=not ns.maps_only)
+    path = snap.save(ns.output)
+    print(f"pytest-pmap: saved PID {snap.pid} ({len(snap.mappings)} mappings, mapped {snap.mapped}) to {path}")
+    return 0
+
+
+def _show(args: list[str]) -> int:
+    p = _Parser(prog="pytest-pmap show", description="Print a saved snapshot exactly as pmap printed the process then.")
+    p.add_argument("file", help="a snapshot file from `pytest-pmap snapshot` or Snapshot.save()")
+    _formats(p, ("default", "x", "d", "X", "XX"), "default")
+    p.add_argument("-q", "--quiet", action="store_true", help="no column header, no footer")
+    p.add_argument("-p", "--show-path", action="store_true", help="full paths")
+    ns = p.parse_args(args)
+    text = render(Snapshot.load(ns.file), ns.fmt, quiet=ns.quiet, show_path=ns.show_path)
+    sys.stdout.buffer.write(text.encode("utf-8", "surrogateescape"))
+    return 0
+
+
+def _diff(args: list[str]) -> int:
+    p = _Parser(
+        prog="pytest-pmap diff",
+        description="What appeared, vanished or grew between two snapshots. BEFORE and AFTER are snapshot "
+        "files or live PIDs (a PID is read when the command runs).",
+    )
+    p.add_argument("before", help="snapshot file or PID")
+    p.add_argument("after", help="snapshot file or PID")
+    _formats(p, ("x", "d"), "x")
+    p.add_argument("--top", type=_count, default=None, metavar="N", help="show only the N rows that moved the most")
+    ns = p.parse_args(args)
+    before, after = _load(ns.before), _load(ns.after)
+    if before.pid != after.pid or before.start_time != after.start_time:
+        sys.stderr.write(
+            f"pytest-pmap diff: note: the two snapshots are of different processes "
+            f"(PID {before.pid} started at tick {before.start_time}, PID {after.pid} at tick {after.start_time})\n"
+        )
+    diff = MapDiff.between(before, after)
+    sys.stdout.buffer.write(diff.render(ns.fmt, limit=ns.top).encode("utf-8", "surrogateescape"))
+    return 0
+
+
+def _watch(args: list[str]) -> int:
+    p = _Parser(
+        prog="pytest-pmap watch",
+        description="Print pmap -d's summary line of a process again and again, with the change since the "
+        "line before. Ends when the process exits, after COUNT lines, or on Ctrl-C.",
+    )
+    p.add_argument("pid", type=_pid)
+    p.add_argument("-n", "--interval", type=_seconds, default=2.0, metavar="SECONDS", help="time between lines (default 2)")
+    p.add_argument("-c", "--count", type=_count, default=None, metavar="COUNT", help="stop after COUNT lines")
+    ns = p.parse_args(args)
+    last: Optional[Snapshot] = None
+    shown = 0
+    try:
+        while ns.count is None or shown < ns.count:
+            try:
+                snap = snapshot(ns.pid, detail=False)
+            except PmapError as exc:
+                if last is None:
+                    raise
+                print(f"pytest-pmap watch: {exc}", flush=True)
+                return 0
+            t = snap.totals
+            line = f"mapped: {t.mapped.kib}K    writeable/private: {t.writeable_private.kib}K    shared: {t.shared.kib}K"  # type: ignore[union-attr]
+            if last is not None:
+                g = t - last.totals
+                line += f"    ({_delta(g.mapped)} / {_delta(g.writeable_private)} / {_delta(g.shared)})"
+            print(f"{time.strftime('%H:%M:%S')}  {line}", flush=True)
+            last = snap
+            shown += 1
+            if ns.count is None or shown < ns.count:
+                time.sleep(ns.interval)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def _delta(value: Optional[int]) -> str:
+    if value is None:
+        return "?"
+    kib = value >> 10 if value >= 0 else -((-value) >> 10)
+    return f"{kib:+d}K"
+
+
+_COMMANDS = {"snapshot": _snapshot, "show": _show, "diff": _diff, "watch": _watch}
+
+
+def run(name: str, args: list[str]) -> int:
+    """Run one subcommand; a `PmapError` becomes a one-line message and exit status 1."""
+    try:
+        return _COMMANDS[name](args)
+    except PmapError as exc:
+        sys.stderr.write(f"pytest-pmap {name}: {exc}\n")
+        return 1
+    except BrokenPipeError:
+        return 1

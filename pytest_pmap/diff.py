@@ -1,0 +1,306 @@
+"""`MapDiff`: what appeared, vanished or grew between two snapshots of one process, and its rendering.
+
+The kernel merges a fresh anonymous mmap into a neighbouring VMA with the same flags, and mprotect
+splits one VMA into several, so mappings are not matched by start address. Instead every group of
+mappings whose address ranges overlap across the two snapshots is one `MappingChange`, and "new"
+means address space that is mapped now and was not mapped before: a 1 MiB mmap merged into an old
+64 MiB VMA is 1 MiB new, however the VMA boundaries moved.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Optional
+
+from .model import Mapping, Snapshot, Totals
+from .render import display_name, mode
+from .size import Size, SizeLike, parse_size
+
+__all__ = ["MapDiff", "MappingChange"]
+
+Ignore = Callable[[Mapping], bool]
+
+
+def _size(n: int) -> Size:
+    return int.__new__(Size, n)
+
+
+def _sum(values: Iterable[Optional[Size]]) -> Optional[int]:
+    total = 0
+    for v in values:
+        if v is None:
+            return None
+        total += v
+    return total
+
+
+def _union(mappings: Sequence[Mapping]) -> list[tuple[int, int]]:
+    return [(m.start, m.end) for m in mappings]
+
+
+def _covered(ranges: list[tuple[int, int]], others: list[tuple[int, int]]) -> int:
+    """Bytes of `ranges` that `others` also cover (each list is disjoint within itself)."""
+    total = 0
+    for start, end in ranges:
+        for o_start, o_end in others:
+            lo, hi = max(start, o_start), min(end, o_end)
+            if lo < hi:
+                total += hi - lo
+    return total
+
+
+@dataclass(frozen=True)
+class MappingChange:
+    """One group of overlapping mappings that differs between the two snapshots.
+
+    `kind` is `+` (appeared: nothing was mapped there before), `-` (vanished) or `~` (changed:
+    grew, shrank, split, merged, changed permissions or resident memory).
+    """
+
+    kind: str
+    """`+`, `-` or `~`."""
+    before: tuple[Mapping, ...]
+    """The mappings of the earlier snapshot in this group."""
+    after: tuple[Mapping, ...]
+    """The mappings of the later snapshot in this group."""
+    start: int
+    """Lowest address of the group."""
+    new: Size
+    """Address space mapped now that was not mapped before."""
+    gone: Size
+    """Address space mapped before that is not mapped now."""
+    size_delta: Size
+    """Change in mapped size (pmap's Kbytes)."""
+    rss_delta: Optional[Size]
+    """Change in resident memory; None when either snapshot has no per-mapping Rss."""
+    dirty_delta: Optional[Size]
+    """Change in dirty memory (Shared_Dirty + Private_Dirty), as pmap -x's Dirty column."""
+
+    @property
+    def mapping(self) -> Mapping:
+        """The mapping that stands for the group: the first one now, or the first one before if it vanished."""
+        return (self.after or self.before)[0]
+
+    @property
+    def is_anon(self) -> bool:
+        """True when the group is anonymous memory."""
+        return self.mapping.is_anon
+
+    @property
+    def path(self) -> str:
+        """The kernel's name for the mapping (empty for plain anonymous memory)."""
+        return self.mapping.path
+
+    @property
+    def growth(self) -> Size:
+        """The most telling growth of the group: Rss change when known, else newly mapped space."""
+        return self.rss_delta if self.rss_delta is not None else self.new
+
+    def __repr__(self) -> str:
+        rss = "" if self.rss_delta is None else f" rss {_signed(self.rss_delta)}"
+        return f"<{self.kind} {self.start:016x} new {self.new}{rss} {self.path or '[anon]'}>"
+
+
+def _signed(value: Optional[int], unit: str = "K") -> str:
+    if value is None:
+        return "-"
+    kib = value >> 10 if value >= 0 else -((-value) >> 10)
+    return f"{kib:+d}{unit}" if unit else f"{kib:+d}"
+
+
+def _groups(before: Sequence[Mapping], after: Sequence[Mapping]) -> list[tuple[list[Mapping], list[Mapping]]]:
+    """Mappings of both sides grouped by overlapping address ranges (each side is disjoint in itself)."""
+    tagged = sorted([(m.start, m.end, 0, m) for m in before] + [(m.start, m.end, 1, m) for m in after],
+                    key=lambda t: (t[0], t[1], t[2]))
+    groups: list[tuple[list[Mapping], list[Mapping]]] = []
+    end = -1
+    for start, stop, side, m in tagged:
+        if not groups or start >= end:
+            groups.append(([], []))
+            end = stop
+        else:
+            end = max(end, stop)
+        groups[-1][side].append(m)
+    return groups
+
+
+def _same(a: Mapping, b: Mapping) -> bool:
+    return a._parsed() == b._parsed() and a.rss == b.rss and a.dirty == b.dirty
+
+
+class MapDiff:
+    """The difference between two snapshots of one process: `before` and `after`."""
+
+    def __init__(self, before: Snapshot, after: Snapshot, ignore: Optional[Ignore] = None) -> None:
+        self.before = before
+        self.after = after
+        keep = (lambda m: not ignore(m)) if ignore else (lambda m: True)
+        self.changes: list[MappingChange] = []
+        """Every group of mappings that differs, in address order."""
+        for old, new in _groups([m for m in before.mappings if keep(m)], [m for m in after.mappings if keep(m)]):
+            if len(old) == 1 and len(new) == 1 and _same(old[0], new[0]):
+                continue
+            old_ranges, new_ranges = _union(old), _union(new)
+            old_size = sum(e - s for s, e in old_ranges)
+            new_size = sum(e - s for s, e in new_ranges)
+            overlap = _covered(new_ranges, old_ranges)
+            rss = (_sum(m.rss for m in new) or 0) - (_sum(m.rss for m in old) or 0)
+            dirty = (_sum(m.dirty for m in new) or 0) - (_sum(m.dirty for m in old) or 0)
+            known = before.detail and after.detail
+            self.changes.append(MappingChange(
+                kind="+" if not old else "-" if not new else "~",
+                before=tuple(old),
+                after=tuple(new),
+                start=min(m.start for m in (new or old)),
+                new=_size(new_size - overlap),
+                gone=_size(old_size - overlap),
+                size_delta=_size(new_size - old_size),
+                rss_delta=_size(rss) if known else None,
+                dirty_delta=_size(dirty) if known else None,
+            ))
+
+    @classmethod
+    def between(cls, before: Snapshot, after: Snapshot, ignore: Optional[Ignore] = None) -> MapDiff:
+        """The diff from `before` to `after`, leaving out mappings for which `ignore(mapping)` is true."""
+        return cls(before, after, ignore)
+
+    @property
+    def added(self) -> list[Mapping]:
+        """Mappings over address space that was not mapped at all before."""
+        return [m for c in self.changes if c.kind == "+" for m in c.after]
+
+    @property
+    def removed(self) -> list[Mapping]:
+        """Mappings whose address space is not mapped at all now."""
+        return [m for c in self.changes if c.kind == "-" for m in c.before]
+
+    @property
+    def changed(self) -> list[tuple[Mapping, Mapping]]:
+        """(before, after) pairs of overlapping mappings that differ: grown, shrunk, split, merged or re-protected."""
+        return [
+            (b, a) for c in self.changes if c.kind == "~"
+            for a in c.after for b in c.before if b.start < a.end and a.start < b.end
+        ]
+
+    @property
+    def growth(self) -> Totals:
+        """Every metric after minus before (signed)."""
+        return self.after.totals - self.before.totals
+
+    def new_mappings(self, anon: Optional[bool] = None, larger_than: SizeLike = 0) -> list[MappingChange]:
+        """Groups with more than `larger_than` bytes of newly mapped address space.
+
+        `anon=True` keeps anonymous memory only, `anon=False` file mappings only. A new region that
+        the kernel merged into an old VMA counts with its new bytes only.
+        """
+        limit = parse_size(larger_than)
+        return [
+            c for c in self.changes
+            if c.new > limit and c.new > 0 and (anon is None or c.is_anon == anon)
+        ]
+
+    def __bool__(self) -> bool:
+        return bool(self.changes)
+
+    def __len__(self) -> int:
+        return len(self.changes)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.changes)
+
+    def render(self, fmt: str = "x", *, limit: Optional[int] = None, show_path: bool = False) -> str:
+        """The pmap-formatted diff: changed rows in pmap -x (or -d) columns with +/-/~ and signed
+        deltas, then pmap -d's summary line before -> after.
+
+        `limit` keeps the rows that moved the most (by resident, then mapped change), in address order.
+        """
+        return _render(self, fmt, limit, show_path)
+
+    def __str__(self) -> str:
+        return self.render()
+
+    def __repr__(self) -> str:
+        return (
+            f"<MapDiff pid={self.after.pid} +{len(self.added)} -{len(self.removed)} ~{len(self.changed)} "
+            f"mapped {_signed(self.growth.mapped)}>"
+        )
+
+
+def _when(t: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(t))
+
+
+def _arrow(name: str, before: Optional[Size], after: Optional[Size]) -> str:
+    if before is None or after is None:
+        return f"{name}: n/a"
+    return f"{name}: {before.kib}K -> {after.kib}K ({_signed(after - before)})"
+
+
+def summary_line(before: Snapshot, after: Snapshot) -> str:
+    """pmap -d's summary line, before -> after with the change."""
+    b, a = before.totals, after.totals
+    return "    ".join((
+        _arrow("mapped", b.mapped, a.mapped),
+        _arrow("writeable/private", b.writeable_private, a.writeable_private),
+        _arrow("shared", b.shared, a.shared),
+    ))
+
+
+def _render(diff: MapDiff, fmt: str, limit: Optional[int], show_path: bool) -> str:
+    before, after = diff.before, diff.after
+    changes = diff.changes
+    hidden = 0
+    if limit is not None and len(changes) > limit:
+        ranked = sorted(changes, key=lambda c: (abs(c.rss_delta or 0), abs(c.new) + abs(c.gone)), reverse=True)
+        keep = {id(c) for c in ranked[:limit]}
+        hidden = len(changes) - limit
+        changes = [c for c in changes if id(c) in keep]
+    lines = [
+        f"{after.pid}:   {after.cmdline or '[' + after.comm.decode(errors='replace') + ']'}  "
+        f"(pmap diff {_when(before.taken_at)} -> {_when(after.taken_at)})"
+    ]
+    if fmt == "d":
+        lines.append(f"  {'Address':<16} {'Kbytes':>8} {'Mode':<5} {'Offset':<16} {'Device':<9} Mapping")
+    else:
+        lines.append(f"  {'Address':<16} {'Kbytes':>8} {'RSS':>8} {'Dirty':>8} {'Mode':<5} Mapping")
+    for c in changes:
+        m = c.mapping
+        snap = after if c.after else before
+        name = display_name(m, snap, show_path)
+        if c.kind == "~" and c.new and (len(c.before) != 1 or len(c.after) != 1 or c.new != c.size_delta):
+            name += f"  ({c.new.kib}K new)"
+        if fmt == "d":
+            lines.append(
+                f"{c.kind} {c.start:016x} {_signed(c.size_delta, ''):>8} {mode(m.perms)} "
+                f"{m.offset:016x} {m.major:03x}:{m.minor:05x} {name}"
+            )
+        else:
+            lines.append(
+                f"{c.kind} {c.start:016x} {_signed(c.size_delta, ''):>8} {_signed(c.rss_delta, ''):>8} "
+                f"{_signed(c.dirty_delta, ''):>8} {mode(m.perms):>5} {name}"
+            )
+    if not diff.changes:
+        lines.append("  (no mapping appeared, vanished or changed)")
+    if hidden:
+        lines.append(f"  ... and {hidden} smaller change{'s' if hidden != 1 else ''} not shown")
+    growth = diff.growth
+    if fmt != "d":
+        lines.append(f"  {'-' * 16} {'-' * 8} {'-' * 8} {'-' * 8}")
+        lines.append(
+            f"  {'total kB':<16} {_signed(growth.mapped, ''):>8} {_signed(growth.rss, ''):>8} "
+            f"{_signed(_dirty_total(before, after), ''):>8}"
+        )
+    lines.append(summary_line(before, after))
+    b, a = before.totals, after.totals
+    lines.append("    ".join(_arrow(n, getattr(b, n), getattr(a, n)) for n in ("rss", "pss", "uss")))
+    return "\n".join(lines) + "\n"
+
+
+def _dirty_total(before: Snapshot, after: Snapshot) -> Optional[int]:
+    if not (before.detail and after.detail):
+        return None
+    b = _sum(m.dirty for m in before.mappings)
+    a = _sum(m.dirty for m in after.mappings)
+    return None if a is None or b is None else a - b

@@ -1,0 +1,193 @@
+"""Snapshots of live processes and of canned /proc trees for kernels we cannot run here."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from conftest import PMAP
+from pytest_pmap import METRICS, PmapError, ProcessGone, Snapshot, SnapshotFileError, snapshot
+from pytest_pmap._procfs import ProcFS, parse_stat
+from pytest_pmap.render import render
+
+STAT = "{pid} (my (odd) cmd) {state} 1 1 1 0 -1 {flags} 0 0 0 0 0 0 0 0 20 0 1 0 777 1000 10 18446744073709551615 1 1 {stack} 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n"
+SMAPS_BLOCK = """{start:x}-{end:x} rw-p 00000000 00:00 0 
+Size:               {kb} kB
+{rss}Pss:                {kb} kB
+Private_Clean:         0 kB
+Private_Dirty:      {kb} kB
+Anonymous:          {kb} kB
+Swap:                  0 kB
+VmFlags: {flags}
+"""
+
+
+def fake_proc(root: Path, pid: int = 123, *, rss: bool = True, rollup: bool = True, vmflags: str = "rd wr mr mw me ac",
+              state: str = "S", flags: int = 0, blocks: int = 3) -> ProcFS:
+    d = root / str(pid)
+    d.mkdir(parents=True)
+    (d / "stat").write_text(STAT.format(pid=pid, state=state, flags=flags, stack=0x7FFF0000))
+    (d / "status").write_text(f"Name:\tcmd\nTgid:\t{pid}\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\n")
+    (d / "cmdline").write_bytes(b"my\0cmd\0")
+    smaps = maps = ""
+    for i in range(blocks):
+        start = 0x10000 * (i + 1)
+        block = SMAPS_BLOCK.format(start=start, end=start + 0x4000, kb=16,
+                                   rss="Rss:                16 kB\n" if rss else "", flags=vmflags)
+        smaps += block
+        maps += block.split("\n", 1)[0] + "\n"
+    (d / "smaps").write_text(smaps)
+    (d / "maps").write_text(maps)
+    if rollup:
+        (d / "smaps_rollup").write_text(
+            "00010000-ffff0000 ---p 00000000 00:00 0                          [rollup]\n"
+            + "".join(f"{k}:  {16 * blocks} kB\n" for k in ("Rss", "Pss", "Private_Dirty", "Anonymous"))
+            + "Private_Clean:  0 kB\nSwap:  0 kB\n"
+        )
+    return ProcFS(root)
+
+
+def test_stat_is_parsed_after_the_last_parenthesis() -> None:
+    s = parse_stat(STAT.format(pid=5, state="Z", flags=0, stack=99).encode(), 5)
+    assert s.comm == b"my (odd) cmd" and s.state == "Z" and s.is_zombie and s.start_time == 777 and s.start_stack == 99
+
+
+def test_canned_tree_detail_and_rollup_agree(tmp_path: Path) -> None:
+    fs = fake_proc(tmp_path)
+    full, cheap = snapshot(123, procfs=fs), snapshot(123, detail=False, procfs=fs)
+    assert full.detail and not cheap.detail and cheap.rollup is not None
+    assert full.totals == cheap.totals
+    assert full.rss == 48 * 1024 and full.uss == 48 * 1024 and full.mapped == 48 * 1024
+    assert full.peak_rss == 2048 * 1024 and full.argv == ["my", "cmd"] and full.comm == b"my (odd) cmd"
+
+
+def test_no_smaps_rollup_sums_smaps_instead(tmp_path: Path) -> None:
+    snap = snapshot(123, detail=False, procfs=fake_proc(tmp_path, rollup=False))
+    assert snap.detail and snap.rollup is None  # labelled: totals come from smaps
+    assert snap.rss == 48 * 1024
+
+
+def test_wsl1_smaps_without_rss_degrades_and_says_what_is_missing(tmp_path: Path) -> None:
+    snap = snapshot(123, procfs=fake_proc(tmp_path, rss=False))
+    assert snap.totals.missing == ("rss",)
+    assert snap.pss == 48 * 1024 and snap.mappings[0].rss is None
+    with pytest.raises(PmapError, match="no rss .*Rss.*available: mapped"):
+        snap.rss  # noqa: B018
+
+
+def test_empty_vmflags(tmp_path: Path) -> None:
+    snap = snapshot(123, procfs=fake_proc(tmp_path, vmflags=""))
+    assert snap.mappings[0].vmflags == ()
+
+
+def test_zombie_is_gone_not_zero(tmp_path: Path) -> None:
+    with pytest.raises(ProcessGone, match="zombie"):
+        snapshot(123, procfs=fake_proc(tmp_path, state="Z"))
+
+
+def test_empty_map_of_a_live_process_is_gone_but_a_kernel_thread_is_empty(tmp_path: Path) -> None:
+    with pytest.raises(ProcessGone, match="no memory map"):
+        snapshot(123, procfs=fake_proc(tmp_path / "a", blocks=0))
+    assert snapshot(123, procfs=fake_proc(tmp_path / "b", blocks=0, flags=0x00200000)).mappings == []
+
+
+def test_missing_pid_names_it(tmp_path: Path) -> None:
+    with pytest.raises(ProcessGone, match="PID 99"):
+        snapshot(99, procfs=ProcFS(tmp_path))
+
+
+@pytest.mark.parametrize("bad", [0, -1, "12", 1.5, True])
+def test_bad_pid_values(bad: object) -> None:
+    with pytest.raises(ValueError, match="not a PID"):
+        snapshot(bad)  # type: ignore[arg-type]
+
+
+# -- live processes ---------------------------------------------------------------------------------------
+
+
+def test_own_snapshot_invariants() -> None:
+    snap = snapshot()
+    assert snap.pid == os.getpid() and snap.detail and len(snap) > 10
+    assert all(m.size >= 0 and m.rss is not None and 0 <= m.rss <= m.size for m in snap)
+    assert snap.mapped == sum(m.size for m in snap)
+    assert snap.rss == sum(m.rss for m in snap)  # type: ignore[misc]
+    assert snap.uss == sum(m.private_clean + m.private_dirty for m in snap)  # type: ignore[operator]
+    assert snap.writeable_private + snap.shared <= snap.mapped
+    assert snap.peak_rss is not None and snap.peak_rss >= snap.rss - (1 << 20)
+    assert [m.start for m in snap] == sorted(m.start for m in snap)
+    cheap = snapshot(detail=False)
+    assert abs(cheap.rss - snap.rss) < 8 << 20  # rollup and the sum of smaps agree to within a little churn
+    assert set(snap.totals.as_dict()) == set(METRICS)
+
+
+def test_a_thread_id_means_its_process() -> None:
+    ready, done = threading.Event(), threading.Event()
+    tids: list[int] = []
+
+    def run() -> None:
+        tids.append(threading.get_native_id())
+        ready.set()
+        done.wait(10)
+
+    t = threading.Thread(target=run)
+    t.start()
+    ready.wait(10)
+    try:
+        assert tids[0] != os.getpid()
+        assert snapshot(tids[0], detail=False).pid == os.getpid()
+    finally:
+        done.set()
+        t.join()
+
+
+@pytest.mark.skipif(PMAP is None, reason="procps pmap is not installed")
+def test_totals_match_pmap_d_summary(spaced_sleep: int) -> None:
+    out = subprocess.run(["pmap", "-d", str(spaced_sleep)], capture_output=True, text=True).stdout
+    mapped, wp, shared = map(int, re.findall(r"(\d+)K", out.splitlines()[-1]))
+    snap = snapshot(spaced_sleep)
+    assert (snap.mapped.kib, snap.writeable_private.kib, snap.shared.kib) == (mapped, wp, shared)
+
+
+def test_save_and_load_round_trip_with_odd_names(python_fixture: int, tmp_path: Path) -> None:
+    snap = snapshot(python_fixture)
+    path = snap.save(tmp_path / "s.json")
+    again = Snapshot.load(path)
+    assert again.smaps_text() == snap.smaps_text()
+    for fmt in ("default", "x", "d", "X", "XX"):
+        assert render(again, fmt) == render(snap, fmt)
+    assert any(m.raw_path.endswith(b"t\tab\xc3\xbc.bin") for m in again)
+    assert again.totals == snap.totals
+
+
+def test_bad_snapshot_files_are_clear_errors_and_left_alone(tmp_path: Path) -> None:
+    cases = {
+        "missing.json": (None, "does not exist"),
+        "empty.json": (b"", "not valid JSON"),
+        "corrupt.json": (b'{"format": "pytest-pmap-snapshot", "version": 1, "pid": 1}', "corrupt"),
+        "foreign.json": (b'{"hello": 1}', "not a pytest-pmap snapshot"),
+        "newer.json": (b'{"format": "pytest-pmap-snapshot", "version": 99}', "version 99"),
+    }
+    for name, (content, message) in cases.items():
+        path = tmp_path / name
+        if content is not None:
+            path.write_bytes(content)
+        with pytest.raises(SnapshotFileError, match=message) as err:
+            Snapshot.load(path)
+        assert name in str(err.value)
+        if content is not None:
+            assert path.read_bytes() == content
+
+
+def test_save_is_atomic_and_keeps_the_old_file_on_failure(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    path.write_text("old")
+    snapshot(detail=False).save(path)
+    assert Snapshot.load(path).pid == os.getpid()
+    assert [p.name for p in tmp_path.iterdir()] == ["s.json"]
+    with pytest.raises(PmapError, match="cannot write"):
+        snapshot(detail=False).save(tmp_path / "no such dir" / "s.json")

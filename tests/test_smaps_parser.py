@@ -1,0 +1,129 @@
+"""The parser: the fast path agrees with the line-by-line path, odd input parses or fails cleanly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pytest_pmap import Mapping, SmapsParseError, _smaps
+
+SMAPS = b"""\
+55be969d6000-55be969d8000 r--p 00000000 fe:00 260131                     /usr/bin/cat
+Size:                  8 kB
+KernelPageSize:        4 kB
+Rss:                   8 kB
+Pss:                   4 kB
+Private_Clean:         4 kB
+Private_Dirty:         0 kB
+Swap:                  0 kB
+THPeligible:           0
+ProtectionKey:         0
+VmFlags: rd mr mw me
+7f30874a0000-7f30874ac000 rw-p 00000000 00:00 0 
+Size:                 48 kB
+KernelPageSize:        4 kB
+Rss:                  12 kB
+Pss:                  12 kB
+Private_Clean:         0 kB
+Private_Dirty:        12 kB
+Swap:                  0 kB
+THPeligible:           1
+ProtectionKey:         0
+VmFlags: rd wr mr mw me ac
+"""
+
+
+def test_reads_every_field_and_keeps_what_it_does_not_know() -> None:
+    text = SMAPS.replace(b"Swap:                  0 kB\nTHP", b"Swap:                  0 kB\nNewThing:      7 kB\nOdd: some text\nTHP", 1)
+    first, second = _smaps.locate_smaps([text], Mapping)
+    assert first.fields["NewThing"] == 7 * 1024
+    assert first.fields["Odd"] == "some text"
+    assert first.fields["THPeligible"] == 0 and second.fields["THPeligible"] == 1
+    assert first.vmflags == ("rd", "mr", "mw", "me")
+    assert (first.rss, second.rss, second.private_dirty, second.uss) == (8192, 12288, 12288, 12288)
+    assert first.path == "/usr/bin/cat" and second.path == "" and second.is_anon and not first.is_anon
+
+
+@pytest.mark.parametrize("size", [1, 7, 64, 100, 333, 1000])
+def test_any_chunking_gives_the_same_mappings(size: int) -> None:
+    chunks = [SMAPS[i : i + size] for i in range(0, len(SMAPS), size)]
+    got = _smaps.locate_smaps(chunks, Mapping)
+    assert [m.text for m in got] == [m.text for m in _smaps.locate_smaps([SMAPS], Mapping)]
+    assert b"".join(m.text for m in got) == SMAPS
+
+
+def test_fast_path_agrees_with_the_line_by_line_path_on_this_machine() -> None:
+    text = Path("/proc/self/smaps").read_bytes()
+    fast = _smaps.locate_smaps([text], Mapping)
+    slow = _smaps._locate_general(text, Mapping)
+    assert [m.text for m in fast] == [m.text for m in slow]
+    assert len(fast) == text.count(b"\nVmFlags:") or b"VmFlags" not in text
+
+
+def test_blocks_of_different_shapes_fall_back_to_the_general_path() -> None:
+    # WSL1-like: the second block has no Rss line; the fast path's line count check must notice.
+    text = SMAPS.replace(b"Rss:                  12 kB\n", b"")
+    first, second = _smaps.locate_smaps([text], Mapping)
+    assert first.rss == 8192 and second.rss is None and second.pss == 12288
+
+
+def test_no_trailing_newline() -> None:
+    first, second = _smaps.locate_smaps([SMAPS[:-1]], Mapping)
+    assert second.vmflags == ("rd", "wr", "mr", "mw", "me", "ac")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"hello\n" + SMAPS,
+        SMAPS.replace(b"55be969d6000-55be969d8000", b"55be969d6000~55be969d8000"),
+        SMAPS + b"garbage line\n",
+        SMAPS.replace(b"Size:                 48 kB\n", b"Size 48 kB\n"),
+    ],
+    ids=["junk before", "broken header", "junk after", "broken field"],
+)
+def test_malformed_text_is_a_parse_error_naming_the_line(bad: bytes) -> None:
+    with pytest.raises(SmapsParseError, match="line"):
+        for m in _smaps.locate_smaps([bad], Mapping):
+            m.start, m.fields  # noqa: B018 - the header and fields are parsed when asked for
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=600))
+def test_arbitrary_bytes_parse_or_raise_the_parse_error(data: bytes) -> None:
+    try:
+        for m in _smaps.locate_smaps([data], Mapping):
+            m.start, m.end, m.perms, m.fields, m.rss  # noqa: B018
+    except SmapsParseError:
+        pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([b"Rss", b"Pss", b"Swap", b"Private_Dirty"]), min_size=1, max_size=4, unique=True),
+       st.integers(1, 50), st.integers(1, 97))
+def test_generated_well_formed_smaps_round_trip(keys: list[bytes], count: int, chunk: int) -> None:
+    blocks = []
+    for i in range(count):
+        blocks.append(b"%x-%x rw-p 00000000 00:00 0 \n" % (0x1000 * (2 * i + 1), 0x1000 * (2 * i + 2)))
+        blocks.append(b"Size:                  4 kB\n")
+        blocks += [k + b":  %d kB\n" % (i,) for k in keys]
+    text = b"".join(blocks)
+    chunks = [text[j : j + chunk] for j in range(0, len(text), chunk)]
+    got = _smaps.locate_smaps(chunks, Mapping)
+    assert len(got) == count
+    assert [m.field(keys[0].decode()) for m in got] == [i * 1024 for i in range(count)]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [b"/tmp/with space.bin", b"/tmp/new\\012line", b"/tmp/t\tab", b"/tmp/\xff\xfe invalid", b"/tmp/x.so (deleted)",
+     b"/memfd:memfd x (deleted)", b"[anon:my arena]", b"/tmp/55be969d6000-55be969d8000 r--p 00000000 fe:00 1 /x"],
+)
+def test_names_are_bytes_faithful(name: bytes) -> None:
+    text = b"1000-2000 rw-p 00000000 00:00 7                       " + name + b"\nSize:   4 kB\nRss:  4 kB\n"
+    (m,) = _smaps.locate_smaps([text], Mapping)
+    assert m.raw_path == name
+    assert m.path.encode("utf-8", "surrogateescape") == name
