@@ -143,6 +143,11 @@ def locate_smaps(chunks: Iterable[bytes], make: Make[T]) -> list[T]:
         head = _blocks(text, key, make, out)
         if text.count(b"\n", 0, head) != lines_per_block * (len(out) - found):
             return _locate_general(_joined(consumed) + text, make)
+        # The kernel hands smaps out in whole records, so a batch usually ends with a whole block:
+        # one with exactly the lines of a block, ending in a newline, is complete; keep it now.
+        if text.endswith(b"\n") and text.count(b"\n", head) == lines_per_block:
+            out.append(make(text, head, text.find(b"\n", head) + 1, len(text)))
+            head = len(text)
         consumed.append((text, head))
         carry = text[head:]
     if carry:

@@ -65,8 +65,10 @@ def test_a_region_merged_into_an_old_one_counts_only_its_new_bytes() -> None:
         libc.munmap(base, size)
         size = 0
         gone = MapDiff.between(after, snapshot())
-        assert any(c.kind == "-" and c.gone >= 65 * MiB for c in gone.changes)
-        assert gone.growth.mapped <= -65 * MiB
+        # Part of the freed range may be reused at once (malloc, the snapshot's own buffers), so
+        # allow a little of it to be mapped again.
+        assert any(c.gone >= 64 * MiB for c in gone.changes)
+        assert gone.growth.mapped <= -64 * MiB
     finally:
         if size:
             libc.munmap(base, size)
