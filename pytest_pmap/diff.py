@@ -10,7 +10,7 @@ means address space that is mapped now and was not mapped before: a 1 MiB mmap m
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Optional
 
@@ -136,10 +136,11 @@ class MapDiff:
     def __init__(self, before: Snapshot, after: Snapshot, ignore: Optional[Ignore] = None) -> None:
         self.before = before
         self.after = after
-        keep = (lambda m: not ignore(m)) if ignore else (lambda m: True)
         self.changes: list[MappingChange] = []
         """Every group of mappings that differs, in address order."""
-        for old, new in _groups([m for m in before.mappings if keep(m)], [m for m in after.mappings if keep(m)]):
+        kept_before = [m for m in before.mappings if not (ignore and ignore(m))]
+        kept_after = [m for m in after.mappings if not (ignore and ignore(m))]
+        for old, new in _groups(kept_before, kept_after):
             if len(old) == 1 and len(new) == 1 and _same(old[0], new[0]):
                 continue
             old_ranges, new_ranges = _union(old), _union(new)
@@ -207,7 +208,7 @@ class MapDiff:
     def __len__(self) -> int:
         return len(self.changes)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[MappingChange]:
         return iter(self.changes)
 
     def render(self, fmt: str = "x", *, limit: Optional[int] = None, show_path: bool = False) -> str:

@@ -239,9 +239,9 @@ def _smaps_table(snap: Snapshot, everything: bool, quiet: bool, show_path: bool,
         if flags_shown:
             titles.append("VmFlags".rjust(flags_width))
         lines.append(" ".join(titles) + " Mapping")
-    for fixed, values, flags, name in rows:
+    for fixed, numbers, flags, name in rows:
         cells = [_text(v).rjust(w) for v, w in zip(fixed, fixed_widths)]
-        cells += [str(values[i]).rjust(w) for i, w in zip(show, value_widths)]
+        cells += [str(numbers[i]).rjust(w) for i, w in zip(show, value_widths)]
         if flags_shown:
             cells.append(str(flags or "").rjust(flags_width))
         lines.append(" ".join(cells) + " " + _text(name))

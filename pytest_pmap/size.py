@@ -100,19 +100,19 @@ class Size(int):
                 return f"{text} {name}"
         return f"{n} B"
 
-    def __add__(self, other: object) -> Size:  # type: ignore[override]
+    def __add__(self, other: object) -> Size:
         if type(other) is Size or type(other) is int:  # the hot path: summing sizes
-            return int.__new__(Size, int.__add__(self, other))  # type: ignore[arg-type]
+            return int.__new__(Size, int.__add__(self, other))
         value = _other(other)
         return NotImplemented if value is None else int.__new__(Size, int(self) + value)
 
     __radd__ = __add__
 
-    def __sub__(self, other: object) -> Size:  # type: ignore[override]
+    def __sub__(self, other: object) -> Size:
         value = _other(other)
         return NotImplemented if value is None else int.__new__(Size, int(self) - value)
 
-    def __rsub__(self, other: object) -> Size:  # type: ignore[override]
+    def __rsub__(self, other: object) -> Size:
         value = _other(other)
         return NotImplemented if value is None else int.__new__(Size, value - int(self))
 
@@ -124,26 +124,26 @@ class Size(int):
 
     def __eq__(self, other: object) -> bool:
         value = _other(other)
-        return NotImplemented if value is None else int(self) == value  # type: ignore[return-value]
+        return NotImplemented if value is None else int(self) == value
 
     def __ne__(self, other: object) -> bool:
         value = _other(other)
-        return NotImplemented if value is None else int(self) != value  # type: ignore[return-value]
+        return NotImplemented if value is None else int(self) != value
 
     def __lt__(self, other: object) -> bool:
         value = _other(other)
-        return NotImplemented if value is None else int(self) < value  # type: ignore[return-value]
+        return NotImplemented if value is None else int(self) < value
 
     def __le__(self, other: object) -> bool:
         value = _other(other)
-        return NotImplemented if value is None else int(self) <= value  # type: ignore[return-value]
+        return NotImplemented if value is None else int(self) <= value
 
     def __gt__(self, other: object) -> bool:
         value = _other(other)
-        return NotImplemented if value is None else int(self) > value  # type: ignore[return-value]
+        return NotImplemented if value is None else int(self) > value
 
     def __ge__(self, other: object) -> bool:
         value = _other(other)
-        return NotImplemented if value is None else int(self) >= value  # type: ignore[return-value]
+        return NotImplemented if value is None else int(self) >= value
 
     __hash__ = int.__hash__
