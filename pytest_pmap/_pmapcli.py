@@ -15,7 +15,7 @@ from typing import Optional, TextIO
 from . import _smaps
 from ._procfs import ProcFS, default_procfs
 from .errors import AccessDenied, NotSupported, ProcessGone
-from .model import Mapping, Snapshot, shm_minor
+from .model import Mapping, Snapshot, shm_minor, tgid_of
 from .render import render
 
 __all__ = ["main", "Options", "parse_args", "parse_range", "parse_pid", "UsageExit"]
@@ -276,8 +276,7 @@ class _Target:
 
 def _collect(fs: ProcFS, pid: int) -> Optional[_Target]:
     try:
-        status = fs.status(pid)
-        tgid = int(status.get("Tgid") or pid)
+        tgid = tgid_of(pid, fs)
         stat = fs.stat(tgid)
         cmdline = fs.cmdline(pid)
     except (ProcessGone, AccessDenied, NotSupported, ValueError):

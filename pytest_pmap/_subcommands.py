@@ -12,6 +12,7 @@ from .diff import MapDiff
 from .errors import PmapError
 from .model import Snapshot, snapshot
 from .render import render
+from .size import Size
 
 __all__ = ["run"]
 
@@ -141,11 +142,8 @@ def _watch(args: list[str]) -> int:
     return 0
 
 
-def _delta(value: Optional[int]) -> str:
-    if value is None:
-        return "?"
-    kib = value >> 10 if value >= 0 else -((-value) >> 10)
-    return f"{kib:+d}K"
+def _delta(value: Optional[Size]) -> str:
+    return "?" if value is None else value.signed()
 
 
 _COMMANDS = {"snapshot": _snapshot, "show": _show, "diff": _diff, "watch": _watch}

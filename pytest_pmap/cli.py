@@ -6,6 +6,7 @@ The subcommands work on snapshots: `snapshot`, `diff`, `watch`; `pytest-pmap hel
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Optional
 
@@ -31,6 +32,10 @@ Each subcommand takes --help.
 
 def main(argv: Optional[list[str]] = None) -> int:
     """Run the command line; returns the exit status."""
+    if argv is None:
+        # Like pmap and every other filter: end quietly when the reader of our output goes away
+        # (`pytest-pmap -X PID | head`), instead of a BrokenPipeError.
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in ("help", "--pytest-pmap-help"):
         sys.stdout.write(HELP)

@@ -103,11 +103,12 @@ class MappingChange:
         return f"<{self.kind} {self.start:016x} new {self.new}{rss} {self.path or '[anon]'}>"
 
 
-def _signed(value: Optional[int], unit: str = "K") -> str:
+def _signed(value: Optional[int], unit: bool = True) -> str:
+    """A signed change in KiB (`+1024K`), or `-` when it is not known; `unit=False` leaves off the K."""
     if value is None:
         return "-"
-    kib = value >> 10 if value >= 0 else -((-value) >> 10)
-    return f"{kib:+d}{unit}" if unit else f"{kib:+d}"
+    text = Size.signed(_size(value))
+    return text if unit else text[:-1]
 
 
 def _groups(before: Sequence[Mapping], after: Sequence[Mapping]) -> list[tuple[list[Mapping], list[Mapping]]]:
@@ -274,13 +275,13 @@ def _render(diff: MapDiff, fmt: str, limit: Optional[int], show_path: bool) -> s
             name += f"  ({c.new.kib}K new)"
         if fmt == "d":
             lines.append(
-                f"{c.kind} {c.start:016x} {_signed(c.size_delta, ''):>8} {mode(m.perms)} "
+                f"{c.kind} {c.start:016x} {_signed(c.size_delta, False):>8} {mode(m.perms)} "
                 f"{m.offset:016x} {m.major:03x}:{m.minor:05x} {name}"
             )
         else:
             lines.append(
-                f"{c.kind} {c.start:016x} {_signed(c.size_delta, ''):>8} {_signed(c.rss_delta, ''):>8} "
-                f"{_signed(c.dirty_delta, ''):>8} {mode(m.perms):>5} {name}"
+                f"{c.kind} {c.start:016x} {_signed(c.size_delta, False):>8} {_signed(c.rss_delta, False):>8} "
+                f"{_signed(c.dirty_delta, False):>8} {mode(m.perms):>5} {name}"
             )
     if not diff.changes:
         lines.append("  (no mapping appeared, vanished or changed)")
@@ -290,8 +291,8 @@ def _render(diff: MapDiff, fmt: str, limit: Optional[int], show_path: bool) -> s
     if fmt != "d":
         lines.append(f"  {'-' * 16} {'-' * 8} {'-' * 8} {'-' * 8}")
         lines.append(
-            f"  {'total kB':<16} {_signed(growth.mapped, ''):>8} {_signed(growth.rss, ''):>8} "
-            f"{_signed(_dirty_total(before, after), ''):>8}"
+            f"  {'total kB':<16} {_signed(growth.mapped, False):>8} {_signed(growth.rss, False):>8} "
+            f"{_signed(_dirty_total(before, after), False):>8}"
         )
     lines.append(summary_line(before, after))
     b, a = before.totals, after.totals

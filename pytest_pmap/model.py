@@ -7,7 +7,7 @@ import os
 import re
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar, Optional
@@ -324,8 +324,9 @@ class Totals:
         return Totals(**values)
 
 
-def _mode_totals(mappings: Iterable[Mapping]) -> tuple[int, int, int]:
-    """pmap -d's (mapped, writeable/private, shared), in bytes."""
+def mode_totals(mappings: Iterable[Mapping]) -> tuple[int, int, int]:
+    """pmap -d's (mapped, writeable/private, shared), in bytes: shared mappings count as shared,
+    private writeable ones as writeable/private, and every mapping towards mapped."""
     shared = writeable = readonly = 0
     for m in mappings:
         start, end, perms = m._parsed()[:3]
@@ -414,7 +415,7 @@ class Snapshot:
     @cached_property
     def totals(self) -> Totals:
         """All metrics at once; each is None when the kernel did not report it."""
-        mapped, writeable, shared = _mode_totals(self.mappings)
+        mapped, writeable, shared = mode_totals(self.mappings)
         sums = self._field_sums
         values: dict[str, Optional[Size]] = {
             "mapped": _size(mapped),

@@ -13,7 +13,7 @@ from typing import Optional
 
 from . import _smaps
 from .errors import PmapError
-from .model import Mapping, Snapshot
+from .model import Mapping, Snapshot, mode_totals
 
 __all__ = ["FORMATS", "render", "header_line", "display_name", "mode", "locale_is_utf8"]
 
@@ -152,25 +152,16 @@ def _default(snap: Snapshot, rng: tuple[int, int], quiet: bool, show_path: bool,
 def _device(snap: Snapshot, rng: tuple[int, int], quiet: bool, show_path: bool, lines: list[str]) -> None:
     if not quiet:
         lines.append(f"{'Address':<16} {'Kbytes':>7} {'Mode':<5} {'Offset':<16} {'Device':<9} Mapping")
-    shared = writeable = readonly = 0
-    for m, shown in _in_range(snap.mappings, rng):
-        if not shown:
-            continue
+    shown = [m for m, in_range in _in_range(snap.mappings, rng) if in_range]
+    for m in shown:
         start, end, perms, offset, major, minor = m._parsed()[:6]
-        size = end - start
-        if perms[3] == "s":
-            shared += size
-        elif perms[1] == "w":
-            writeable += size
-        else:
-            readonly += size
         lines.append(
-            f"{start:016x} {size >> 10:7d} {mode(perms)} {offset:016x} {major:03x}:{minor:05x} "
+            f"{start:016x} {(end - start) >> 10:7d} {mode(perms)} {offset:016x} {major:03x}:{minor:05x} "
             f"{display_name(m, snap, show_path)}"
         )
     if not quiet:
-        mapped = (shared + writeable + readonly) >> 10
-        lines.append(f"mapped: {mapped}K    writeable/private: {writeable >> 10}K    shared: {shared >> 10}K")
+        mapped, writeable, shared = mode_totals(shown)
+        lines.append(f"mapped: {mapped >> 10}K    writeable/private: {writeable >> 10}K    shared: {shared >> 10}K")
 
 
 def _extended(snap: Snapshot, rng: tuple[int, int], quiet: bool, show_path: bool, lines: list[str]) -> None:

@@ -91,6 +91,11 @@ class Size(int):
         """The size in KiB, rounded down as pmap does."""
         return int(self) >> 10
 
+    def signed(self) -> str:
+        """The size as a signed change in pmap's unit: `+1024K`, `-4K`, `+0K`."""
+        n = int(self)
+        return f"{'-' if n < 0 else '+'}{abs(n) >> 10}K"
+
     def human(self) -> str:
         """The size in the largest binary unit that keeps it at or above 1: `1.5 MiB`, `-512 KiB`."""
         n = int(self)

@@ -221,9 +221,12 @@ def oracle(
     env = dict(os.environ if env is None else env)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     theirs = ours = ""
+    everything = "".join(args).count("X") > 1
+
+    def mask(text: str) -> str:
+        return mask_loose(text, everything) if loose else mask_drift(text)
+
     for _ in range(4):
-        everything = "".join(args).count("X") > 1
-        mask = (lambda text: mask_loose(text, everything)) if loose else mask_drift
         theirs = mask(run(["pmap", *args], env, user))
         ours = mask(run([*ours_argv(python), *args], env, user))
         if theirs == ours:

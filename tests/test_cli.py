@@ -118,3 +118,11 @@ def test_cli_does_not_import_pytest() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.stdout.strip() == "False"
+
+
+def test_a_closed_pipe_ends_quietly_like_pmap(spaced_sleep: int) -> None:
+    script = f"{sys.executable} -m pytest_pmap -XX {' '.join([str(spaced_sleep)] * 20)} | head -1"
+    done = subprocess.run(["bash", "-c", script + "; echo rc=${PIPESTATUS[0]}"], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.stderr == ""
+    assert done.stdout.splitlines()[-1] in ("rc=141", "rc=0")  # killed by SIGPIPE, as pmap is
