@@ -7,6 +7,8 @@ Anchors (issue: the engine):
   pytest-pmap -x PID                           <= 1.0x  procps pmap -x PID (wall time)
   snapshot() of the calling process itself      raises its peak RSS by <= 1 MiB
 Every timing is the median of interleaved rounds, so a noisy neighbour hits all contenders alike.
+Run it with a virtualenv's Python, as users run the command: a system Python with many packages
+can spend 100 ms and more starting up, which would be charged to pytest-pmap.
 """
 
 from __future__ import annotations
@@ -45,8 +47,11 @@ def snapshot_with_rss(pid: int) -> int:
     return sum(m.rss for m in snap.mappings)
 
 
+ENV = {**os.environ, "PYTHONPATH": str(HERE.parent)}  # the command runs this checkout's code
+
+
 def run_quiet(argv: list[str]) -> None:
-    subprocess.run(argv, stdout=subprocess.DEVNULL, check=True)
+    subprocess.run(argv, stdout=subprocess.DEVNULL, check=True, env=ENV)
 
 
 def interleaved(contenders: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
@@ -92,8 +97,10 @@ def main() -> int:
         pid = target.pid
         count = sum(1 for _ in open(f"/proc/{pid}/maps"))
         size = raw_read(pid)
+        startup = interleaved({"python -c pass": lambda: run_quiet([sys.executable, "-c", "pass"])}, 5)
         print(f"target: PID {pid}, {count} mappings, smaps {size / 2**20:.1f} MiB; "
-              f"median of {ns.rounds} interleaved rounds\n")
+              f"median of {ns.rounds} interleaved rounds; {sys.executable} starts in "
+              f"{startup['python -c pass'] * 1000:.0f} ms\n")
 
         t = interleaved({
             "raw read() of smaps": lambda: raw_read(pid),

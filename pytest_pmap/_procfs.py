@@ -95,6 +95,11 @@ class ProcFS:
 
     def _translate(self, exc: OSError, pid: int, name: str) -> Exception:
         path = self.path(pid, name)
+        if exc.errno == errno.ENOENT and not os.path.isdir(self.root):
+            return NotSupported(
+                f"there is no procfs at {self.root}: pytest-pmap reads /proc/PID/smaps, which only Linux has "
+                "(set PYTEST_PMAP_PROCFS if procfs is mounted elsewhere)"
+            )
         if exc.errno in _GONE:
             return ProcessGone(f"PID {pid} exited or is not visible here ({path}: {os.strerror(exc.errno or 0)})")
         if exc.errno in _DENIED:

@@ -256,3 +256,13 @@ def number_at(text: bytes, key: bytes, start: int, end: int) -> Optional[int]:
         return int(line[:-3] if line.endswith(b" kB") else line)
     except ValueError:
         return None
+
+
+def text_at(text: bytes, key: bytes, start: int, end: int) -> Optional[bytes]:
+    """The rest of the `key` line (`b"\nVmFlags:"`) within text[start:end], stripped; None if absent."""
+    at = text.find(key, start, end)
+    if at < 0:
+        return None
+    at += len(key)
+    nl = text.find(b"\n", at, end)
+    return (text[at:nl] if nl >= 0 else text[at:end]).strip()

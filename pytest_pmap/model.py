@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
-from typing import Any, ClassVar, Optional
+from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 from . import _smaps
 from ._procfs import ProcFS, Stat, default_procfs
 from .errors import PmapError, ProcessGone, SmapsParseError, SnapshotFileError
 from .size import Size
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = ["Mapping", "Snapshot", "Totals", "METRICS", "snapshot"]
 
@@ -576,6 +577,9 @@ class Snapshot:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the snapshot as versioned JSON, atomically: a reader never sees half a file."""
+        import json
+        from pathlib import Path
+
         from ._files import write_atomic
 
         target = Path(path)
@@ -585,8 +589,11 @@ class Snapshot:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Snapshot:
         """Read a snapshot written by `save()`; a missing, corrupt or unknown-version file is a clear error."""
+        import json
+
         try:
-            data = json.loads(Path(path).read_bytes())
+            with open(path, "rb") as f:
+                data = json.loads(f.read())
         except FileNotFoundError:
             raise SnapshotFileError(f"snapshot file {os.fspath(path)!r} does not exist") from None
         except OSError as exc:

@@ -208,7 +208,7 @@ def _smaps_table(snap: Snapshot, everything: bool, quiet: bool, show_path: bool,
         if not show_path:
             name = name[name.rfind(b"/") + 1 :]
         start = fixed[0].split(b"-", 1)[0]
-        flags = m.fields.get("VmFlags")
+        flags = _smaps.text_at(m._text, b"\nVmFlags:", m._body - 1, m._end)
         rows.append(([start] + fixed[1:5], [int(v) for _, v in values], flags, name))
     assert field_names is not None
     show = [i for i, n in enumerate(field_names) if everything or n not in _X_HIDDEN]
@@ -218,7 +218,7 @@ def _smaps_table(snap: Snapshot, everything: bool, quiet: bool, show_path: bool,
     fixed_titles = ["Address", "Perm", "Offset", "Device", "Inode"]
     fixed_widths = [max(len(row[0][c]) for row in rows) for c in range(5)]
     value_widths = [max(len(str(row[1][i])) for row in rows) for i in show]
-    flags_width = max((len(str(f or "")) for _, _, f, _ in rows), default=0)
+    flags_width = max((len(f or b"") for _, _, f, _ in rows), default=0)
     if not quiet:
         fixed_widths = [max(w, len(t)) for w, t in zip(fixed_widths, fixed_titles)]
         value_widths = [max(len(field_names[i]), len(str(t))) for i, t in zip(show, totals)]
@@ -234,7 +234,7 @@ def _smaps_table(snap: Snapshot, everything: bool, quiet: bool, show_path: bool,
         cells = [_text(v).rjust(w) for v, w in zip(fixed, fixed_widths)]
         cells += [str(numbers[i]).rjust(w) for i, w in zip(show, value_widths)]
         if flags_shown:
-            cells.append(str(flags or "").rjust(flags_width))
+            cells.append(_text(flags or b"").rjust(flags_width))
         lines.append(" ".join(cells) + " " + _text(name))
     if not quiet and show:
         gap = " " * sum(w + 1 for w in fixed_widths)

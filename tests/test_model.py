@@ -191,3 +191,10 @@ def test_save_is_atomic_and_keeps_the_old_file_on_failure(tmp_path: Path) -> Non
     assert [p.name for p in tmp_path.iterdir()] == ["s.json"]
     with pytest.raises(PmapError, match="cannot write"):
         snapshot(detail=False).save(tmp_path / "no such dir" / "s.json")
+
+
+def test_no_procfs_is_not_supported_not_gone(tmp_path: Path) -> None:
+    from pytest_pmap import NotSupported
+
+    with pytest.raises(NotSupported, match="no procfs at .*only Linux"):
+        snapshot(1, procfs=ProcFS(tmp_path / "nowhere"))
