@@ -2,10 +2,11 @@
 
 The kernel writes smaps as one header line per mapping followed by the same sequence of
 `Key:   value` lines for every mapping. A process can have tens of thousands of mappings, so the
-parser never walks lines in Python: it finds the blocks with C-level `bytes.find`, checks the
-layout with one `bytes.count`, and leaves every header and field to be parsed when it is asked for
-(see `parse_header` and `parse_fields`). Text that does not fit the fast layout (other kernels,
-hand-written files) goes through `_locate_general`, which checks every line.
+parser never walks lines in Python: it finds the blocks with C-level calls (`re.finditer`, `map`,
+`bytes.rfind`), checks the layout with one `bytes.count` of newlines, and leaves every header and
+field to be parsed when it is asked for (`parse_header`, `parse_fields`, `number_at`). Text that
+does not fit the fast layout (other kernels, hand-written files) goes through `_locate_general`,
+which checks every line.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ __all__ = [
     "parse_rollup",
     "locate_maps",
     "locate_smaps",
+    "number_at",
+    "numeric_fields",
+    "text_at",
 ]
 
 T = TypeVar("T")
@@ -53,9 +57,12 @@ def parse_header(line: bytes) -> HeaderFields:
         start, end = span.split(b"-")
         major, minor = device.split(b":")
         inode, _, name = rest.partition(b" ")
-        if _HEX.fullmatch(b"%s %s %s %s %s" % (start, end, offset, major, minor)) and _PERMS.fullmatch(perms) and inode.isdigit():
-            return (int(start, 16), int(end, 16), perms.decode(), int(offset, 16), int(major, 16), int(minor, 16),
-                    int(inode), name.lstrip(b" "))
+        hex_fields = b"%s %s %s %s %s" % (start, end, offset, major, minor)
+        if _HEX.fullmatch(hex_fields) and _PERMS.fullmatch(perms) and inode.isdigit():
+            return (
+                int(start, 16), int(end, 16), perms.decode(), int(offset, 16),
+                int(major, 16), int(minor, 16), int(inode), name.lstrip(b" "),
+            )
     except ValueError:
         pass
     raise SmapsParseError(f"not a mapping line: {line[:200]!r}")

@@ -23,10 +23,6 @@ __all__ = ["MapDiff", "MappingChange"]
 Ignore = Callable[[Mapping], bool]
 
 
-def _size(n: int) -> Size:
-    return int.__new__(Size, n)
-
-
 def _sum(values: Iterable[Optional[Size]]) -> Optional[int]:
     total = 0
     for v in values:
@@ -36,7 +32,7 @@ def _sum(values: Iterable[Optional[Size]]) -> Optional[int]:
     return total
 
 
-def _union(mappings: Sequence[Mapping]) -> list[tuple[int, int]]:
+def _ranges(mappings: Sequence[Mapping]) -> list[tuple[int, int]]:
     return [(m.start, m.end) for m in mappings]
 
 
@@ -107,7 +103,7 @@ def _signed(value: Optional[int], unit: bool = True) -> str:
     """A signed change in KiB (`+1024K`), or `-` when it is not known; `unit=False` leaves off the K."""
     if value is None:
         return "-"
-    text = Size.signed(_size(value))
+    text = Size.of(value).signed()
     return text if unit else text[:-1]
 
 
@@ -144,7 +140,7 @@ class MapDiff:
         for old, new in _groups(kept_before, kept_after):
             if len(old) == 1 and len(new) == 1 and _same(old[0], new[0]):
                 continue
-            old_ranges, new_ranges = _union(old), _union(new)
+            old_ranges, new_ranges = _ranges(old), _ranges(new)
             old_size = sum(e - s for s, e in old_ranges)
             new_size = sum(e - s for s, e in new_ranges)
             overlap = _covered(new_ranges, old_ranges)
@@ -156,11 +152,11 @@ class MapDiff:
                 before=tuple(old),
                 after=tuple(new),
                 start=min(m.start for m in (new or old)),
-                new=_size(new_size - overlap),
-                gone=_size(old_size - overlap),
-                size_delta=_size(new_size - old_size),
-                rss_delta=_size(rss) if known else None,
-                dirty_delta=_size(dirty) if known else None,
+                new=Size.of(new_size - overlap),
+                gone=Size.of(old_size - overlap),
+                size_delta=Size.of(new_size - old_size),
+                rss_delta=Size.of(rss) if known else None,
+                dirty_delta=Size.of(dirty) if known else None,
             ))
 
     @classmethod

@@ -35,10 +35,6 @@ _SUMMED = sorted({name for names in _METRIC_FIELDS.values() for name in names})
 _SUM_RE = re.compile(rb"\n(" + b"|".join(n.encode() for n in _SUMMED) + rb"): *([0-9]+) kB")
 
 
-def _size(n: int) -> Size:
-    return int.__new__(Size, n)
-
-
 class Mapping:
     """One mapping (VMA) of a process's address space, as `/proc/PID/smaps` shows it.
 
@@ -100,7 +96,7 @@ class Mapping:
     def size(self) -> Size:
         """Address space the mapping covers (pmap's Kbytes)."""
         h = self._parsed()
-        return _size(h[1] - h[0])
+        return Size.of(h[1] - h[0])
 
     @property
     def perms(self) -> str:
@@ -321,7 +317,7 @@ class Totals:
         values = {}
         for name in METRICS:
             a, b = getattr(self, name), getattr(other, name)
-            values[name] = None if a is None or b is None else _size(a - b)
+            values[name] = None if a is None or b is None else Size.of(a - b)
         return Totals(**values)
 
 
@@ -419,12 +415,12 @@ class Snapshot:
         mapped, writeable, shared = mode_totals(self.mappings)
         sums = self._field_sums
         values: dict[str, Optional[Size]] = {
-            "mapped": _size(mapped),
-            "writeable_private": _size(writeable),
-            "shared": _size(shared),
+            "mapped": Size.of(mapped),
+            "writeable_private": Size.of(writeable),
+            "shared": Size.of(shared),
         }
         for metric, names in _METRIC_FIELDS.items():
-            values[metric] = _size(sum(sums[n] for n in names)) if all(n in sums for n in names) else None
+            values[metric] = Size.of(sum(sums[n] for n in names)) if all(n in sums for n in names) else None
         return Totals(**values)
 
     @property
@@ -609,7 +605,7 @@ class Snapshot:
 def _status_size(value: Optional[str]) -> Optional[Size]:
     if not value or not value.endswith(" kB"):
         return None
-    return _size(int(value[:-3]) << 10)
+    return Size.of(int(value[:-3]) << 10)
 
 
 # -- reading a live process ---------------------------------------------------------------------------

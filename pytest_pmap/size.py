@@ -77,6 +77,11 @@ class Size(int):
     def __new__(cls, value: SizeLike = 0) -> Size:
         return super().__new__(cls, parse_size(value))
 
+    @classmethod
+    def of(cls, n: int) -> Size:
+        """A `Size` of `n` bytes, without parsing: the fast way for code that already has an int."""
+        return int.__new__(cls, n)
+
     def __str__(self) -> str:
         n = int(self)
         return f"{n >> 10}K" if n % KiB == 0 else f"{n}B"
