@@ -185,7 +185,7 @@ def _getopt(args: list[str], seen: list[tuple[str, Optional[str]]]) -> list[str]
                 raise _usage_error(f"unrecognized option '{arg}'")
             if len(matches) > 1:
                 listed = "".join(f" '--{m}'" for m in matches)
-                raise _usage_error(f"option '--{name}' is ambiguous; possibilities:{listed}")
+                raise _usage_error(f"option '{arg}' is ambiguous; possibilities:{listed}")
             letter, takes = _LONG[matches[0]]
             if takes and not eq:
                 if i >= len(args):

@@ -208,3 +208,25 @@ def test_races_against_exiting_processes() -> None:
             assert lines[0].startswith(f"{victim.pid}:   ")
         shapes.add((done.returncode, min(len(lines), 3)))
     assert shapes
+
+
+def test_random_command_lines(spaced_sleep: int, workdir: Path) -> None:
+    """Seeded random mixes of options, abbreviations, junk and PID forms: same text and status as pmap.
+
+    The -X listings are left out here (their totals drift; the tests above cover them), and so are
+    -n and -N, with which the real pmap writes rc files.
+    """
+    import random
+
+    p = str(spaced_sleep)
+    pool = ["-x", "-d", "-q", "-p", "-r", "-A", "0,1", "-A0", "--range=0", "--quiet", "--show-path", "--ext", "--dev",
+            "-h", "-V", "--he", "--ver", "-z", "--", p, p, f"/proc/{p}", "/proc/self", "0x1", "12x", "-xq", "-qA",
+            "ffff", "--range", "--r", "-", "abc", "--=", "---x", "-nq", "--r=5", "--e=5"]
+    rng = random.Random(2026)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for _ in range(60):
+        args = rng.sample(pool, rng.randint(0, 4))
+        theirs = subprocess.run(["pmap", *args], capture_output=True, env=env, timeout=30, cwd=workdir)
+        ours = subprocess.run([sys.executable, "-m", "pytest_pmap", *args], capture_output=True, env=env, timeout=30,
+                              cwd=workdir)
+        assert (ours.returncode, ours.stderr, ours.stdout) == (theirs.returncode, theirs.stderr, theirs.stdout), args
