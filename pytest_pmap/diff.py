@@ -24,12 +24,17 @@ Ignore = Callable[[Mapping], bool]
 
 
 def _sum(values: Iterable[Optional[Size]]) -> Optional[int]:
+    """The sum, or None when any value is unknown (a maps-only snapshot, a kernel without Rss)."""
     total = 0
     for v in values:
         if v is None:
             return None
         total += v
     return total
+
+
+def _delta(before: Optional[int], after: Optional[int]) -> Optional[Size]:
+    return None if before is None or after is None else Size.of(after - before)
 
 
 def _ranges(mappings: Sequence[Mapping]) -> list[tuple[int, int]]:
@@ -144,9 +149,6 @@ class MapDiff:
             old_size = sum(e - s for s, e in old_ranges)
             new_size = sum(e - s for s, e in new_ranges)
             overlap = _covered(new_ranges, old_ranges)
-            rss = (_sum(m.rss for m in new) or 0) - (_sum(m.rss for m in old) or 0)
-            dirty = (_sum(m.dirty for m in new) or 0) - (_sum(m.dirty for m in old) or 0)
-            known = before.detail and after.detail
             self.changes.append(MappingChange(
                 kind="+" if not old else "-" if not new else "~",
                 before=tuple(old),
@@ -155,8 +157,8 @@ class MapDiff:
                 new=Size.of(new_size - overlap),
                 gone=Size.of(old_size - overlap),
                 size_delta=Size.of(new_size - old_size),
-                rss_delta=Size.of(rss) if known else None,
-                dirty_delta=Size.of(dirty) if known else None,
+                rss_delta=_delta(_sum(m.rss for m in old), _sum(m.rss for m in new)),
+                dirty_delta=_delta(_sum(m.dirty for m in old), _sum(m.dirty for m in new)),
             ))
 
     @classmethod
@@ -296,9 +298,5 @@ def _render(diff: MapDiff, fmt: str, limit: Optional[int], show_path: bool) -> s
     return "\n".join(lines) + "\n"
 
 
-def _dirty_total(before: Snapshot, after: Snapshot) -> Optional[int]:
-    if not (before.detail and after.detail):
-        return None
-    b = _sum(m.dirty for m in before.mappings)
-    a = _sum(m.dirty for m in after.mappings)
-    return None if a is None or b is None else a - b
+def _dirty_total(before: Snapshot, after: Snapshot) -> Optional[Size]:
+    return _delta(_sum(m.dirty for m in before.mappings), _sum(m.dirty for m in after.mappings))

@@ -7,7 +7,8 @@ import mmap
 
 import pytest
 
-from pytest_pmap import MiB, snapshot
+from pytest_pmap import Mapping, MiB, Snapshot, snapshot
+from pytest_pmap._smaps import locate_smaps
 from pytest_pmap.diff import MapDiff
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -130,3 +131,18 @@ def test_bad_threshold(bad: object) -> None:
     s = snapshot(detail=False)
     with pytest.raises(Exception, match="not a size"):
         MapDiff.between(s, s).new_mappings(larger_than=bad)  # type: ignore[arg-type]
+
+
+def _canned(text: bytes) -> Snapshot:
+    return Snapshot(pid=1, mappings=locate_smaps([text], Mapping))
+
+
+def test_unknown_rss_stays_unknown_in_a_diff() -> None:
+    # WSL1-style smaps: no Rss lines. The diff must not turn "unknown" into zero.
+    block = b"%x-%x rw-p 00000000 00:00 0 \nSize:  %d kB\nPrivate_Dirty:  4 kB\nShared_Dirty:  0 kB\nSwap:  0 kB\n"
+    before = _canned(block % (0x1000, 0x2000, 4))
+    after = _canned(block % (0x1000, 0x2000, 4) + block % (0x10000, 0x12000, 8))
+    (change,) = MapDiff.between(before, after).changes
+    assert change.kind == "+" and change.new == 8192
+    assert change.rss_delta is None
+    assert change.dirty_delta == 4096
