@@ -4,7 +4,7 @@ The kernel writes smaps as one header line per mapping followed by the same sequ
 `Key:   value` lines for every mapping. A process can have tens of thousands of mappings, so the
 parser never walks lines in Python: it finds the blocks with C-level calls (`re.finditer`, `map`,
 `bytes.rfind`), checks the layout with one `bytes.count` of newlines, and leaves every header and
-field to be parsed when it is asked for (`parse_header`, `parse_fields`, `number_at`). Text that
+field to be parsed when it is asked for (`parse_header`, `parse_fields`, `Mapping.field`). Text that
 does not fit the fast layout (other kernels, hand-written files) goes through `_locate_general`,
 which checks every line.
 """
@@ -26,7 +26,6 @@ __all__ = [
     "parse_rollup",
     "locate_maps",
     "locate_smaps",
-    "number_at",
     "numeric_fields",
     "text_at",
 ]
@@ -47,7 +46,6 @@ _HEADER = re.compile(
 )
 _HEADER_LINE = re.compile(rb"^[0-9a-f]+-[0-9a-f]+ [^\n]*$", re.M)
 _FIELD_LINE = re.compile(rb"([A-Za-z_][A-Za-z0-9_]*):[ \t]*([^\n]*)")
-_KB = re.compile(rb"([0-9]+) kB")
 
 
 def parse_header(line: bytes) -> HeaderFields:
@@ -74,10 +72,9 @@ _PERMS = re.compile(rb"[-r][-w][-x][-sp]")
 
 def parse_value(raw: bytes) -> FieldValue:
     """One field's value: `8 kB` gives 8192 (bytes), `0` gives 0, anything else stays text."""
-    kb = _KB.fullmatch(raw)
-    if kb:
-        return int(kb.group(1)) << 10
-    raw = raw.rstrip()
+    raw = raw.strip()
+    if raw.endswith(b" kB") and raw[:-3].isdigit():
+        return int(raw[:-3]) << 10
     if raw.isdigit():
         return int(raw)
     return raw.decode("utf-8", "surrogateescape")
@@ -248,28 +245,11 @@ def numeric_fields(body: bytes) -> list[tuple[bytes, bytes]]:
     return _NUMERIC_LINE.findall(body)
 
 
-def number_at(text: bytes, key: bytes, start: int, end: int) -> Optional[int]:
-    """The number on the `key` line (`b"\\nRss:"`) within text[start:end], as printed (kB stay kB).
-
-    The fast way to read a few fields of many mappings: no line is split, no dict is built.
-    """
-    at = text.find(key, start, end)
-    if at < 0:
-        return None
-    at += len(key)
-    nl = text.find(b"\n", at, end)
-    line = text[at:nl] if nl >= 0 else text[at:end]
-    try:
-        return int(line[:-3] if line.endswith(b" kB") else line)
-    except ValueError:
-        return None
-
-
 def text_at(text: bytes, key: bytes, start: int, end: int) -> Optional[bytes]:
-    """The rest of the `key` line (`b"\nVmFlags:"`) within text[start:end], stripped; None if absent."""
+    """The rest of the `key` line (`b"\\nVmFlags:"`) within text[start:end], stripped; None if absent."""
     at = text.find(key, start, end)
     if at < 0:
         return None
     at += len(key)
     nl = text.find(b"\n", at, end)
-    return (text[at:nl] if nl >= 0 else text[at:end]).strip()
+    return text[at : nl if nl >= 0 else end].strip()

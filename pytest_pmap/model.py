@@ -188,17 +188,23 @@ class Mapping:
         return self._number(b"\n" + name.encode("ascii") + b":")
 
     def _number(self, key: bytes) -> Optional[Size]:
-        text = self._text
-        at = text.find(key, self._body - 1, self._end)
+        """The field on the `key` line (`b"\\nRss:"`): kB fields in bytes, bare numbers as they are.
+
+        One call with no helpers on purpose: every field lookup of every mapping goes through it,
+        and on CPython each extra call here costs as much as the lookup itself.
+        """
+        text, end = self._text, self._end
+        at = text.find(key, self._body - 1, end)
         if at < 0:
             return None
         at += len(key)
-        unit = text.find(b" kB\n", at, self._end)
-        try:  # the common case: a `Key:   123 kB` line
-            return int.__new__(Size, int(text[at:unit]) << 10)
+        try:  # the common case: `Key:      123 kB` and a newline
+            return int.__new__(Size, int(text[at : text.find(b" kB\n", at, end)]) << 10)
         except ValueError:
-            nl = text.find(b"\n", at, self._end)
-            line = (text[at:nl] if nl >= 0 else text[at : self._end]).strip()
+            nl = text.find(b"\n", at, end)
+            line = text[at : nl if nl >= 0 else end].strip()
+            if line.endswith(b" kB") and line[:-3].isdigit():
+                return int.__new__(Size, int(line[:-3]) << 10)
             return int.__new__(Size, int(line)) if line.isdigit() else None
 
     @property

@@ -15,7 +15,7 @@ from . import _smaps
 from .errors import PmapError
 from .model import Mapping, Snapshot, mode_totals
 
-__all__ = ["FORMATS", "render", "header_line", "display_name", "mode", "locale_is_utf8"]
+__all__ = ["FORMATS", "render", "header_line", "display_name", "mode", "locale_is_utf8", "pmap_bytes"]
 
 FORMATS = ("default", "x", "d", "X", "XX")
 FULL_RANGE = (0, (1 << 64) - 1)
@@ -39,6 +39,11 @@ def locale_is_utf8() -> bool:
 
 def _text(data: bytes) -> str:
     return data.decode("utf-8", "surrogateescape")
+
+
+def pmap_bytes(text: str) -> bytes:
+    """The bytes pmap writes for text from this module (surrogate escapes become the raw bytes again)."""
+    return text.encode("utf-8", "surrogateescape")
 
 
 def escape(data: bytes, utf8: bool) -> str:
@@ -168,14 +173,12 @@ def _extended(snap: Snapshot, rng: tuple[int, int], quiet: bool, show_path: bool
     if not quiet:
         lines.append(f"{'Address':<16} {'Kbytes':>7} {'RSS':>7} {'Dirty':>7} {'Mode':<5} Mapping")
     total = total_rss = total_dirty = 0
-    number = _smaps.number_at
     for m, shown in _in_range(snap.mappings, rng):
-        text, lo, hi = m._text, m._body - 1, m._end
-        rss = number(text, b"\nRss:", lo, hi) or 0
-        dirty = (number(text, b"\nShared_Dirty:", lo, hi) or 0) + (number(text, b"\nPrivate_Dirty:", lo, hi) or 0)
+        rss = (m._number(b"\nRss:") or 0) >> 10
+        dirty = ((m._number(b"\nShared_Dirty:") or 0) + (m._number(b"\nPrivate_Dirty:") or 0)) >> 10
         total_rss += rss
         total_dirty += dirty
-        if not shown or text.find(b"\nSwap:", lo, hi) < 0:  # pmap prints a row when it meets `Swap:`
+        if not shown or m._text.find(b"\nSwap:", m._body - 1, m._end) < 0:  # pmap prints a row at `Swap:`
             continue
         start, end, perms = m._parsed()[:3]
         total += end - start

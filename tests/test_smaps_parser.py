@@ -127,3 +127,8 @@ def test_names_are_bytes_faithful(name: bytes) -> None:
     (m,) = _smaps.locate_smaps([text], Mapping)
     assert m.raw_path == name
     assert m.path.encode("utf-8", "surrogateescape") == name
+
+
+def test_a_field_on_the_last_line_without_a_newline() -> None:
+    (m,) = _smaps.locate_smaps([b"1000-2000 rw-p 00000000 00:00 0 \nSize:  4 kB\nTHPeligible:  1\nRss:  8 kB"], Mapping)
+    assert m.rss == 8192 and m.field("THPeligible") == 1 and m.field("Size") == 4096
