@@ -15,7 +15,6 @@ from .model import METRICS, Mapping, Snapshot, Totals, snapshot
 from .size import GiB, KiB, MiB, Size, TiB, parse_size
 
 
-
 def __getattr__(name: str) -> str:
     # importlib.metadata costs ~25 ms to import: only pay for it when the version is asked for.
     if name == "__version__":

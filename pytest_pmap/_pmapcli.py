@@ -10,13 +10,13 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
-from typing import Optional, TextIO
+from typing import Optional
 
 from . import _smaps
 from ._procfs import ProcFS, default_procfs
 from .errors import AccessDenied, NotSupported, ProcessGone
 from .model import Mapping, Snapshot, shm_minor, tgid_of
-from .render import render
+from .render import pmap_bytes, render
 
 __all__ = ["main", "Options", "parse_args", "parse_range", "parse_pid", "UsageExit"]
 
@@ -311,45 +311,28 @@ def _listing(fs: ProcFS, target: _Target, opts: Options) -> tuple[str, int]:
     return text, status
 
 
-def main(args: list[str], stdout: Optional[TextIO] = None, stderr: Optional[TextIO] = None) -> int:
+def main(args: list[str]) -> int:
     """Run pmap's command line; returns the exit status."""
-    out = (stdout or sys.stdout).buffer if stdout is None or hasattr(stdout, "buffer") else None
-    err = stderr or sys.stderr
+    out = sys.stdout.buffer
     try:
         opts = parse_args(args)
     except UsageExit as exc:
-        _write_text(stdout or sys.stdout, exc.stdout)
-        err.write(exc.stderr)
+        out.write(pmap_bytes(exc.stdout))
+        out.flush()
+        sys.stderr.write(exc.stderr)
         return exc.status
-    err.write(opts.warnings)
-    err.flush()
+    sys.stderr.write(opts.warnings)
+    sys.stderr.flush()
     fs = default_procfs()
     targets = [t for t in (_collect(fs, pid) if fs.exists(pid) else None for pid in opts.pids) if t is not None]
     status = 0 if len(targets) == len(opts.pids) else 42
-    for target in targets:
-        text, rc = _listing(fs, target, opts)
-        status |= rc
-        try:
-            if out is not None:
-                out.write(text.encode("utf-8", "surrogateescape"))
-            else:
-                _write_text(stdout, text)
-        except OSError as exc:
-            err.write(f"{PROG}: write error: {os.strerror(exc.errno or 0)}\n")
-            return 1
     try:
-        (out or stdout or sys.stdout).flush()
+        for target in targets:
+            text, rc = _listing(fs, target, opts)
+            status |= rc
+            out.write(pmap_bytes(text))
+        out.flush()
     except OSError as exc:
-        err.write(f"{PROG}: write error: {os.strerror(exc.errno or 0)}\n")
+        sys.stderr.write(f"{PROG}: write error: {os.strerror(exc.errno or 0)}\n")
         return 1
     return status
-
-
-def _write_text(stream: Optional[TextIO], text: str) -> None:
-    if not text or stream is None:
-        return
-    if hasattr(stream, "buffer"):
-        stream.buffer.write(text.encode("utf-8", "surrogateescape"))
-        stream.buffer.flush()
-    else:
-        stream.write(text)

@@ -11,7 +11,7 @@ from typing import Optional
 from .diff import MapDiff
 from .errors import PmapError
 from .model import Snapshot, snapshot
-from .render import render
+from .render import pmap_bytes, render
 from .size import Size
 
 __all__ = ["run"]
@@ -80,7 +80,7 @@ def _show(args: list[str]) -> int:
     p.add_argument("-p", "--show-path", action="store_true", help="full paths")
     ns = p.parse_args(args)
     text = render(Snapshot.load(ns.file), ns.fmt, quiet=ns.quiet, show_path=ns.show_path)
-    sys.stdout.buffer.write(text.encode("utf-8", "surrogateescape"))
+    sys.stdout.buffer.write(pmap_bytes(text))
     return 0
 
 
@@ -102,7 +102,7 @@ def _diff(args: list[str]) -> int:
             f"(PID {before.pid} started at tick {before.start_time}, PID {after.pid} at tick {after.start_time})\n"
         )
     diff = MapDiff.between(before, after)
-    sys.stdout.buffer.write(diff.render(ns.fmt, limit=ns.top).encode("utf-8", "surrogateescape"))
+    sys.stdout.buffer.write(pmap_bytes(diff.render(ns.fmt, limit=ns.top)))
     return 0
 
 
