@@ -7,6 +7,7 @@ Anchors (issue: the engine):
   pytest-pmap -x PID                           <= 1.0x  procps pmap -x PID (wall time)
   snapshot() of the calling process itself      raises its peak RSS by <= 1 MiB
 Every timing is the median of interleaved rounds, so a noisy neighbour hits all contenders alike.
+CPU time counts the read-ahead helper too: it shows what pipelining the read costs in total.
 Run it with a virtualenv's Python, as users run the command: a system Python with many packages
 can spend 100 ms and more starting up, which would be charged to pytest-pmap.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -24,9 +26,11 @@ from pathlib import Path
 from typing import Callable
 
 HERE = Path(__file__).parent
+MANY_MAPPINGS = HERE.parent / "tests" / "helpers" / "many_mappings.py"
 sys.path.insert(0, str(HERE.parent))
 
 from pytest_pmap import snapshot  # noqa: E402
+from pytest_pmap._procfs import ProcFS  # noqa: E402
 
 
 def raw_read(pid: int) -> int:
@@ -42,9 +46,15 @@ def raw_read(pid: int) -> int:
         os.close(fd)
 
 
-def snapshot_with_rss(pid: int) -> int:
-    snap = snapshot(pid)
-    return sum(m.rss for m in snap.mappings)
+def snapshot_with_rss(pid: int, procfs: ProcFS | None = None) -> int:
+    snap = snapshot(pid, procfs=procfs)
+    return len([m.rss for m in snap.mappings])
+
+
+def cpu_time() -> float:
+    """CPU seconds used by this process and its reaped children (the read-ahead helper)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 ENV = {**os.environ, "PYTHONPATH": str(HERE.parent)}  # the command runs this checkout's code
@@ -54,15 +64,21 @@ def run_quiet(argv: list[str]) -> None:
     subprocess.run(argv, stdout=subprocess.DEVNULL, check=True, env=ENV)
 
 
-def interleaved(contenders: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
+def interleaved(contenders: dict[str, Callable[[], object]], rounds: int,
+                cpu: dict[str, float] | None = None) -> dict[str, float]:
+    """Median wall time of each contender; with `cpu`, also fills in its median CPU time."""
     times: dict[str, list[float]] = {name: [] for name in contenders}
+    cpus: dict[str, list[float]] = {name: [] for name in contenders}
     for fn in contenders.values():  # warm-up: page cache, imports
         fn()
     for _ in range(rounds):
         for name, fn in contenders.items():
-            t0 = time.perf_counter()
+            c0, t0 = cpu_time(), time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
+            cpus[name].append(cpu_time() - c0)
+    if cpu is not None:
+        cpu.update({name: statistics.median(cs) for name, cs in cpus.items()})
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
@@ -90,7 +106,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=15)
     ns = ap.parse_args()
 
-    target = subprocess.Popen([sys.executable, str(HERE / "many_mappings.py"), str(ns.mappings)],
+    target = subprocess.Popen([sys.executable, str(MANY_MAPPINGS), str(ns.mappings)],
                               stdout=subprocess.PIPE, text=True)
     try:
         assert target.stdout is not None and target.stdout.readline().strip() == "ready"
@@ -102,13 +118,16 @@ def main() -> int:
               f"median of {ns.rounds} interleaved rounds; {sys.executable} starts in "
               f"{startup['python -c pass'] * 1000:.0f} ms\n")
 
+        in_process = ProcFS(read_ahead=False)
+        cpu: dict[str, float] = {}
         t = interleaved({
             "raw read() of smaps": lambda: raw_read(pid),
             "snapshot(pid) + every Rss": lambda: snapshot_with_rss(pid),
-        }, ns.rounds)
+            "  same, read in-process only": lambda: snapshot_with_rss(pid, in_process),
+        }, ns.rounds, cpu)
         floor = t["raw read() of smaps"]
         for name, secs in t.items():
-            print(f"  {name:<34} {secs * 1000:8.1f} ms   {secs / floor:5.2f}x")
+            print(f"  {name:<34} {secs * 1000:8.1f} ms   {secs / floor:5.2f}x   cpu {cpu[name] * 1000:6.1f} ms")
         print(f"  -> snapshot / raw read = {t['snapshot(pid) + every Rss'] / floor:.2f}x  (target <= 1.5x)\n")
 
         pmap = shutil.which("pmap")

@@ -11,6 +11,7 @@ from .errors import (
     SmapsParseError,
     SnapshotFileError,
 )
+from ._procfs import ProcFS
 from .model import METRICS, Mapping, Snapshot, Totals, snapshot
 from .size import GiB, KiB, MiB, Size, TiB, parse_size
 
@@ -36,6 +37,7 @@ __all__ = [
     "MiB",
     "NotSupported",
     "PmapError",
+    "ProcFS",
     "ProcessGone",
     "Size",
     "SmapsParseError",

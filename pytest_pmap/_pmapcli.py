@@ -15,7 +15,7 @@ from typing import Optional
 from . import _smaps
 from ._procfs import ProcFS, default_procfs
 from .errors import AccessDenied, NotSupported, ProcessGone
-from .model import Mapping, Snapshot, shm_minor, tgid_of
+from .model import Mapping, Snapshot, mappings_of, shm_minor, tgid_of
 from .render import pmap_bytes, render
 
 __all__ = ["main", "Options", "parse_args", "parse_range", "parse_pid", "UsageExit"]
@@ -290,9 +290,9 @@ def _listing(fs: ProcFS, target: _Target, opts: Options) -> tuple[str, int]:
     mappings: list[Mapping] = []
     try:
         if detail:
-            mappings = _smaps.locate_smaps(fs.chunks(target.tgid, "smaps"), Mapping)
+            mappings = mappings_of(_smaps.locate_smaps(fs.chunks(target.tgid, "smaps")))
         else:
-            mappings = _smaps.locate_maps(fs.read(target.tgid, "maps"), Mapping)
+            mappings = mappings_of(_smaps.locate_maps(fs.read(target.tgid, "maps")))
     except (ProcessGone, AccessDenied, NotSupported):
         status = 1
     snap = Snapshot(

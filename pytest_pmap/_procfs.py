@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterator
+import signal
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 
 from .errors import AccessDenied, NotSupported, ProcessGone
@@ -23,6 +24,14 @@ READ_SIZE = 64 * 1024
 BATCH = 256 * 1024
 #: Smaller batches when reading our own map, so the read itself hardly moves our own peak RSS.
 SELF_BATCH = 64 * 1024
+#: A file still going after this many bytes is read on by a helper process (see `ProcFS.chunks`).
+READ_AHEAD_AFTER = BATCH
+#: The helper: it copies the smaps file we opened to a pipe, a batch at a time, while we parse
+#: what it has sent (`iflag=fullblock` joins the kernel's page-sized reads into whole batches).
+READ_AHEAD_HELPER = "/bin/dd"
+_HELPER_ARGS = ["dd", f"bs={BATCH}", "iflag=fullblock", "status=none"]
+_PIPE_SIZE = 1 << 20
+_F_SETPIPE_SZ = 1031
 
 _GONE = {errno.ENOENT, errno.ESRCH}
 _DENIED = {errno.EACCES, errno.EPERM}
@@ -76,10 +85,16 @@ def parse_stat(data: bytes, pid: int) -> Stat:
 
 
 class ProcFS:
-    """A procfs mount, `/proc` unless told otherwise (tests point it at a fake tree)."""
+    """A procfs mount, `/proc` unless told otherwise (tests point it at a fake tree).
 
-    def __init__(self, root: str | os.PathLike[str] = "/proc") -> None:
+    `read_ahead=False` keeps every read in this process (see `chunks`); `read_ahead` is then
+    False, as it is when the helper program is missing.
+    """
+
+    def __init__(self, root: str | os.PathLike[str] = "/proc", *, read_ahead: bool = True) -> None:
         self.root = os.fspath(root)
+        self.read_ahead_wanted = read_ahead
+        self.read_ahead = read_ahead and os.access(READ_AHEAD_HELPER, os.X_OK)
         self._self_pid = os.getpid() if self.root == "/proc" else None
 
     def __repr__(self) -> str:
@@ -117,36 +132,51 @@ class ProcFS:
     def chunks(self, pid: int, name: str) -> Iterator[bytes]:
         """The file's bytes in batches of about `BATCH` bytes.
 
-        The kernel hands smaps out about a page per `read()`; joining the pages into larger
-        batches keeps the parser's per-batch work small. A helper thread reading ahead does not
-        pay here: it needs the GIL back after every page, and the parser holds it.
+        The kernel writes smaps about a page per `read()`, and writing it is most of the cost of
+        reading it. A file still going after `READ_AHEAD_AFTER` bytes is handed to a helper
+        process (`dd`, reading the very file we opened, from where we stopped), so the kernel
+        writes the rest on another CPU while this process parses; a helper thread would not do,
+        as it needs the GIL back after every page. Our own map is always read in-process, in
+        small batches, so that reading it hardly moves our own peak RSS.
         """
         try:
             fd = os.open(self.path(pid, name), os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:
             raise self._translate(exc, pid, name) from exc
-        batch = SELF_BATCH if self.is_self(pid) else BATCH
-        read = os.read
-        parts: list[bytes] = []
-        size = 0
+
+        def read() -> bytes:
+            try:
+                return os.read(fd, READ_SIZE)
+            except OSError as exc:
+                raise self._translate(exc, pid, name) from exc
+
         try:
-            while True:
-                try:
-                    data = read(fd, READ_SIZE)
-                except OSError as exc:
-                    raise self._translate(exc, pid, name) from exc
-                if not data:
-                    break
-                parts.append(data)
-                size += len(data)
-                if size >= batch:
-                    yield b"".join(parts)
-                    parts.clear()
-                    size = 0
-            if parts:
-                yield b"".join(parts)
+            if self.is_self(pid) or not self.read_ahead:
+                yield from _batches(read, SELF_BATCH if self.is_self(pid) else BATCH)
+                return
+            if (yield from _batches(read, BATCH, stop_after=READ_AHEAD_AFTER)):
+                return  # the whole file came in the first batch
+            helper = _spawn_reader(fd)
+            yield from (_batches(read, BATCH) if helper is None else self._helper_chunks(helper, pid, name))
         finally:
             os.close(fd)
+
+    def _helper_chunks(self, helper: tuple[int, int], pid: int, name: str) -> Iterator[bytes]:
+        """Batches from a helper's pipe; its failure is ours. The helper never outlives the read."""
+        child, pipe = helper
+        try:
+            yield from _batches(lambda: os.read(pipe, _PIPE_SIZE), BATCH)
+            _, status = os.waitpid(child, 0)
+            child = 0
+            if status != 0:
+                if not self.exists(pid):
+                    raise ProcessGone(f"PID {pid} exited while {self.path(pid, name)} was read")
+                raise NotSupported(f"PID {pid}: reading {self.path(pid, name)} failed part way (wait status {status})")
+        finally:
+            os.close(pipe)
+            if child:
+                os.kill(child, signal.SIGKILL)
+                os.waitpid(child, 0)
 
     def stat(self, pid: int) -> Stat:
         """`/proc/PID/stat`, parsed."""
@@ -184,13 +214,66 @@ class ProcFS:
         return os.path.isdir(f"{self.root}/{pid}")
 
 
+def _batches(read: Callable[[], bytes], batch: int, stop_after: int = -1) -> Generator[bytes, None, bool]:
+    """Join what `read()` returns into batches of about `batch` bytes, to its end (returning
+    True), or until `stop_after` bytes have been passed on (returning False)."""
+    parts: list[bytes] = []
+    size = total = 0
+    while True:
+        data = read()
+        if not data:
+            if parts:
+                yield b"".join(parts)
+            return True
+        parts.append(data)
+        size += len(data)
+        if size >= batch:
+            yield b"".join(parts)
+            parts.clear()
+            total += size
+            size = 0
+            if 0 <= stop_after <= total:
+                return False
+
+
+def _spawn_reader(fd: int) -> tuple[int, int] | None:
+    """Start `cat` copying `fd` (from its current offset) into a pipe: (its PID, the pipe's read
+    end); None when it cannot be started, and the caller reads on by itself."""
+    import fcntl
+
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    try:
+        fcntl.fcntl(write_end, _F_SETPIPE_SZ, _PIPE_SIZE)
+    except OSError:
+        pass  # a smaller pipe only means more, shorter reads
+    try:
+        child = os.posix_spawn(
+            READ_AHEAD_HELPER,
+            _HELPER_ARGS,
+            {},
+            file_actions=[
+                (os.POSIX_SPAWN_DUP2, fd, 0),
+                (os.POSIX_SPAWN_DUP2, write_end, 1),
+                (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
+            ],
+        )
+    except OSError:
+        os.close(read_end)
+        return None
+    finally:
+        os.close(write_end)
+    return child, read_end
+
+
 _DEFAULT: ProcFS | None = None
 
 
 def default_procfs() -> ProcFS:
-    """The procfs to use when none is given: `$PYTEST_PMAP_PROCFS`, else `/proc`."""
+    """The procfs to use when none is given: `$PYTEST_PMAP_PROCFS`, else `/proc`; reading ahead
+    with a helper process unless `$PYTEST_PMAP_READ_AHEAD` is `0`."""
     global _DEFAULT
     root = os.environ.get("PYTEST_PMAP_PROCFS", "/proc")
-    if _DEFAULT is None or _DEFAULT.root != root:
-        _DEFAULT = ProcFS(root)
+    read_ahead = os.environ.get("PYTEST_PMAP_READ_AHEAD", "1") != "0"
+    if _DEFAULT is None or _DEFAULT.root != root or _DEFAULT.read_ahead_wanted != read_ahead:
+        _DEFAULT = ProcFS(root, read_ahead=read_ahead)
     return _DEFAULT

@@ -1,39 +1,43 @@
-"""The parser: maps / smaps bytes in, mapping records out. Pure: no file is opened here.
+"""The parser: maps / smaps bytes in, runs of mapping blocks out. Pure: no file is opened here.
 
-The kernel writes smaps as one header line per mapping followed by the same sequence of
-`Key:   value` lines for every mapping. A process can have tens of thousands of mappings, so the
-parser never walks lines in Python: it finds the blocks with C-level calls (`re.finditer`, `map`,
-`bytes.rfind`), checks the layout with one `bytes.count` of newlines, and leaves every header and
-field to be parsed when it is asked for (`parse_header`, `parse_fields`, `Mapping.field`). Text that
-does not fit the fast layout (other kernels, hand-written files) goes through `_locate_general`,
-which checks every line.
+The kernel writes smaps as one header line per mapping followed by the same `Key:   value` lines
+for every mapping, each `kB` line padded to a fixed width, VmFlags last. A process can have tens
+of thousands of mappings, so the parser never walks lines in Python:
+
+- `locate_smaps` walks from block to block with two newline searches each (the lines between
+  the header and VmFlags have the same width in every block) and checks them all at once with
+  C-level `map` calls. Blocks of other widths (a 9-digit size) are walked line count by line
+  count; text of another layout (other kernels, hand-written files) is checked line by line.
+- A `Run` is the blocks of one text buffer, by position. Its columns are parsed when first asked
+  for, for every block at once: `Run.headers()` (one regex over the joined header lines) and
+  `Run.numbers(key)` (a field read at the same offset in every block, each offset checked).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from itertools import repeat
-from typing import Optional, TypeVar, Union
+from operator import add
+from typing import Optional, Union
 
 from .errors import SmapsParseError
+from .size import Size
 
 __all__ = [
     "FieldValue",
     "HeaderFields",
-    "parse_header",
-    "parse_fields",
-    "parse_rollup",
+    "Run",
     "locate_maps",
     "locate_smaps",
+    "number_at",
     "numeric_fields",
+    "parse_fields",
+    "parse_header",
+    "parse_rollup",
     "text_at",
 ]
-
-T = TypeVar("T")
-#: Builds one record from (text, header start, body start, end): the header line is
-#: `text[head:body-1]` and the field lines are `text[body:end]`.
-Make = Callable[[bytes, int, int, int], T]
 
 #: A field's value: bytes for `kB` fields, a bare integer (THPeligible), or text (VmFlags).
 FieldValue = Union[int, str]
@@ -44,30 +48,26 @@ _HEADER = re.compile(
     rb"([0-9a-f]+)-([0-9a-f]+) ([-r][-w][-x][-sp]) ([0-9a-f]+) ([0-9a-f]+):([0-9a-f]+) ([0-9]+)(?: +(.*))?",
     re.S,
 )
+_HEADERS = re.compile(
+    rb"^([0-9a-f]+)-([0-9a-f]+) ([-r][-w][-x][-sp]) ([0-9a-f]+) ([0-9a-f]+):([0-9a-f]+) ([0-9]+)(?: +([^\n]*))?$",
+    re.M,
+)
 _HEADER_LINE = re.compile(rb"^[0-9a-f]+-[0-9a-f]+ [^\n]*$", re.M)
 _FIELD_LINE = re.compile(rb"([A-Za-z_][A-Za-z0-9_]*):[ \t]*([^\n]*)")
+_KB_END = b" kB\n"
+_LAST_KEY = b"VmFlags:"
 
 
 def parse_header(line: bytes) -> HeaderFields:
     """Split a maps/smaps header line into its fields; raise `SmapsParseError` naming the line."""
-    try:
-        span, perms, offset, device, rest = line.split(b" ", 4)
-        start, end = span.split(b"-")
-        major, minor = device.split(b":")
-        inode, _, name = rest.partition(b" ")
-        hex_fields = b"%s %s %s %s %s" % (start, end, offset, major, minor)
-        if _HEX.fullmatch(hex_fields) and _PERMS.fullmatch(perms) and inode.isdigit():
-            return (
-                int(start, 16), int(end, 16), perms.decode(), int(offset, 16),
-                int(major, 16), int(minor, 16), int(inode), name.lstrip(b" "),
-            )
-    except ValueError:
-        pass
-    raise SmapsParseError(f"not a mapping line: {line[:200]!r}")
-
-
-_HEX = re.compile(rb"[0-9a-f]+(?: [0-9a-f]+){4}")
-_PERMS = re.compile(rb"[-r][-w][-x][-sp]")
+    match = _HEADER.fullmatch(line)
+    if match is None:
+        raise SmapsParseError(f"not a mapping line: {line[:200]!r}")
+    start, end, perms, offset, major, minor, inode, name = match.groups(b"")
+    return (
+        int(start, 16), int(end, 16), perms.decode(), int(offset, 16),
+        int(major, 16), int(minor, 16), int(inode), name,
+    )
 
 
 def parse_value(raw: bytes) -> FieldValue:
@@ -92,8 +92,6 @@ def parse_fields(body: bytes) -> dict[str, FieldValue]:
             continue
         match = _FIELD_LINE.fullmatch(line)
         if match is None:
-            if _HEADER.fullmatch(line):  # the next mapping's header trails a block in fast mode
-                break
             raise SmapsParseError(f"not a 'Key: value' line: {line[:200]!r}")
         out[match.group(1).decode("ascii")] = parse_value(match.group(2))
     return out
@@ -107,123 +105,256 @@ def parse_rollup(text: bytes) -> dict[str, FieldValue]:
     return parse_fields(body)
 
 
-def locate_maps(text: bytes, make: Make[T]) -> list[T]:
-    """One record per line of `/proc/PID/maps` (records have no fields)."""
-    out: list[T] = []
-    append = out.append
-    find = text.find
-    head = 0
-    size = len(text)
-    while head < size:
-        nl = find(b"\n", head)
-        if nl < 0:
-            nl = size
-        if nl > head:
-            append(make(text, head, nl + 1, nl + 1))
-        head = nl + 1
-    return out
+def number_at(text: bytes, key: bytes, nl: int, end: int) -> Optional[Size]:
+    """The field on the `key` line (`b"\\nRss:"`) of the block whose header ends at `nl`.
 
-
-def locate_smaps(chunks: Iterable[bytes], make: Make[T]) -> list[T]:
-    """One record per mapping of an smaps file that arrives in chunks of any size.
-
-    Fast path: every block starts with the same key as the first one (`Size` on every kernel) and
-    has the same number of lines, which a `bytes.count` of newlines confirms. Otherwise the whole
-    text is parsed again line by line by `_locate_general`, which names any line it cannot read.
+    `kB` fields come back in bytes, bare numbers as they are; None when the block has no such
+    line or its value is not a number.
     """
-    out: list[T] = []
-    consumed: list[tuple[bytes, int]] = []  # the text behind `out`, in order, for the general path
-    key = b""
-    lines_per_block = 0
+    at = text.find(key, nl, end)
+    if at < 0:
+        return None
+    at += len(key)
+    nl = text.find(b"\n", at, end)
+    line = text[at : nl if nl >= 0 else end].strip()
+    if line.endswith(b" kB") and line[:-3].isdigit():
+        return Size.of(int(line[:-3]) << 10)
+    return Size.of(int(line)) if line.isdigit() else None
+
+
+@dataclass(frozen=True, eq=False)
+class Run:
+    """The mapping blocks of one text buffer, by position.
+
+    Block i's header line is `text[heads[i]:nls[i]]` and its field lines are
+    `text[nls[i] + 1:ends[i]]` (empty for a line of `maps`). Columns are parsed for every
+    block at once, the first time they are asked for, and kept.
+    """
+
+    text: bytes
+    heads: list[int]
+    nls: list[int]
+    """Where each header line's newline is (or would be, on a last line without one)."""
+    ends: list[int]
+    columns: dict[bytes, list[Optional[Size]]] = field(default_factory=dict, repr=False)
+    """The `numbers()` read so far, by key."""
+    _headers: list[HeaderFields] = field(default_factory=list, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.heads)
+
+    def header_line(self, i: int) -> bytes:
+        """Block i's header line, without its newline."""
+        return self.text[self.heads[i] : self.nls[i]]
+
+    def body(self, i: int) -> bytes:
+        """Block i's field lines, as the kernel wrote them."""
+        return self.text[self.nls[i] + 1 : self.ends[i]]
+
+    def headers(self) -> list[HeaderFields]:
+        """Every block's parsed header line; a line that is not one raises `SmapsParseError` naming it."""
+        if not self._headers and self.heads:
+            self._headers.extend(_parse_headers(list(map(self.text.__getitem__, map(slice, self.heads, self.nls)))))
+        return self._headers
+
+    def numbers(self, key: bytes) -> list[Optional[Size]]:
+        """Every block's value of the `key` field (`b"\\nRss:"`), as `number_at` reads it."""
+        column = self.columns.get(key)
+        if column is None:
+            column = self.columns[key] = _number_column(self, key)
+        return column
+
+
+def _parse_headers(lines: list[bytes]) -> list[HeaderFields]:
+    found = _HEADERS.findall(b"\n".join(lines))
+    if len(found) != len(lines):
+        return [parse_header(line) for line in lines]  # raises on the first line that is not a header
+    starts, ends, perms, offsets, majors, minors, inodes, names = zip(*found)
+    as_text = {p: p.decode() for p in set(perms)}
+    return list(zip(
+        map(int, starts, repeat(16)), map(int, ends, repeat(16)), map(as_text.__getitem__, perms),
+        map(int, offsets, repeat(16)), map(int, majors, repeat(16)), map(int, minors, repeat(16)),
+        map(int, inodes), names,
+    ))
+
+
+def _number_column(run: Run, key: bytes) -> list[Optional[Size]]:
+    """One field of every block.
+
+    The kernel pads `kB` lines to a fixed width, so when the first block has the `key` line,
+    every block's line is cut at the same offset, ` kB\\n` included; the few distinct cuts are
+    each checked and parsed once, and the column is a lookup of each block's cut. When any cut
+    is not the `key` line of a plain number, every block is read on its own (`number_at`).
+    """
+    text, nls, ends = run.text, run.nls, run.ends
+    if nls:
+        at = text.find(key, nls[0], ends[0])
+        stop = text.find(_KB_END, at, ends[0]) if at >= 0 else -1
+        if stop >= 0:
+            a, b = at - nls[0], stop + len(_KB_END) - nls[0]
+            cuts = [text[nl + a : nl + b] for nl in nls]
+            values = {cut: _kb_value(cut, key) for cut in set(cuts)}
+            if None not in values.values():
+                return list(map(values.__getitem__, cuts))
+    return list(map(number_at, repeat(text), repeat(key), nls, ends))
+
+
+def _kb_value(cut: bytes, key: bytes) -> Optional[Size]:
+    """The size on one `key` line cut out whole (`b"\\nRss:     4 kB\\n"`), or None if it is not one."""
+    digits = cut[len(key) : -len(_KB_END)].lstrip(b" \t")
+    if cut.startswith(key) and cut.endswith(_KB_END) and digits.isdigit():
+        return Size.of(int(digits) << 10)
+    return None
+
+
+def locate_maps(text: bytes) -> list[Run]:
+    """The lines of `/proc/PID/maps` as one run of blocks without fields."""
+    lines = text.split(b"\n")
+    if lines and not lines[-1]:
+        lines.pop()
+    heads: list[int] = []
+    nls: list[int] = []
+    pos = 0
+    for line in lines:
+        if line:
+            heads.append(pos)
+            nls.append(pos + len(line))
+        pos += len(line) + 1
+    return [Run(text, heads, nls, [min(nl + 1, len(text)) for nl in nls])] if heads else []
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What every block of a kernel-written smaps shares, taken from the first block."""
+
+    first_key: bytes
+    """The first field line's key, after the header's newline: `b"\\nSize:"`."""
+    fixed: int
+    """Bytes from the start of the field lines to the `VmFlags:` line."""
+    lines: int
+    """Field lines per block, VmFlags included."""
+
+    @classmethod
+    def of(cls, text: bytes) -> Optional[_Layout]:
+        """The layout of text's first block; None while it is incomplete or when it has none."""
+        nl = text.find(b"\n")
+        colon = text.find(b":", nl) if nl >= 0 else -1
+        last = text.find(b"\n" + _LAST_KEY, nl) if nl >= 0 else -1
+        block_end = text.find(b"\n", last + 1) if last >= 0 else -1
+        if block_end < 0 or not nl < colon < last or b"\n" in text[nl + 1 : colon]:
+            return None
+        return cls(text[nl : colon + 1], last - nl, text.count(b"\n", nl + 1, block_end + 1))
+
+
+def locate_smaps(chunks: Iterable[bytes]) -> Iterator[Run]:
+    """The mapping blocks of an smaps file that arrives in chunks of any size, as runs, each as
+    soon as its chunk is in (so callers can work while the rest is read).
+
+    Each chunk's whole blocks become a run; an incomplete last block is carried into the next.
+    Blocks that do not have the kernel's layout send the rest of the text, from the first such
+    chunk on, to `_locate_general`, which checks every line and names any it cannot read.
+    """
+    layout: Optional[_Layout] = None
     carry = b""
-    for chunk in chunks:
+    pieces = iter(chunks)
+    for chunk in pieces:
         text = carry + chunk if carry else chunk
-        if not key:
-            key, lines_per_block = _layout(text)
-            if not key:  # the first block is not complete yet
+        if layout is None:
+            layout = _Layout.of(text)
+            if layout is None and len(text) < 1 << 20:  # the first block is not complete yet
                 carry = text
                 continue
-        found = len(out)
-        head = _blocks(text, key, make, out)
-        if text.count(b"\n", 0, head) != lines_per_block * (len(out) - found):
-            return _locate_general(_joined(consumed) + text, make)
-        # The kernel hands smaps out in whole records, so a batch usually ends with a whole block:
-        # one with exactly the lines of a block, ending in a newline, is complete; keep it now.
-        if text.endswith(b"\n") and text.count(b"\n", head) == lines_per_block:
-            out.append(make(text, head, text.find(b"\n", head) + 1, len(text)))
-            head = len(text)
-        consumed.append((text, head))
-        carry = text[head:]
+        found = _fast_run(text, layout) if layout is not None else None
+        if found is None:
+            yield from _locate_general(text + b"".join(pieces))
+            return
+        run, rest = found
+        if run.heads:
+            yield run
+        carry = text[rest:]
     if carry:
-        if key and carry.count(b"\n") + (not carry.endswith(b"\n")) == lines_per_block:
-            out.append(make(carry, 0, carry.find(b"\n") + 1, len(carry)))
-        else:
-            return _locate_general(_joined(consumed) + carry, make)
-    return out
+        yield from _locate_general(carry)
 
 
-def _joined(consumed: list[tuple[bytes, int]]) -> bytes:
-    return b"".join(text[:head] for text, head in consumed)
+def _fast_run(text: bytes, layout: _Layout) -> Optional[tuple[Run, int]]:
+    """The whole blocks at the start of `text` and where the rest begins; None when some block
+    does not have `layout`.
 
-
-def _layout(text: bytes) -> tuple[bytes, int]:
-    """The key that opens each block (`b"\\nSize:"`) and the lines per block, from the first block.
-
-    Returns (b"", 0) while the first block is not all in `text`.
+    Each block is its header line, the fixed-width lines, and the VmFlags line: two newline
+    searches per block find it, and two C-level passes check every block's first key and
+    VmFlags line. A block that is not that shape (a 9-digit size widens its line) sends the
+    text to `_walk_slowly`.
     """
-    first_nl = text.find(b"\n")
-    colon = text.find(b":", first_nl)
-    if first_nl < 0 or colon < 0:
-        return b"", 0
-    key = text[first_nl:colon + 1]
-    second = text.find(key, colon)
-    if second < 0:
-        return b"", 0
-    next_head = text.rfind(b"\n", first_nl, second) + 1
-    if next_head <= first_nl + 1:
-        return b"", 0
-    return key, text.count(b"\n", 0, next_head)
+    find = text.find
+    skip = layout.fixed + 1
+    nls: list[int] = []
+    ends: list[int] = []
+    add_nl, add_end = nls.append, ends.append
+    end = 0
+    while True:
+        nl = find(b"\n", end)
+        last_nl = find(b"\n", nl + skip) if nl >= 0 else -1
+        if last_nl < 0:
+            break
+        add_nl(nl)
+        end = last_nl + 1
+        add_end(end)
+    lasts = list(map(add, nls, repeat(skip)))
+    if not all(map(text.startswith, repeat(_LAST_KEY), lasts)):
+        if lasts and not all(map(text.startswith, repeat(_LAST_KEY), lasts[:-1])):
+            return _walk_slowly(text, layout)
+        if nls:  # the last block goes on in the next chunk
+            del nls[-1], ends[-1]
+    if not nls:
+        return Run(text, [], [], []), 0
+    if not all(map(text.startswith, repeat(layout.first_key), nls)):
+        return _walk_slowly(text, layout)
+    return Run(text, [0, *ends[:-1]], nls, ends), ends[-1]
 
 
-def _blocks(text: bytes, key: bytes, make: Make[T], out: list[T]) -> int:
-    """Append a record for every complete block of `text`; return where the incomplete rest starts.
+def _walk_slowly(text: bytes, layout: _Layout) -> Optional[tuple[Run, int]]:
+    """`_fast_run` for blocks of any width: each must have the first block's first key and
+    number of lines, VmFlags last. None when one does not."""
+    heads: list[int] = []
+    nls: list[int] = []
+    ends: list[int] = []
+    head = 0
+    while True:
+        nl = text.find(b"\n", head)
+        last = text.find(b"\n" + _LAST_KEY, nl) if nl >= 0 else -1
+        end = text.find(b"\n", last + 1) + 1 if last >= 0 else 0
+        if end <= 0:
+            break
+        if not text.startswith(layout.first_key, nl) or text.count(b"\n", nl + 1, end) != layout.lines:
+            return None
+        heads.append(head)
+        nls.append(nl)
+        ends.append(end)
+        head = end
+    return Run(text, heads, nls, ends), head
 
-    A block ends where the next block's header line starts: the line before the next `key`.
-    Everything here runs in C (`finditer`, `map`): a Python loop per block would cost more than
-    the kernel's own time to write the text.
-    """
-    marks = list(map(_match_start, re.finditer(re.escape(key), text)))
-    if len(marks) < 2:
-        return 0
-    heads = [h + 1 for h in map(text.rfind, repeat(b"\n"), repeat(0), marks[1:])]
-    starts = [0, *heads[:-1]]
-    bodies = [m + 1 for m in marks[:-1]]
-    out.extend(map(make, repeat(text), starts, bodies, heads))
-    return heads[-1]
 
-
-_match_start = re.Match.start
-
-
-def _locate_general(text: bytes, make: Make[T]) -> list[T]:
+def _locate_general(text: bytes) -> list[Run]:
     """Line-by-line locating for text of any layout; every line must be a header or a field."""
     heads = [m.start() for m in _HEADER_LINE.finditer(text) if _HEADER.fullmatch(m.group())]
     first = heads[0] if heads else len(text)
     if text[:first].strip():
         _raise_bad_line(text, 0, first)
-    out: list[T] = []
+    nls: list[int] = []
+    ends: list[int] = []
     for i, head in enumerate(heads):
         nl = text.find(b"\n", head)
-        body = len(text) if nl < 0 else nl + 1
+        nl = len(text) if nl < 0 else nl
         end = heads[i + 1] if i + 1 < len(heads) else len(text)
-        for line_start, line in _lines(text, body, end):
+        for line_start, line in _lines(text, nl + 1, end):
             if line and not _FIELD_LINE.fullmatch(line):
                 _raise_bad_line(text, line_start, end)
-        out.append(make(text, head, body, end))
-    return out
+        nls.append(nl)
+        ends.append(end)
+    return [Run(text, heads, nls, ends)] if heads else []
 
 
-def _lines(text: bytes, start: int, end: int) -> Iterable[tuple[int, bytes]]:
+def _lines(text: bytes, start: int, end: int) -> Iterator[tuple[int, bytes]]:
     pos = start
     for line in text[start:end].split(b"\n"):
         yield pos, line

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import repeat
 from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 from . import _smaps
@@ -18,7 +19,7 @@ from .size import Size
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["Mapping", "Snapshot", "Totals", "METRICS", "snapshot"]
+__all__ = ["Mapping", "Snapshot", "Totals", "METRICS", "mappings_of", "snapshot"]
 
 #: The metrics a budget can name, in the order reports show them.
 METRICS = ("mapped", "writeable_private", "shared", "rss", "pss", "uss", "private_dirty", "anonymous", "swap")
@@ -35,30 +36,43 @@ _SUMMED = sorted({name for names in _METRIC_FIELDS.values() for name in names})
 _SUM_RE = re.compile(rb"\n(" + b"|".join(n.encode() for n in _SUMMED) + rb"): *([0-9]+) kB")
 
 
+def _field_property(key: bytes, doc: str) -> Any:
+    """A `Mapping` property for the `kB` field on the `key` line (`b"\\nRss:"`).
+
+    The first mapping to ask reads the field for every mapping of its run; after that, a read is
+    one dict and one list lookup, with no further call: this runs once per mapping per field.
+    """
+
+    def read(self: Mapping) -> Optional[Size]:
+        try:
+            return self._run.columns[key][self._i]
+        except KeyError:
+            return self._run.numbers(key)[self._i]
+
+    return property(read, doc=doc)
+
+
 class Mapping:
     """One mapping (VMA) of a process's address space, as `/proc/PID/smaps` shows it.
 
-    A mapping is a read-only view over the kernel's text: the header line is parsed the first time
-    an attribute asks for it, and smaps fields one by one as they are asked for. A process can have
-    tens of thousands of mappings and most callers look at a few fields of a few of them, so this
-    keeps `snapshot()` close to the cost of the kernel's own `read()`.
+    A mapping is a read-only view of one block of the kernel's text (a `_smaps.Run` and an index
+    into it). Its header and fields are parsed the first time any mapping of the run asks for
+    them, for every mapping of the run at once: a process can have tens of thousands of
+    mappings, and parsing them in bulk keeps `snapshot()` close to the cost of the kernel's own
+    `read()`.
     """
 
-    __slots__ = ("_text", "_head", "_body", "_end", "_header", "_fields")
+    __slots__ = ("_run", "_i", "_fields")
 
-    def __init__(self, text: bytes, head: int, body: int, end: int) -> None:
-        self._text = text
-        self._head = head
-        self._body = body
-        self._end = end
-        self._header: Optional[_smaps.HeaderFields] = None
-        self._fields: Optional[dict[str, _smaps.FieldValue]] = None
+    def __init__(self, run: _smaps.Run, i: int) -> None:
+        self._run = run
+        self._i = i
 
     @classmethod
     def from_text(cls, text: bytes | str) -> Mapping:
         """One mapping from its smaps (or maps) text: a header line, then any `Key: value` lines."""
         data = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
-        found = _smaps.locate_smaps([data], cls)
+        found = mappings_of(_smaps.locate_smaps([data]))
         if len(found) != 1:
             raise SmapsParseError(f"expected the text of one mapping, found {len(found)}")
         return found[0]
@@ -67,20 +81,16 @@ class Mapping:
     @property
     def header_line(self) -> bytes:
         """The mapping's line as `/proc/PID/maps` shows it, without the newline."""
-        end = self._body - 1 if self._text[self._body - 1 : self._body] == b"\n" else self._body
-        return self._text[self._head : end]
+        return self._run.header_line(self._i)
 
     @property
     def text(self) -> bytes:
         """The mapping's whole smaps text: the header line and its field lines, newline-terminated."""
-        body = self._text[self._body : self._end]
+        body = self._run.body(self._i)
         return self.header_line + b"\n" + body + (b"\n" if body and not body.endswith(b"\n") else b"")
 
     def _parsed(self) -> _smaps.HeaderFields:
-        header = self._header
-        if header is None:
-            header = self._header = _smaps.parse_header(self.header_line)
-        return header
+        return self._run.headers()[self._i]
 
     @property
     def start(self) -> int:
@@ -178,80 +188,30 @@ class Mapping:
         `kB` fields are in bytes; bare numbers (THPeligible) are ints; VmFlags and other text stay text.
         Empty for a mapping read from `maps` rather than `smaps`.
         """
-        parsed = self._fields
-        if parsed is None:
-            parsed = self._fields = _smaps.parse_fields(self._text[self._body : self._end])
-        return parsed
+        try:
+            return self._fields
+        except AttributeError:
+            self._fields: dict[str, _smaps.FieldValue] = _smaps.parse_fields(self._run.body(self._i))
+            return self._fields
 
     def field(self, name: str) -> Optional[Size]:
         """One `kB` field in bytes (or a bare number as it is), or None when this mapping has no such field."""
-        return self._number(b"\n" + name.encode("ascii") + b":")
+        return self._run.numbers(b"\n" + name.encode("ascii") + b":")[self._i]
 
-    def _number(self, key: bytes) -> Optional[Size]:
-        """The field on the `key` line (`b"\\nRss:"`): kB fields in bytes, bare numbers as they are.
-
-        One call with no helpers on purpose: every field lookup of every mapping goes through it,
-        and on CPython each extra call here costs as much as the lookup itself.
-        """
-        text, end = self._text, self._end
-        at = text.find(key, self._body - 1, end)
-        if at < 0:
-            return None
-        at += len(key)
-        try:  # the common case: `Key:      123 kB` and a newline
-            return int.__new__(Size, int(text[at : text.find(b" kB\n", at, end)]) << 10)
-        except ValueError:
-            nl = text.find(b"\n", at, end)
-            line = text[at : nl if nl >= 0 else end].strip()
-            if line.endswith(b" kB") and line[:-3].isdigit():
-                return int.__new__(Size, int(line[:-3]) << 10)
-            return int.__new__(Size, int(line)) if line.isdigit() else None
-
-    @property
-    def rss(self) -> Optional[Size]:
-        """Resident memory (smaps `Rss`); None when the kernel does not say (maps-only, WSL1)."""
-        return self._number(b"\nRss:")
-
-    @property
-    def pss(self) -> Optional[Size]:
-        """Proportional share of resident memory (`Pss`)."""
-        return self._number(b"\nPss:")
-
-    @property
-    def private_clean(self) -> Optional[Size]:
-        """Resident pages only this process maps, unmodified (`Private_Clean`)."""
-        return self._number(b"\nPrivate_Clean:")
-
-    @property
-    def private_dirty(self) -> Optional[Size]:
-        """Resident pages only this process maps, modified (`Private_Dirty`)."""
-        return self._number(b"\nPrivate_Dirty:")
-
-    @property
-    def shared_clean(self) -> Optional[Size]:
-        """Resident pages shared with other processes, unmodified (`Shared_Clean`)."""
-        return self._number(b"\nShared_Clean:")
-
-    @property
-    def shared_dirty(self) -> Optional[Size]:
-        """Resident pages shared with other processes, modified (`Shared_Dirty`)."""
-        return self._number(b"\nShared_Dirty:")
+    rss = _field_property(b"\nRss:", "Resident memory (smaps `Rss`); None when the kernel does not say (maps-only, WSL1).")
+    pss = _field_property(b"\nPss:", "Proportional share of resident memory (`Pss`).")
+    private_clean = _field_property(b"\nPrivate_Clean:", "Resident pages only this process maps, unmodified (`Private_Clean`).")
+    private_dirty = _field_property(b"\nPrivate_Dirty:", "Resident pages only this process maps, modified (`Private_Dirty`).")
+    shared_clean = _field_property(b"\nShared_Clean:", "Resident pages shared with other processes, unmodified (`Shared_Clean`).")
+    shared_dirty = _field_property(b"\nShared_Dirty:", "Resident pages shared with other processes, modified (`Shared_Dirty`).")
+    anonymous = _field_property(b"\nAnonymous:", "Resident anonymous pages (`Anonymous`).")
+    swap = _field_property(b"\nSwap:", "Swapped-out pages (`Swap`).")
 
     @property
     def uss(self) -> Optional[Size]:
         """Unique set size: `Private_Clean + Private_Dirty`."""
         clean, dirty = self.private_clean, self.private_dirty
         return None if clean is None or dirty is None else clean + dirty
-
-    @property
-    def anonymous(self) -> Optional[Size]:
-        """Resident anonymous pages (`Anonymous`)."""
-        return self._number(b"\nAnonymous:")
-
-    @property
-    def swap(self) -> Optional[Size]:
-        """Swapped-out pages (`Swap`)."""
-        return self._number(b"\nSwap:")
 
     @property
     def dirty(self) -> Optional[Size]:
@@ -344,19 +304,27 @@ def mode_totals(mappings: Iterable[Mapping]) -> tuple[int, int, int]:
     return shared + writeable + readonly, writeable, shared
 
 
+def mappings_of(runs: Iterable[_smaps.Run]) -> list[Mapping]:
+    """One `Mapping` per block of the runs, in order."""
+    out: list[Mapping] = []
+    for run in runs:
+        out += map(Mapping, repeat(run, len(run)), range(len(run)))
+    return out
+
+
 def _sum_fields(mappings: list[Mapping]) -> dict[str, int]:
-    """Sum the smaps fields the metrics need over all mappings, with one regex pass per text buffer."""
+    """Sum the smaps fields the metrics need over all mappings, with one regex pass per run."""
     sums = dict.fromkeys(_SUMMED, 0)
     seen = set()
-    regions: dict[int, list[Any]] = {}
+    spans: dict[int, list[Any]] = {}  # id(run) -> [run, first index, last index]
     for m in mappings:
-        region = regions.get(id(m._text))
-        if region is None:
-            regions[id(m._text)] = [m._text, m._body - 1, m._end]
+        span = spans.get(id(m._run))
+        if span is None:
+            spans[id(m._run)] = [m._run, m._i, m._i]
         else:
-            region[2] = m._end
-    for text, start, end in regions.values():
-        for key, value in _SUM_RE.findall(text, start, end):
+            span[2] = m._i
+    for run, first, last in spans.values():
+        for key, value in _SUM_RE.findall(run.text, run.nls[first], run.ends[last]):
             sums[key.decode()] += int(value) << 10
             seen.add(key.decode())
     return {k: v for k, v in sums.items() if k in seen}
@@ -557,9 +525,10 @@ class Snapshot:
         try:
             detail = bool(data["detail"])
             smaps = raw(data["smaps"])
-            mappings = (_smaps.locate_smaps([smaps], Mapping) if detail else _smaps.locate_maps(smaps, Mapping))
-            for m in mappings:
-                m._parsed()
+            runs = list(_smaps.locate_smaps([smaps])) if detail else _smaps.locate_maps(smaps)
+            for run in runs:
+                run.headers()  # a corrupt header line fails here, not when the snapshot is used
+            mappings = mappings_of(runs)
             return cls(
                 pid=int(data["pid"]),
                 mappings=mappings,
@@ -662,13 +631,13 @@ def snapshot(pid: Optional[int] = None, *, detail: bool = True, procfs: Optional
     cmdline = fs.cmdline(tgid)
     rollup = None
     if detail:
-        mappings = _smaps.locate_smaps(fs.chunks(tgid, "smaps"), Mapping)
+        mappings = mappings_of(_smaps.locate_smaps(fs.chunks(tgid, "smaps")))
     else:
-        mappings = _smaps.locate_maps(fs.read(tgid, "maps"), Mapping)
+        mappings = mappings_of(_smaps.locate_maps(fs.read(tgid, "maps")))
         rollup = _read_rollup(fs, tgid)
         if rollup is None:  # no smaps_rollup on this kernel: sum smaps instead
             detail = True
-            mappings = _smaps.locate_smaps(fs.chunks(tgid, "smaps"), Mapping)
+            mappings = mappings_of(_smaps.locate_smaps(fs.chunks(tgid, "smaps")))
     status = fs.status(tgid)
     after = fs.stat(tgid)
     _check_same_process(before, after, tgid, mappings)

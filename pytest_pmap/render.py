@@ -8,7 +8,7 @@ gives pmap's bytes.
 from __future__ import annotations
 
 import locale
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Optional
 
 from . import _smaps
@@ -88,28 +88,50 @@ def mode(perms: str) -> str:
     return perms[:3] + ("s" if perms[3] == "s" else "-") + "-"
 
 
+class _Names:
+    """pmap's Mapping column, by header: a file's shown name is worked out once per file."""
+
+    def __init__(self, snap: Snapshot, show_path: bool) -> None:
+        self.start_stack = snap.start_stack
+        self.shm_minor = snap.shm_minor
+        self.show_path = show_path
+        self.files: dict[bytes, str] = {}
+
+    def __call__(self, header: _smaps.HeaderFields) -> str:
+        start, end, _, _, major, minor, inode, raw = header
+        if b"/" not in raw:  # no file: pmap does not show [heap], [vdso] or [anon:...] by name
+            return "  [ stack ]" if start <= self.start_stack <= end else "  [ anon ]"
+        name = raw.translate(_CLEAN_TABLE)
+        if major == 0 and minor == self.shm_minor and b"/SYSV" in name:
+            return f"  [ shmid=0x{inode:x} ]"
+        shown = self.files.get(raw)
+        if shown is None:
+            shown = self.files[raw] = _text(name[name.find(b"/") :] if self.show_path else name[name.rfind(b"/") + 1 :])
+        return shown
+
+
 def display_name(m: Mapping, snap: Snapshot, show_path: bool = False) -> str:
     """The Mapping column of pmap's default, -x and -d listings."""
-    start, end, _, _, major, minor, inode, raw = m._parsed()
-    name = raw.translate(_CLEAN_TABLE)
-    if major == 0 and minor == snap.shm_minor and b"/SYSV" in name:
-        return f"  [ shmid=0x{inode:x} ]"
-    if b"/" in name:
-        return _text(name[name.find(b"/") :] if show_path else name[name.rfind(b"/") + 1 :])
-    if start <= snap.start_stack <= end:
-        return "  [ stack ]"
-    return "  [ anon ]"
+    return _Names(snap, show_path)(m._parsed())
 
 
-def _in_range(mappings: Sequence[Mapping], rng: tuple[int, int]) -> Iterable[tuple[Mapping, bool]]:
-    """(mapping, shown) for every mapping pmap reads: those before the range are read but not shown,
-    and reading stops at the first mapping past it."""
+_MODES = {perms: mode(perms) for perms in (f"{r}{w}{x}{s}" for r in "-r" for w in "-w" for x in "-x" for s in "-sp")}
+
+
+def _headers(mappings: Sequence[Mapping], rng: tuple[int, int]) -> Iterator[tuple[Mapping, _smaps.HeaderFields, bool]]:
+    """(mapping, its header, shown) for every mapping pmap reads: those before the range are read
+    but not shown, and reading stops at the first mapping past it."""
     low, high = rng
+    run = None
+    headers: list[_smaps.HeaderFields] = []
     for m in mappings:
-        start, end = m._parsed()[:2]
-        if start > high:
+        if m._run is not run:
+            run = m._run
+            headers = run.headers()
+        header = headers[m._i]
+        if header[0] > high:
             return
-        yield m, end - 1 >= low
+        yield m, header, header[1] - 1 >= low
 
 
 def render(
@@ -144,12 +166,12 @@ def render(
 
 def _default(snap: Snapshot, rng: tuple[int, int], quiet: bool, show_path: bool, lines: list[str]) -> None:
     total = 0
-    for m, shown in _in_range(snap.mappings, rng):
-        if not shown:
-            continue
-        start, end, perms = m._parsed()[:3]
-        total += end - start
-        lines.append(f"{start:016x} {(end - start) >> 10:6d}K {mode(perms)} {display_name(m, snap, show_path)}")
+    name = _Names(snap, show_path)
+    for _, header, shown in _headers(snap.mappings, rng):
+        if shown:
+            start, end, perms = header[:3]
+            total += end - start
+            lines.append("%016x %6dK %s %s" % (start, (end - start) >> 10, _MODES[perms], name(header)))
     if not quiet:
         lines.append(f" total {total >> 10:16d}K")
 
@@ -157,13 +179,16 @@ def _default(snap: Snapshot, rng: tuple[int, int], quiet: bool, show_path: bool,
 def _device(snap: Snapshot, rng: tuple[int, int], quiet: bool, show_path: bool, lines: list[str]) -> None:
     if not quiet:
         lines.append(f"{'Address':<16} {'Kbytes':>7} {'Mode':<5} {'Offset':<16} {'Device':<9} Mapping")
-    shown = [m for m, in_range in _in_range(snap.mappings, rng) if in_range]
-    for m in shown:
-        start, end, perms, offset, major, minor = m._parsed()[:6]
-        lines.append(
-            f"{start:016x} {(end - start) >> 10:7d} {mode(perms)} {offset:016x} {major:03x}:{minor:05x} "
-            f"{display_name(m, snap, show_path)}"
-        )
+    name = _Names(snap, show_path)
+    shown = []
+    for m, header, in_range in _headers(snap.mappings, rng):
+        if in_range:
+            start, end, perms, offset, major, minor = header[:6]
+            lines.append(
+                "%016x %7d %s %016x %03x:%05x %s"
+                % (start, (end - start) >> 10, _MODES[perms], offset, major, minor, name(header))
+            )
+            shown.append(m)
     if not quiet:
         mapped, writeable, shared = mode_totals(shown)
         lines.append(f"mapped: {mapped >> 10}K    writeable/private: {writeable >> 10}K    shared: {shared >> 10}K")
@@ -173,19 +198,24 @@ def _extended(snap: Snapshot, rng: tuple[int, int], quiet: bool, show_path: bool
     if not quiet:
         lines.append(f"{'Address':<16} {'Kbytes':>7} {'RSS':>7} {'Dirty':>7} {'Mode':<5} Mapping")
     total = total_rss = total_dirty = 0
-    for m, shown in _in_range(snap.mappings, rng):
-        rss = (m._number(b"\nRss:") or 0) >> 10
-        dirty = ((m._number(b"\nShared_Dirty:") or 0) + (m._number(b"\nPrivate_Dirty:") or 0)) >> 10
+    name = _Names(snap, show_path)
+    run = None
+    for m, header, shown in _headers(snap.mappings, rng):
+        if m._run is not run:  # read the columns once per run
+            run = m._run
+            rss_kb, shared_dirty, private_dirty, swap = (
+                run.numbers(key) for key in (b"\nRss:", b"\nShared_Dirty:", b"\nPrivate_Dirty:", b"\nSwap:")
+            )
+        i = m._i
+        rss = (rss_kb[i] or 0) >> 10
+        dirty = ((shared_dirty[i] or 0) >> 10) + ((private_dirty[i] or 0) >> 10)
         total_rss += rss
         total_dirty += dirty
-        if not shown or m._text.find(b"\nSwap:", m._body - 1, m._end) < 0:  # pmap prints a row at `Swap:`
+        if not shown or swap[i] is None:  # pmap prints a row when it reads the `Swap:` line
             continue
-        start, end, perms = m._parsed()[:3]
+        start, end, perms = header[:3]
         total += end - start
-        lines.append(
-            f"{start:016x} {(end - start) >> 10:7d} {rss:7d} {dirty:7d} {mode(perms):>5} "
-            f"{display_name(m, snap, show_path)}"
-        )
+        lines.append("%016x %7d %7d %7d %5s %s" % (start, (end - start) >> 10, rss, dirty, _MODES[perms], name(header)))
     if not quiet:
         lines.append("---------------- ------- ------- ------- ")
         lines.append(f"{'total kB':<16} {total >> 10:7d} {total_rss:7d} {total_dirty:7d}")
@@ -197,7 +227,8 @@ def _smaps_table(snap: Snapshot, everything: bool, quiet: bool, show_path: bool,
     rows = []
     field_names: Optional[list[bytes]] = None
     for m in snap.mappings:
-        body = m._text[m._body - 1 : m._end]
+        run, i = m._run, m._i
+        body = run.text[run.nls[i] : run.ends[i]]
         values = _smaps.numeric_fields(body)
         names = [name for name, _ in values]
         if field_names is None:
@@ -211,7 +242,7 @@ def _smaps_table(snap: Snapshot, everything: bool, quiet: bool, show_path: bool,
         if not show_path:
             name = name[name.rfind(b"/") + 1 :]
         start = fixed[0].split(b"-", 1)[0]
-        flags = _smaps.text_at(m._text, b"\nVmFlags:", m._body - 1, m._end)
+        flags = _smaps.text_at(body, b"\nVmFlags:", 0, len(body))
         rows.append(([start] + fixed[1:5], [int(v) for _, v in values], flags, name))
     assert field_names is not None
     show = [i for i, n in enumerate(field_names) if everything or n not in _X_HIDDEN]

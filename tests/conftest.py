@@ -100,6 +100,12 @@ def python_fixture(procs: Processes, workdir: Path) -> int:
 
 
 @pytest.fixture(scope="session")
+def many_mappings(procs: Processes) -> int:
+    """A process with 3,000 mappings: its smaps (about 2 MiB) is long enough to be read ahead."""
+    return procs.start([sys.executable, str(HELPERS / "many_mappings.py"), "3000"], ready="ready").pid
+
+
+@pytest.fixture(scope="session")
 def zombie(procs: Processes) -> int:
     """The PID of a zombie: a child that exited and is never reaped."""
     parent = procs.start(

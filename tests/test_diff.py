@@ -7,8 +7,9 @@ import mmap
 
 import pytest
 
-from pytest_pmap import Mapping, MiB, Snapshot, snapshot
+from pytest_pmap import MiB, Snapshot, snapshot
 from pytest_pmap._smaps import locate_smaps
+from pytest_pmap.model import mappings_of
 from pytest_pmap.diff import MapDiff
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -134,7 +135,7 @@ def test_bad_threshold(bad: object) -> None:
 
 
 def _canned(text: bytes) -> Snapshot:
-    return Snapshot(pid=1, mappings=locate_smaps([text], Mapping))
+    return Snapshot(pid=1, mappings=mappings_of(locate_smaps([text])))
 
 
 def test_unknown_rss_stays_unknown_in_a_diff() -> None:

@@ -9,6 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_pmap import Mapping, SmapsParseError, _smaps
+from pytest_pmap.model import mappings_of
+
+
+def parse(chunks: list[bytes]) -> list[Mapping]:
+    return mappings_of(_smaps.locate_smaps(chunks))
 
 SMAPS = b"""\
 55be969d6000-55be969d8000 r--p 00000000 fe:00 260131                     /usr/bin/cat
@@ -38,7 +43,7 @@ VmFlags: rd wr mr mw me ac
 
 def test_reads_every_field_and_keeps_what_it_does_not_know() -> None:
     text = SMAPS.replace(b"Swap:                  0 kB\nTHP", b"Swap:                  0 kB\nNewThing:      7 kB\nOdd: some text\nTHP", 1)
-    first, second = _smaps.locate_smaps([text], Mapping)
+    first, second = parse([text])
     assert first.fields["NewThing"] == 7 * 1024
     assert first.fields["Odd"] == "some text"
     assert first.fields["THPeligible"] == 0 and second.fields["THPeligible"] == 1
@@ -50,15 +55,15 @@ def test_reads_every_field_and_keeps_what_it_does_not_know() -> None:
 @pytest.mark.parametrize("size", [1, 7, 64, 100, 333, 1000])
 def test_any_chunking_gives_the_same_mappings(size: int) -> None:
     chunks = [SMAPS[i : i + size] for i in range(0, len(SMAPS), size)]
-    got = _smaps.locate_smaps(chunks, Mapping)
-    assert [m.text for m in got] == [m.text for m in _smaps.locate_smaps([SMAPS], Mapping)]
+    got = parse(chunks)
+    assert [m.text for m in got] == [m.text for m in parse([SMAPS])]
     assert b"".join(m.text for m in got) == SMAPS
 
 
 def test_fast_path_agrees_with_the_line_by_line_path_on_this_machine() -> None:
     text = Path("/proc/self/smaps").read_bytes()
-    fast = _smaps.locate_smaps([text], Mapping)
-    slow = _smaps._locate_general(text, Mapping)
+    fast = parse([text])
+    slow = mappings_of(_smaps._locate_general(text))
     assert [m.text for m in fast] == [m.text for m in slow]
     assert len(fast) == text.count(b"\nVmFlags:") or b"VmFlags" not in text
 
@@ -66,12 +71,12 @@ def test_fast_path_agrees_with_the_line_by_line_path_on_this_machine() -> None:
 def test_blocks_of_different_shapes_fall_back_to_the_general_path() -> None:
     # WSL1-like: the second block has no Rss line; the fast path's line count check must notice.
     text = SMAPS.replace(b"Rss:                  12 kB\n", b"")
-    first, second = _smaps.locate_smaps([text], Mapping)
+    first, second = parse([text])
     assert first.rss == 8192 and second.rss is None and second.pss == 12288
 
 
 def test_no_trailing_newline() -> None:
-    first, second = _smaps.locate_smaps([SMAPS[:-1]], Mapping)
+    first, second = parse([SMAPS[:-1]])
     assert second.vmflags == ("rd", "wr", "mr", "mw", "me", "ac")
 
 
@@ -87,7 +92,7 @@ def test_no_trailing_newline() -> None:
 )
 def test_malformed_text_is_a_parse_error_naming_the_line(bad: bytes) -> None:
     with pytest.raises(SmapsParseError, match="line"):
-        for m in _smaps.locate_smaps([bad], Mapping):
+        for m in parse([bad]):
             m.start, m.fields  # noqa: B018 - the header and fields are parsed when asked for
 
 
@@ -95,7 +100,7 @@ def test_malformed_text_is_a_parse_error_naming_the_line(bad: bytes) -> None:
 @given(st.binary(max_size=600))
 def test_arbitrary_bytes_parse_or_raise_the_parse_error(data: bytes) -> None:
     try:
-        for m in _smaps.locate_smaps([data], Mapping):
+        for m in parse([data]):
             m.start, m.end, m.perms, m.fields, m.rss  # noqa: B018
     except SmapsParseError:
         pass
@@ -112,7 +117,7 @@ def test_generated_well_formed_smaps_round_trip(keys: list[bytes], count: int, c
         blocks += [k + b":  %d kB\n" % (i,) for k in keys]
     text = b"".join(blocks)
     chunks = [text[j : j + chunk] for j in range(0, len(text), chunk)]
-    got = _smaps.locate_smaps(chunks, Mapping)
+    got = parse(chunks)
     assert len(got) == count
     assert [m.field(keys[0].decode()) for m in got] == [i * 1024 for i in range(count)]
 
@@ -124,11 +129,11 @@ def test_generated_well_formed_smaps_round_trip(keys: list[bytes], count: int, c
 )
 def test_names_are_bytes_faithful(name: bytes) -> None:
     text = b"1000-2000 rw-p 00000000 00:00 7                       " + name + b"\nSize:   4 kB\nRss:  4 kB\n"
-    (m,) = _smaps.locate_smaps([text], Mapping)
+    (m,) = parse([text])
     assert m.raw_path == name
     assert m.path.encode("utf-8", "surrogateescape") == name
 
 
 def test_a_field_on_the_last_line_without_a_newline() -> None:
-    (m,) = _smaps.locate_smaps([b"1000-2000 rw-p 00000000 00:00 0 \nSize:  4 kB\nTHPeligible:  1\nRss:  8 kB"], Mapping)
+    (m,) = parse([b"1000-2000 rw-p 00000000 00:00 0 \nSize:  4 kB\nTHPeligible:  1\nRss:  8 kB"])
     assert m.rss == 8192 and m.field("THPeligible") == 1 and m.field("Size") == 4096
