@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     AccessDenied,
     BudgetSyntaxError,
@@ -15,8 +17,24 @@ from ._procfs import ProcFS
 from .model import METRICS, Mapping, Snapshot, Totals, snapshot
 from .size import GiB, KiB, MiB, Size, TiB, parse_size
 
+if TYPE_CHECKING:
+    from .budget import Violation
+    from .diff import MapDiff, MappingChange
+    from .probe import NewMappings, Probe, Reading
 
-def __getattr__(name: str) -> str:
+#: Names imported on first use, so that the `pytest-pmap` command starts fast.
+_LAZY = {
+    "MapDiff": "diff", "MappingChange": "diff",
+    "NewMappings": "probe", "Probe": "probe", "Reading": "probe",
+    "Violation": "budget",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     # importlib.metadata costs ~25 ms to import: only pay for it when the version is asked for.
     if name == "__version__":
         from importlib.metadata import PackageNotFoundError, version
@@ -33,18 +51,24 @@ __all__ = [
     "GiB",
     "KiB",
     "METRICS",
+    "MapDiff",
     "Mapping",
+    "MappingChange",
     "MiB",
+    "NewMappings",
     "NotSupported",
     "PmapError",
     "ProcFS",
     "ProcessGone",
+    "Probe",
+    "Reading",
     "Size",
     "SmapsParseError",
     "Snapshot",
     "SnapshotFileError",
     "TiB",
     "Totals",
+    "Violation",
     "__version__",
     "parse_size",
     "snapshot",

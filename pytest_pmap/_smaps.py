@@ -194,7 +194,7 @@ def _number_column(run: Run, key: bytes) -> list[Optional[Size]]:
             a, b = at - nls[0], stop + len(_KB_END) - nls[0]
             cuts = [text[nl + a : nl + b] for nl in nls]
             values = {cut: _kb_value(cut, key) for cut in set(cuts)}
-            if None not in values.values():
+            if all(value is not None for value in values.values()):
                 return list(map(values.__getitem__, cuts))
     return list(map(number_at, repeat(text), repeat(key), nls, ends))
 

@@ -33,7 +33,6 @@ _METRIC_FIELDS: dict[str, tuple[str, ...]] = {
     "swap": ("Swap",),
 }
 _SUMMED = sorted({name for names in _METRIC_FIELDS.values() for name in names})
-_SUM_RE = re.compile(rb"\n(" + b"|".join(n.encode() for n in _SUMMED) + rb"): *([0-9]+) kB")
 
 
 def _field_property(key: bytes, doc: str) -> Any:
@@ -291,16 +290,20 @@ def mode_totals(mappings: Iterable[Mapping]) -> tuple[int, int, int]:
     """pmap -d's (mapped, writeable/private, shared), in bytes: shared mappings count as shared,
     private writeable ones as writeable/private, and every mapping towards mapped."""
     shared = writeable = readonly = 0
+    run = None
+    headers: list[_smaps.HeaderFields] = []
     for m in mappings:
-        start, end, perms = m._parsed()[:3]
-        size = end - start
+        if m._run is not run:
+            run = m._run
+            headers = run.headers()
+        start, end, perms = headers[m._i][:3]
         if perms[3] == "s":
-            shared += size
+            shared += end - start
         elif perms[3] == "p":
             if perms[1] == "w":
-                writeable += size
+                writeable += end - start
             else:
-                readonly += size
+                readonly += end - start
     return shared + writeable + readonly, writeable, shared
 
 
@@ -313,9 +316,8 @@ def mappings_of(runs: Iterable[_smaps.Run]) -> list[Mapping]:
 
 
 def _sum_fields(mappings: list[Mapping]) -> dict[str, int]:
-    """Sum the smaps fields the metrics need over all mappings, with one regex pass per run."""
-    sums = dict.fromkeys(_SUMMED, 0)
-    seen = set()
+    """Sum the smaps fields the metrics need over all mappings, column by column; a field no
+    mapping has is left out."""
     spans: dict[int, list[Any]] = {}  # id(run) -> [run, first index, last index]
     for m in mappings:
         span = spans.get(id(m._run))
@@ -323,11 +325,14 @@ def _sum_fields(mappings: list[Mapping]) -> dict[str, int]:
             spans[id(m._run)] = [m._run, m._i, m._i]
         else:
             span[2] = m._i
-    for run, first, last in spans.values():
-        for key, value in _SUM_RE.findall(run.text, run.nls[first], run.ends[last]):
-            sums[key.decode()] += int(value) << 10
-            seen.add(key.decode())
-    return {k: v for k, v in sums.items() if k in seen}
+    sums: dict[str, int] = {}
+    for name in _SUMMED:
+        key = b"\n" + name.encode() + b":"
+        for run, first, last in spans.values():
+            present = [v for v in run.numbers(key)[first : last + 1] if v is not None]
+            if present:
+                sums[name] = sums.get(name, 0) + sum(map(int, present))
+    return sums
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,0 +1,164 @@
+"""Budgets: limits from markers and `[tool.pytest_pmap]`, checked against a `Probe`.
+
+Pure: no pytest here. A budget is a dict of limits (key -> `Size`) with the place it came from, so
+every error names the test, the key and the source.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable
+from collections.abc import Mapping as MappingABC
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from .errors import BudgetSyntaxError, NotSupported
+from .model import METRICS
+from .probe import Probe, Reading
+from .size import Size
+
+__all__ = [
+    "KEYS", "Budget", "Violation", "budget_from_config", "check", "check_config", "describe_keys",
+    "measure", "parse_limits", "report_text",
+]
+
+#: Every budget key, with what it caps.
+KEYS: dict[str, str] = {
+    **{name: f"{name} at the end of the test" for name in METRICS},
+    **{f"{name}_growth": f"growth of {name} during the test" for name in METRICS},
+    "peak_rss": "the highest RSS during the test (VmHWM, reset at the start)",
+    "peak_growth": "how far the RSS peak during the test rose above the RSS at its start",
+    "new_anon": "the largest single new anonymous mapping (new address space)",
+    "new_mapping": "the largest single new mapping of any kind (new address space)",
+}
+
+
+def describe_keys() -> str:
+    """The budget keys and what each caps, one per line: for `--help` and the marker's description."""
+    return "\n".join(f"{key}: {what}" for key, what in KEYS.items())
+
+
+def parse_limits(raw: MappingABC[str, Any], source: str) -> dict[str, Size]:
+    """Budget keys -> sizes; an unknown key or a bad size raises `BudgetSyntaxError` naming `source`."""
+    limits: dict[str, Size] = {}
+    for key, value in raw.items():
+        if key not in KEYS:
+            close = fnmatch.filter(KEYS, f"*{key[:4]}*") if len(key) >= 4 else []
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise BudgetSyntaxError(
+                f"{source}: unknown budget key {key!r}{hint}; known keys: {', '.join(KEYS)}"
+            )
+        try:
+            limits[key] = Size(value)
+        except (BudgetSyntaxError, TypeError, ValueError) as exc:
+            raise BudgetSyntaxError(f"{source}: {key}: {exc}") from None
+    return limits
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The limits that apply to one test, and where each came from."""
+
+    limits: dict[str, Size] = field(default_factory=dict)
+    """Key -> limit in bytes."""
+    sources: dict[str, str] = field(default_factory=dict)
+    """Key -> where the limit was set (`pyproject.toml [tool.pytest_pmap] defaults`, `marker`, ...)."""
+
+    def __bool__(self) -> bool:
+        return bool(self.limits)
+
+    def merged(self, limits: MappingABC[str, Size], source: str) -> Budget:
+        """This budget with `limits` from `source` on top."""
+        return Budget({**self.limits, **limits}, {**self.sources, **dict.fromkeys(limits, source)})
+
+
+def budget_from_config(config: MappingABC[str, Any], nodeid: str, source: str) -> Budget:
+    """The budget `[tool.pytest_pmap]` gives the test `nodeid`: `defaults`, then every `budgets`
+    glob that matches, in file order."""
+    budget = Budget()
+    defaults = config.get("defaults") or {}
+    if defaults:
+        budget = budget.merged(parse_limits(defaults, f"{source} defaults"), f"{source} defaults")
+    for pattern, raw in (config.get("budgets") or {}).items():
+        if fnmatch.fnmatchcase(nodeid, pattern):
+            where = f"{source} budgets[{pattern!r}]"
+            budget = budget.merged(parse_limits(raw, where), where)
+    return budget
+
+
+def check_config(config: MappingABC[str, Any], source: str) -> None:
+    """Raise `BudgetSyntaxError` for anything wrong in `[tool.pytest_pmap]`, before any test runs."""
+    known = {"defaults", "budgets"}
+    for key in config:
+        if key not in known:
+            raise BudgetSyntaxError(f"{source}: unknown key {key!r}; expected {' and '.join(sorted(known))}")
+    defaults = config.get("defaults", {})
+    if not isinstance(defaults, MappingABC):
+        raise BudgetSyntaxError(f"{source} defaults must be a table of budget keys, not {defaults!r}")
+    parse_limits(defaults, f"{source} defaults")
+    budgets = config.get("budgets", {})
+    if not isinstance(budgets, MappingABC):
+        raise BudgetSyntaxError(f"{source} budgets must be a table of node-id globs, not {budgets!r}")
+    for pattern, raw in budgets.items():
+        if not isinstance(raw, MappingABC):
+            raise BudgetSyntaxError(f"{source} budgets[{pattern!r}] must be a table of budget keys, not {raw!r}")
+        parse_limits(raw, f"{source} budgets[{pattern!r}]")
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken limit: the key, the limit, what was measured, and the evidence."""
+
+    key: str
+    limit: Size
+    actual: Size
+    source: str
+    """Where the limit was set."""
+    explanation: str = ""
+    """The pmap-formatted diff behind `actual`."""
+
+    @property
+    def line(self) -> str:
+        """`uss_growth: 24576K > 8192K (limit from marker)`."""
+        return f"{self.key}: {Size.of(self.actual)} > {Size.of(self.limit)} (limit from {self.source})"
+
+
+def measure(key: str, probe: Probe) -> tuple[Optional[Reading], str]:
+    """The value a budget key caps, read from `probe`; (None, why) when the kernel does not say."""
+    try:
+        if key in METRICS:
+            return getattr(probe, key), ""
+        if key.endswith("_growth") and key[: -len("_growth")] in METRICS:
+            value = getattr(probe.growth, key[: -len("_growth")])
+            return value, "" if value is not None else f"the kernel does not report {key[:-7]} here"
+        if key in ("peak_rss", "peak_growth"):
+            return getattr(probe, key), ""
+        new = probe.new_mappings(anon=True if key == "new_anon" else None)
+        largest = max(new, key=lambda c: c.new, default=None)
+        value = 0 if largest is None else int(largest.new)
+        return Reading.of_value(value, key, new.diff.before, new.diff.after), ""
+    except NotSupported as exc:
+        return None, str(exc)
+
+
+def check(budget: Budget, probe: Probe) -> tuple[list[Violation], list[str]]:
+    """Every limit of `budget` that `probe` exceeds, and the limits that could not be checked (why)."""
+    violations: list[Violation] = []
+    unchecked: list[str] = []
+    for key, limit in budget.limits.items():
+        value, why = measure(key, probe)
+        if value is None:
+            unchecked.append(f"{key}: not checked: {why}")
+        elif value > limit:
+            explanation = value.explain()
+            violations.append(Violation(key, limit, Size.of(value), budget.sources[key], explanation))
+    return violations, unchecked
+
+
+def report_text(violations: Iterable[Violation]) -> str:
+    """The text of a failed budget: every broken limit, then the diff once."""
+    violations = list(violations)
+    lines = [f"pmap budget exceeded ({len(violations)} limit{'s' if len(violations) != 1 else ''}):"]
+    lines += [f"  {v.line}" for v in violations]
+    explanation = next((v.explanation for v in violations if v.explanation), "")
+    return "\n".join(lines) + ("\n\n" + explanation if explanation else "")

@@ -1,0 +1,242 @@
+"""`Probe`: one process under watch — a baseline snapshot, exact peaks, and readings against them.
+
+Everything a probe hands out remembers the snapshots it came from (`Reading`, `NewMappings`), so a
+failing `assert probe.rss < "64MiB"` can explain itself with the pmap-formatted diff. No pytest here:
+the fixtures in `plugin` wrap this.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from typing import Optional
+
+from ._procfs import ProcFS, default_procfs
+from .diff import MapDiff, MappingChange
+from .errors import NotSupported, PmapError, ProcessGone
+from .model import METRICS, Mapping, Snapshot, Totals, snapshot
+from .size import Size, SizeLike
+
+__all__ = ["NewMappings", "Probe", "Reading"]
+
+#: Rows of the diff shown when a reading explains itself.
+EXPLAIN_ROWS = 15
+
+
+class Reading(Size):
+    """A `Size` read from a process, that can say where it came from.
+
+    `what` names it (`"writeable_private"`, `"growth.uss"`, `"peak_rss"`); `before` and `after` are
+    the snapshots behind it, and `explain()` is the pmap-formatted diff between them.
+    """
+
+    what: str
+    before: Snapshot
+    after: Snapshot
+    note: str
+
+    @classmethod
+    def of_value(cls, value: int, what: str, before: Snapshot, after: Snapshot, note: str = "") -> Reading:
+        """A reading of `value` bytes named `what`, taken from `before` -> `after`."""
+        reading = int.__new__(cls, value)
+        reading.what, reading.before, reading.after, reading.note = what, before, after, note
+        return reading
+
+    def explain(self, rows: int = EXPLAIN_ROWS) -> str:
+        """What changed in the process between the two snapshots, as `MapDiff.render` prints it."""
+        text = MapDiff.between(self.before, self.after).render(limit=rows)
+        return f"{self.note}\n{text}" if self.note else text
+
+    def brief(self, rows: int = 3) -> str:
+        """`explain()` in a few lines (short enough for pytest's assertion message): the column
+        titles, the `rows` mappings that moved most, and pmap -d's summary line before -> after."""
+        lines = self.explain(rows).splitlines()
+        start = 2 if self.note else 1  # past the note and the PID line
+        kept = [line for line in lines[start:-1] if not line.startswith(("  ---", "  total kB"))]
+        return "\n".join(kept) + "\n"
+
+
+class NewMappings(list[MappingChange]):
+    """The groups of mappings `Probe.new_mappings()` found, with the diff they came from."""
+
+    def __init__(self, changes: Iterable[MappingChange], diff: MapDiff, rule: str) -> None:
+        super().__init__(changes)
+        self.diff = diff
+        """The whole diff the groups were picked from."""
+        self.rule = rule
+        """The filter, in words: `anonymous, larger than 8192K`."""
+
+    def explain(self) -> str:
+        """The groups in pmap -x columns, with the diff's summary lines."""
+        picked = MapDiff.__new__(MapDiff)
+        picked.before, picked.after, picked.changes = self.diff.before, self.diff.after, list(self)
+        return f"new mappings ({self.rule}):\n" + picked.render()
+
+    def __repr__(self) -> str:
+        if not self:
+            return "NewMappings([])"
+        shown = ", ".join(f"{c.kind}{c.start:x} {c.new} new {c.path or '[anon]'}" for c in self[:3])
+        more = f", ... {len(self) - 3} more" if len(self) > 3 else ""
+        return f"NewMappings([{shown}{more}])"
+
+
+class Probe:
+    """A process under watch: its `baseline` snapshot and live readings against it.
+
+    Every live total (`rss`, `uss`, `writeable_private`, ...) is a fresh reading of the process,
+    as a `Reading`. `mark()` takes a new baseline and resets the process's peak RSS (VmHWM) where
+    the kernel allows it, so `peak_rss` is the true peak since the baseline.
+    """
+
+    def __init__(
+        self,
+        pid: Optional[int] = None,
+        *,
+        procfs: Optional[ProcFS] = None,
+        ignore: Optional[Callable[[Mapping], bool]] = None,
+        on_snapshot: Optional[Callable[[Probe, Snapshot], None]] = None,
+    ) -> None:
+        self.pid = os.getpid() if pid is None else pid
+        """The process watched."""
+        self.procfs = procfs or default_procfs()
+        self.ignore = ignore
+        """Mappings for which this returns true are left out of diffs and new mappings."""
+        self.on_snapshot = on_snapshot
+        self.peak_note = ""
+        """Why `peak_rss` is the peak since the process started rather than since the baseline ("" when exact)."""
+        self.last: Optional[Snapshot] = None
+        """The latest snapshot taken: what readings fall back on once the process has exited."""
+        self.baseline = self.mark()
+
+    def __repr__(self) -> str:
+        return f"<Probe pid={self.pid}>"
+
+    # -- snapshots --------------------------------------------------------------------------------
+    def snapshot(self, detail: bool = True) -> Snapshot:
+        """A snapshot of the process now; once it has exited, the last one taken before."""
+        try:
+            snap = snapshot(self.pid, detail=detail, procfs=self.procfs)
+        except ProcessGone:
+            if self.last is None:
+                raise
+            return self.last
+        self.last = snap
+        if self.on_snapshot is not None:
+            self.on_snapshot(self, snap)
+        return snap
+
+    def mark(self) -> Snapshot:
+        """Take a new baseline now, and reset the peak RSS so that `peak_rss` counts from here."""
+        self.peak_note = self._reset_peak()
+        self.baseline = self.snapshot()
+        return self.baseline
+
+    def _reset_peak(self) -> str:
+        try:
+            self.procfs.write(self.pid, "clear_refs", b"5")
+        except PmapError as exc:  # refused, or no clear_refs here; a process that is gone fails the snapshot next
+            return f"peak RSS could not be reset ({exc}); peak_rss is the peak since PID {self.pid} started"
+        return ""
+
+    # -- readings ---------------------------------------------------------------------------------
+    def _now(self, what: str, value: Callable[[Snapshot], Optional[int]], note: str = "") -> Reading:
+        after = self.snapshot()
+        number = value(after)
+        if number is None:
+            raise NotSupported(f"PID {self.pid}: the kernel does not report {what} here")
+        return Reading.of_value(number, what, self.baseline, after, note)
+
+    def _metric(self, name: str) -> Reading:
+        return self._now(name, lambda snap: getattr(snap.totals, name))
+
+    @property
+    def mapped(self) -> Reading:
+        """Address space mapped now (pmap -d's `mapped`)."""
+        return self._metric("mapped")
+
+    @property
+    def writeable_private(self) -> Reading:
+        """Private writeable address space now (pmap -d's `writeable/private`)."""
+        return self._metric("writeable_private")
+
+    @property
+    def shared(self) -> Reading:
+        """Shared address space now (pmap -d's `shared`)."""
+        return self._metric("shared")
+
+    @property
+    def rss(self) -> Reading:
+        """Resident set size now."""
+        return self._metric("rss")
+
+    @property
+    def pss(self) -> Reading:
+        """Proportional set size now."""
+        return self._metric("pss")
+
+    @property
+    def uss(self) -> Reading:
+        """Unique set size now (Private_Clean + Private_Dirty)."""
+        return self._metric("uss")
+
+    @property
+    def private_dirty(self) -> Reading:
+        """Private pages written to, now."""
+        return self._metric("private_dirty")
+
+    @property
+    def anonymous(self) -> Reading:
+        """Resident anonymous memory now."""
+        return self._metric("anonymous")
+
+    @property
+    def swap(self) -> Reading:
+        """Memory swapped out now."""
+        return self._metric("swap")
+
+    @property
+    def growth(self) -> Totals:
+        """Every metric now minus at the baseline (signed), as readings."""
+        after = self.snapshot()
+        before_totals, after_totals = self.baseline.totals, after.totals
+        values: dict[str, Optional[Size]] = {}
+        for name in METRICS:
+            b, a = getattr(before_totals, name), getattr(after_totals, name)
+            values[name] = None if a is None or b is None else Reading.of_value(a - b, f"growth.{name}", self.baseline, after)
+        return Totals(**values)
+
+    @property
+    def peak_rss(self) -> Reading:
+        """The highest RSS since the baseline (VmHWM after a reset at `mark()`)."""
+        return self._now("peak_rss", lambda snap: snap.peak_rss, self.peak_note)
+
+    @property
+    def peak_growth(self) -> Reading:
+        """How far the peak RSS since the baseline rose above the RSS at the baseline."""
+        start = _status_kb(self.baseline, "VmRSS")
+        return self._now(
+            "peak_growth",
+            lambda snap: None if snap.peak_rss is None or start is None else snap.peak_rss - start,
+            self.peak_note,
+        )
+
+    def diff(self) -> MapDiff:
+        """What changed since the baseline, mapping by mapping."""
+        return MapDiff.between(self.baseline, self.snapshot(), self.ignore)
+
+    def new_mappings(self, anon: Optional[bool] = None, larger_than: SizeLike = 0) -> NewMappings:
+        """Groups of mappings with more than `larger_than` of address space new since the baseline.
+
+        `anon=True` keeps anonymous memory only, `anon=False` file mappings only.
+        """
+        diff = self.diff()
+        rule = ", ".join(
+            ([] if anon is None else ["anonymous" if anon else "file-backed"])
+            + ([f"larger than {Size(larger_than)}"] if larger_than else [])
+        ) or "any"
+        return NewMappings(diff.new_mappings(anon=anon, larger_than=larger_than), diff, rule)
+
+
+def _status_kb(snap: Snapshot, key: str) -> Optional[int]:
+    value = snap.status.get(key, "")
+    return int(value[:-3]) << 10 if value.endswith(" kB") and value[:-3].strip().isdigit() else None
