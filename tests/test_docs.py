@@ -1,0 +1,41 @@
+"""The documentation and the examples say what the code does."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from pytest_pmap.budget import KEYS
+
+REPO = Path(__file__).parent.parent
+
+
+def test_the_budget_key_table_is_the_validators_table() -> None:
+    text = (REPO / "docs" / "plugin.md").read_text()
+    table = text.split("<!-- budget-keys")[1].split("<!-- end budget-keys -->")[0]
+    rows = dict(re.findall(r"^\| `(\w+)` \| (.+) \|$", table, re.M))
+    assert rows == KEYS
+
+
+def run_pytest(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+                          cwd=REPO, capture_output=True, text=True)
+
+
+def test_the_example_suite_passes_and_prints_the_table() -> None:
+    result = run_pytest("examples", "-q", "--pmap")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "pmap: memory per test" in result.stdout
+    assert re.search(r"\d+ tests measured", result.stdout)
+
+
+def test_the_failing_demos_fail_with_the_pmap_diff() -> None:
+    result = run_pytest("examples/failing/demo_budgets.py", "-q")
+    assert result.returncode == 1
+    out = result.stdout
+    assert "3 failed" in out
+    assert re.search(r"E +assert growth\.uss \d+K < 8192K", out)
+    assert re.search(r"\+ [0-9a-f]{16} +\+65536 .* rw--- +\[ anon \]", out)
+    assert re.search(r"pmap budget exceeded \(3 limits\):\n  uss_growth: \d+K > 4096K \(limit from marker\)", out)
