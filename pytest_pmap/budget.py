@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from .errors import BudgetSyntaxError, NotSupported
-from .model import METRICS
+from .model import METRICS, Snapshot
 from .probe import Probe, Reading
 from .size import Size
 
@@ -114,8 +114,8 @@ class Violation:
     actual: Size
     source: str
     """Where the limit was set."""
-    explanation: str = ""
-    """The pmap-formatted diff behind `actual`."""
+    evidence: Optional[Reading] = field(default=None, repr=False, compare=False)
+    """The reading behind `actual`: `evidence.explain()` is the pmap-formatted diff."""
 
     @property
     def line(self) -> str:
@@ -123,35 +123,30 @@ class Violation:
         return f"{self.key}: {Size.of(self.actual)} > {Size.of(self.limit)} (limit from {self.source})"
 
 
-def measure(key: str, probe: Probe) -> tuple[Optional[Reading], str]:
-    """The value a budget key caps, read from `probe`; (None, why) when the kernel does not say."""
+def measure(key: str, probe: Probe, after: Snapshot) -> tuple[Optional[Reading], str]:
+    """The value a budget key caps, from `probe`'s baseline to `after`; (None, why) when the
+    kernel does not say."""
+    if key in ("new_anon", "new_mapping"):
+        new = probe.new_mappings(anon=True if key == "new_anon" else None, after=after)
+        largest = max((int(c.new) for c in new), default=0)
+        return Reading.of_value(largest, key, new.diff.before, new.diff.after), ""
     try:
-        if key in METRICS:
-            return getattr(probe, key), ""
-        if key.endswith("_growth") and key[: -len("_growth")] in METRICS:
-            value = getattr(probe.growth, key[: -len("_growth")])
-            return value, "" if value is not None else f"the kernel does not report {key[:-7]} here"
-        if key in ("peak_rss", "peak_growth"):
-            return getattr(probe, key), ""
-        new = probe.new_mappings(anon=True if key == "new_anon" else None)
-        largest = max(new, key=lambda c: c.new, default=None)
-        value = 0 if largest is None else int(largest.new)
-        return Reading.of_value(value, key, new.diff.before, new.diff.after), ""
+        return probe.reading(key, after), ""
     except NotSupported as exc:
         return None, str(exc)
 
 
 def check(budget: Budget, probe: Probe) -> tuple[list[Violation], list[str]]:
-    """Every limit of `budget` that `probe` exceeds, and the limits that could not be checked (why)."""
+    """Every limit of `budget` that `probe` exceeds now, and the limits that could not be checked (why)."""
+    after = probe.snapshot()
     violations: list[Violation] = []
     unchecked: list[str] = []
     for key, limit in budget.limits.items():
-        value, why = measure(key, probe)
+        value, why = measure(key, probe, after)
         if value is None:
             unchecked.append(f"{key}: not checked: {why}")
         elif value > limit:
-            explanation = value.explain()
-            violations.append(Violation(key, limit, Size.of(value), budget.sources[key], explanation))
+            violations.append(Violation(key, limit, Size.of(value), budget.sources[key], value))
     return violations, unchecked
 
 
@@ -160,5 +155,5 @@ def report_text(violations: Iterable[Violation]) -> str:
     violations = list(violations)
     lines = [f"pmap budget exceeded ({len(violations)} limit{'s' if len(violations) != 1 else ''}):"]
     lines += [f"  {v.line}" for v in violations]
-    explanation = next((v.explanation for v in violations if v.explanation), "")
-    return "\n".join(lines) + ("\n\n" + explanation if explanation else "")
+    evidence = next((v.evidence for v in violations if v.evidence is not None), None)  # one diff serves all
+    return "\n".join(lines) + ("" if evidence is None else "\n\n" + evidence.explain())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -460,7 +459,11 @@ class Snapshot:
     @property
     def peak_rss(self) -> Optional[Size]:
         """`VmHWM` from status: the highest RSS since start or since the last `clear_refs` reset."""
-        return _status_size(self.status.get("VmHWM"))
+        return self.status_size("VmHWM")
+
+    def status_size(self, key: str) -> Optional[Size]:
+        """A `kB` line of `/proc/PID/status` (`VmRSS`, `VmHWM`, `RssAnon`, ...) in bytes; None when absent."""
+        return _status_size(self.status.get(key))
 
     # -- views ----------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Mapping]:

@@ -139,104 +139,111 @@ class Probe:
         return ""
 
     # -- readings ---------------------------------------------------------------------------------
-    def _now(self, what: str, value: Callable[[Snapshot], Optional[int]], note: str = "") -> Reading:
-        after = self.snapshot()
-        number = value(after)
-        if number is None:
+    def reading(self, what: str, after: Optional[Snapshot] = None) -> Reading:
+        """One reading by name, from `after` (a snapshot taken now when None): a metric (`uss`),
+        a metric's growth (`uss_growth`), `peak_rss` or `peak_growth`."""
+        after = self.snapshot() if after is None else after
+        note = ""
+        if what in METRICS:
+            value = getattr(after.totals, what)
+        elif what.endswith("_growth") and what[: -len("_growth")] in METRICS:
+            name = what[: -len("_growth")]
+            a, b = getattr(after.totals, name), getattr(self.baseline.totals, name)
+            value = None if a is None or b is None else a - b
+            what = f"growth.{name}"
+        elif what in ("peak_rss", "peak_growth"):
+            note = self.peak_note
+            value = after.peak_rss
+            start = self.baseline.status_size("VmRSS")
+            if what == "peak_growth":
+                value = None if value is None or start is None else value - start
+        else:
+            raise ValueError(f"{what!r} is not a reading: use a metric ({', '.join(METRICS)}), "
+                             "a metric with _growth, peak_rss or peak_growth")
+        if value is None:
             raise NotSupported(f"PID {self.pid}: the kernel does not report {what} here")
-        return Reading.of_value(number, what, self.baseline, after, note)
-
-    def _metric(self, name: str) -> Reading:
-        return self._now(name, lambda snap: getattr(snap.totals, name))
+        return Reading.of_value(value, what, self.baseline, after, note)
 
     @property
     def mapped(self) -> Reading:
         """Address space mapped now (pmap -d's `mapped`)."""
-        return self._metric("mapped")
+        return self.reading("mapped")
 
     @property
     def writeable_private(self) -> Reading:
         """Private writeable address space now (pmap -d's `writeable/private`)."""
-        return self._metric("writeable_private")
+        return self.reading("writeable_private")
 
     @property
     def shared(self) -> Reading:
         """Shared address space now (pmap -d's `shared`)."""
-        return self._metric("shared")
+        return self.reading("shared")
 
     @property
     def rss(self) -> Reading:
         """Resident set size now."""
-        return self._metric("rss")
+        return self.reading("rss")
 
     @property
     def pss(self) -> Reading:
         """Proportional set size now."""
-        return self._metric("pss")
+        return self.reading("pss")
 
     @property
     def uss(self) -> Reading:
         """Unique set size now (Private_Clean + Private_Dirty)."""
-        return self._metric("uss")
+        return self.reading("uss")
 
     @property
     def private_dirty(self) -> Reading:
         """Private pages written to, now."""
-        return self._metric("private_dirty")
+        return self.reading("private_dirty")
 
     @property
     def anonymous(self) -> Reading:
         """Resident anonymous memory now."""
-        return self._metric("anonymous")
+        return self.reading("anonymous")
 
     @property
     def swap(self) -> Reading:
         """Memory swapped out now."""
-        return self._metric("swap")
+        return self.reading("swap")
 
     @property
     def growth(self) -> Totals:
-        """Every metric now minus at the baseline (signed), as readings."""
+        """Every metric now minus at the baseline (signed), as readings; None where not reported."""
         after = self.snapshot()
-        before_totals, after_totals = self.baseline.totals, after.totals
         values: dict[str, Optional[Size]] = {}
         for name in METRICS:
-            b, a = getattr(before_totals, name), getattr(after_totals, name)
-            values[name] = None if a is None or b is None else Reading.of_value(a - b, f"growth.{name}", self.baseline, after)
+            try:
+                values[name] = self.reading(f"{name}_growth", after)
+            except NotSupported:
+                values[name] = None
         return Totals(**values)
 
     @property
     def peak_rss(self) -> Reading:
         """The highest RSS since the baseline (VmHWM after a reset at `mark()`)."""
-        return self._now("peak_rss", lambda snap: snap.peak_rss, self.peak_note)
+        return self.reading("peak_rss")
 
     @property
     def peak_growth(self) -> Reading:
         """How far the peak RSS since the baseline rose above the RSS at the baseline."""
-        start = _status_kb(self.baseline, "VmRSS")
-        return self._now(
-            "peak_growth",
-            lambda snap: None if snap.peak_rss is None or start is None else snap.peak_rss - start,
-            self.peak_note,
-        )
+        return self.reading("peak_growth")
 
-    def diff(self) -> MapDiff:
-        """What changed since the baseline, mapping by mapping."""
-        return MapDiff.between(self.baseline, self.snapshot(), self.ignore)
+    def diff(self, after: Optional[Snapshot] = None) -> MapDiff:
+        """What changed since the baseline, mapping by mapping (up to `after`, or now)."""
+        return MapDiff.between(self.baseline, self.snapshot() if after is None else after, self.ignore)
 
-    def new_mappings(self, anon: Optional[bool] = None, larger_than: SizeLike = 0) -> NewMappings:
+    def new_mappings(self, anon: Optional[bool] = None, larger_than: SizeLike = 0,
+                     after: Optional[Snapshot] = None) -> NewMappings:
         """Groups of mappings with more than `larger_than` of address space new since the baseline.
 
         `anon=True` keeps anonymous memory only, `anon=False` file mappings only.
         """
-        diff = self.diff()
+        diff = self.diff(after)
         rule = ", ".join(
             ([] if anon is None else ["anonymous" if anon else "file-backed"])
             + ([f"larger than {Size(larger_than)}"] if larger_than else [])
         ) or "any"
         return NewMappings(diff.new_mappings(anon=anon, larger_than=larger_than), diff, rule)
-
-
-def _status_kb(snap: Snapshot, key: str) -> Optional[int]:
-    value = snap.status.get(key, "")
-    return int(value[:-3]) << 10 if value.endswith(" kB") and value[:-3].strip().isdigit() else None
