@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import weakref
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 
@@ -177,6 +178,40 @@ class ProcFS:
             if child:
                 os.kill(child, signal.SIGKILL)
                 os.waitpid(child, 0)
+
+    def writer(self, pid: int, name: str) -> Callable[[bytes], None]:
+        """A function that writes to a file (clear_refs) through one file descriptor kept open."""
+        try:
+            fd = os.open(self.path(pid, name), os.O_WRONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise self._translate(exc, pid, name) from exc
+
+        def write(data: bytes) -> None:
+            try:
+                os.write(fd, data)
+            except OSError as exc:
+                raise self._translate(exc, pid, name) from exc
+
+        weakref.finalize(write, os.close, fd)
+        return write
+
+    def reader(self, pid: int, name: str) -> Callable[[], bytes]:
+        """A function that reads a small file (status, smaps_rollup) afresh on every call, through
+        one file descriptor kept open: procfs writes the text anew for each read from offset 0."""
+        try:
+            fd = os.open(self.path(pid, name), os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise self._translate(exc, pid, name) from exc
+
+        def read() -> bytes:
+            try:
+                data = os.pread(fd, READ_SIZE, 0)
+                return data if len(data) < READ_SIZE else self.read(pid, name)
+            except OSError as exc:
+                raise self._translate(exc, pid, name) from exc
+
+        weakref.finalize(read, os.close, fd)
+        return read
 
     def stat(self, pid: int) -> Stat:
         """`/proc/PID/stat`, parsed."""

@@ -51,24 +51,33 @@ class BoundaryReader:
     procfs: ProcFS = field(default_factory=default_procfs)
     pid: int = field(default_factory=os.getpid)
     _last: Optional[Boundary] = None
+    _readers: dict[str, Callable[[], bytes]] = field(default_factory=dict)
+    _clear_refs: Optional[Callable[[bytes], None]] = None
+
+    def _read(self, name: str) -> bytes:
+        read = self._readers.get(name)
+        if read is None:
+            read = self._readers[name] = self.procfs.reader(self.pid, name)
+        return read()
 
     def reset_peak(self) -> str:
         """Reset VmHWM to the current RSS; why not, when the kernel refuses ("" when done)."""
         try:
-            self.procfs.write(self.pid, "clear_refs", b"5")
+            if self._clear_refs is None:
+                self._clear_refs = self.procfs.writer(self.pid, "clear_refs")
+            self._clear_refs(b"5")
         except PmapError as exc:
             return f"peak RSS could not be reset ({exc})"
         return ""
 
     def read(self) -> Boundary:
         """The process now."""
-        status = {k.decode(): int(v) << 10 for k, v in _STATUS.findall(self.procfs.read(self.pid, "status"))}
+        status = {k.decode(): int(v) << 10 for k, v in _STATUS.findall(self._read("status"))}
         last = self._last
         if last is not None and all(status.get(k) == last.status.get(k) for k in _RSS_KEYS):
             rollup = last.rollup
         else:
-            text = self.procfs.read(self.pid, "smaps_rollup")
-            rollup = {k.decode(): int(v) << 10 for k, v in _ROLLUP.findall(text)}
+            rollup = {k.decode(): int(v) << 10 for k, v in _ROLLUP.findall(self._read("smaps_rollup"))}
         if last is not None and all(status.get(k) == last.status.get(k) for k in _MAP_KEYS):
             maps = last.maps
         else:

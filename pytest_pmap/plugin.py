@@ -5,6 +5,7 @@ entry point `pmap`.
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import subprocess
@@ -155,6 +156,7 @@ def _read_pyproject(config: pytest.Config) -> tuple[dict[str, Any], str]:
 
 
 def _ignore(config: pytest.Config) -> Optional[Callable[[Mapping], bool]]:
+    """`pytest_pmap_ignore_mapping` as a predicate; None when no plugin implements it."""
     hook = config.hook.pytest_pmap_ignore_mapping
     if not hook.get_hookimpls():
         return None
@@ -197,8 +199,9 @@ def pmap_spawn(request: pytest.FixtureRequest) -> Iterator[Callable[..., Probe]]
     def spawn(argv: Sequence[str | os.PathLike[str]], **popen_kwargs: Any) -> Probe:
         proc: subprocess.Popen[bytes] = subprocess.Popen(argv, **popen_kwargs)
         started.append(proc)
+        _LIVE.add(proc)
         probe = _probe(request, proc.pid)
-        probe.process = proc  # type: ignore[attr-defined]
+        probe.process = proc
         return probe
 
     try:
@@ -208,14 +211,26 @@ def pmap_spawn(request: pytest.FixtureRequest) -> Iterator[Callable[..., Probe]]
             _stop(proc)
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+#: Spawned processes not yet reaped: if pytest itself is interrupted before the fixture's teardown
+#: runs, they are killed and reaped when the interpreter exits.
+_LIVE: set[subprocess.Popen[bytes]] = set()
+
+
+def _stop(proc: subprocess.Popen[bytes], timeout: Optional[float] = None) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(STOP_TIMEOUT)
+            proc.wait(STOP_TIMEOUT if timeout is None else timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
     proc.wait()
+    _LIVE.discard(proc)
+
+
+@atexit.register
+def _stop_the_rest() -> None:
+    for proc in list(_LIVE):
+        _stop(proc, timeout=0.5)
 
 
 @pytest.fixture

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from ._procfs import ProcFS, default_procfs
 from .diff import MapDiff, MappingChange
 from .errors import NotSupported, PmapError, ProcessGone
 from .model import METRICS, Mapping, Snapshot, Totals, snapshot
 from .size import Size, SizeLike
+
+if TYPE_CHECKING:
+    import subprocess
 
 __all__ = ["NewMappings", "Probe", "Reading"]
 
@@ -106,6 +109,8 @@ class Probe:
         """Why `peak_rss` is the peak since the process started rather than since the baseline ("" when exact)."""
         self.last: Optional[Snapshot] = None
         """The latest snapshot taken: what readings fall back on once the process has exited."""
+        self.process: Optional[subprocess.Popen[bytes]] = None
+        """The process object, when the probe's owner started it (`pmap_spawn`)."""
         self.baseline = self.mark()
 
     def __repr__(self) -> str:

@@ -249,6 +249,21 @@ def test_spawned_processes_are_stopped_and_reaped_even_when_the_test_fails(pytes
     assert not any(_alive(pid) for pid in spawned)
 
 
+def test_spawned_processes_are_reaped_when_pytest_is_interrupted(pytester: pytest.Pytester) -> None:
+    pids = pytester.path / "pids"
+    pytester.makepyfile(f"""
+        import sys
+        def test_interrupted(pmap_spawn):
+            p = pmap_spawn([sys.executable, "-c", "import time; time.sleep(600)"])
+            with open({str(pids)!r}, "w") as f:
+                f.write(str(p.pid))
+            raise KeyboardInterrupt
+    """)
+    result = pytester.runpytest_subprocess()
+    result.stdout.fnmatch_lines(["*KeyboardInterrupt*"])
+    assert not _alive(int(pids.read_text()))
+
+
 def test_attach_never_stops_the_process(pytester: pytest.Pytester) -> None:
     proc = subprocess.Popen(["sleep", "600"])
     try:

@@ -156,3 +156,13 @@ def test_the_environment_can_turn_read_ahead_off(monkeypatch: pytest.MonkeyPatch
     assert not _procfs.default_procfs().read_ahead
     monkeypatch.setenv("PYTEST_PMAP_READ_AHEAD", "1")
     assert _procfs.default_procfs().read_ahead
+
+
+def test_a_kept_open_reader_reads_afresh_each_time() -> None:
+    read = _procfs.ProcFS().reader(os.getpid(), "status")
+    before = int(re.search(rb"VmRSS:\s*(\d+)", read()).group(1))  # type: ignore[union-attr]
+    ballast = bytearray(64 << 20)
+    after = int(re.search(rb"VmRSS:\s*(\d+)", read()).group(1))  # type: ignore[union-attr]
+    assert after - before >= 60 << 10 and ballast
+    with pytest.raises(_procfs.ProcessGone):
+        _procfs.ProcFS().reader(999_999_999, "status")
