@@ -83,11 +83,6 @@ def unavailable() -> str:
     return ""
 
 
-def available() -> bool:
-    """True where the plugin can read memory maps."""
-    return not unavailable()
-
-
 # -- configuration ------------------------------------------------------------------------------------
 
 
