@@ -126,6 +126,12 @@ class ProcFS:
             )
         return NotSupported(f"PID {pid}: cannot read {path}: {exc}")
 
+    def _open(self, pid: int, name: str, flags: int) -> int:
+        try:
+            return os.open(self.path(pid, name), flags | os.O_CLOEXEC)
+        except OSError as exc:
+            raise self._translate(exc, pid, name) from exc
+
     def read(self, pid: int, name: str) -> bytes:
         """The whole file, read to its end."""
         return b"".join(self.chunks(pid, name))
@@ -140,10 +146,7 @@ class ProcFS:
         as it needs the GIL back after every page. Our own map is always read in-process, in
         small batches, so that reading it hardly moves our own peak RSS.
         """
-        try:
-            fd = os.open(self.path(pid, name), os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as exc:
-            raise self._translate(exc, pid, name) from exc
+        fd = self._open(pid, name, os.O_RDONLY)
 
         def read() -> bytes:
             try:
@@ -181,10 +184,7 @@ class ProcFS:
 
     def writer(self, pid: int, name: str) -> Callable[[bytes], None]:
         """A function that writes to a file (clear_refs) through one file descriptor kept open."""
-        try:
-            fd = os.open(self.path(pid, name), os.O_WRONLY | os.O_CLOEXEC)
-        except OSError as exc:
-            raise self._translate(exc, pid, name) from exc
+        fd = self._open(pid, name, os.O_WRONLY)
 
         def write(data: bytes) -> None:
             try:
@@ -198,10 +198,7 @@ class ProcFS:
     def reader(self, pid: int, name: str) -> Callable[[], bytes]:
         """A function that reads a small file (status, smaps_rollup) afresh on every call, through
         one file descriptor kept open: procfs writes the text anew for each read from offset 0."""
-        try:
-            fd = os.open(self.path(pid, name), os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as exc:
-            raise self._translate(exc, pid, name) from exc
+        fd = self._open(pid, name, os.O_RDONLY)
 
         def read() -> bytes:
             try:
@@ -235,14 +232,13 @@ class ProcFS:
 
     def write(self, pid: int, name: str, data: bytes) -> None:
         """Write `data` to a file of the process (such as `clear_refs`)."""
+        fd = self._open(pid, name, os.O_WRONLY)
         try:
-            fd = os.open(self.path(pid, name), os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                os.write(fd, data)
-            finally:
-                os.close(fd)
+            os.write(fd, data)
         except OSError as exc:
             raise self._translate(exc, pid, name) from exc
+        finally:
+            os.close(fd)
 
     def exists(self, pid: int) -> bool:
         """True when the procfs has a directory for `pid` (a process, or a thread's hidden entry)."""
