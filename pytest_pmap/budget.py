@@ -18,7 +18,7 @@ from .probe import Probe, Reading
 from .size import Size
 
 __all__ = [
-    "KEYS", "Budget", "Violation", "budget_from_config", "check", "check_config", "describe_keys",
+    "KEYS", "Budget", "BudgetConfig", "Violation", "check", "describe_keys",
     "measure", "parse_limits", "report_text",
 ]
 
@@ -72,37 +72,44 @@ class Budget:
         return Budget({**self.limits, **limits}, {**self.sources, **dict.fromkeys(limits, source)})
 
 
-def budget_from_config(config: MappingABC[str, Any], nodeid: str, source: str) -> Budget:
-    """The budget `[tool.pytest_pmap]` gives the test `nodeid`: `defaults`, then every `budgets`
-    glob that matches, in file order."""
-    budget = Budget()
-    defaults = config.get("defaults") or {}
-    if defaults:
-        budget = budget.merged(parse_limits(defaults, f"{source} defaults"), f"{source} defaults")
-    for pattern, raw in (config.get("budgets") or {}).items():
-        if fnmatch.fnmatchcase(nodeid, pattern):
+@dataclass(frozen=True)
+class BudgetConfig:
+    """`[tool.pytest_pmap]`, checked and parsed once: `defaults` for every test, and `budgets` by
+    node-id glob, in file order."""
+
+    defaults: Budget = field(default_factory=Budget)
+    globs: tuple[tuple[str, dict[str, Size], str], ...] = ()
+    """(node-id glob, its limits, where they were set)."""
+
+    @classmethod
+    def parse(cls, config: MappingABC[str, Any], source: str) -> BudgetConfig:
+        """Raise `BudgetSyntaxError` for anything wrong in `config`, naming `source` and the key."""
+        known = {"defaults", "budgets"}
+        for key in config:
+            if key not in known:
+                raise BudgetSyntaxError(f"{source}: unknown key {key!r}; expected {' and '.join(sorted(known))}")
+        defaults = config.get("defaults", {})
+        if not isinstance(defaults, MappingABC):
+            raise BudgetSyntaxError(f"{source} defaults must be a table of budget keys, not {defaults!r}")
+        budgets = config.get("budgets", {})
+        if not isinstance(budgets, MappingABC):
+            raise BudgetSyntaxError(f"{source} budgets must be a table of node-id globs, not {budgets!r}")
+        globs = []
+        for pattern, raw in budgets.items():
             where = f"{source} budgets[{pattern!r}]"
-            budget = budget.merged(parse_limits(raw, where), where)
-    return budget
+            if not isinstance(raw, MappingABC):
+                raise BudgetSyntaxError(f"{where} must be a table of budget keys, not {raw!r}")
+            globs.append((pattern, parse_limits(raw, where), where))
+        where = f"{source} defaults"
+        return cls(Budget().merged(parse_limits(defaults, where), where), tuple(globs))
 
-
-def check_config(config: MappingABC[str, Any], source: str) -> None:
-    """Raise `BudgetSyntaxError` for anything wrong in `[tool.pytest_pmap]`, before any test runs."""
-    known = {"defaults", "budgets"}
-    for key in config:
-        if key not in known:
-            raise BudgetSyntaxError(f"{source}: unknown key {key!r}; expected {' and '.join(sorted(known))}")
-    defaults = config.get("defaults", {})
-    if not isinstance(defaults, MappingABC):
-        raise BudgetSyntaxError(f"{source} defaults must be a table of budget keys, not {defaults!r}")
-    parse_limits(defaults, f"{source} defaults")
-    budgets = config.get("budgets", {})
-    if not isinstance(budgets, MappingABC):
-        raise BudgetSyntaxError(f"{source} budgets must be a table of node-id globs, not {budgets!r}")
-    for pattern, raw in budgets.items():
-        if not isinstance(raw, MappingABC):
-            raise BudgetSyntaxError(f"{source} budgets[{pattern!r}] must be a table of budget keys, not {raw!r}")
-        parse_limits(raw, f"{source} budgets[{pattern!r}]")
+    def for_test(self, nodeid: str) -> Budget:
+        """The budget of the test `nodeid`: the defaults, then every glob that matches it."""
+        budget = self.defaults
+        for pattern, limits, where in self.globs:
+            if fnmatch.fnmatchcase(nodeid, pattern):
+                budget = budget.merged(limits, where)
+        return budget
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import pytest
 from . import hooks
 from ._procfs import default_procfs
 from .boundary import BoundaryReader, growth
-from .budget import Budget, Violation, budget_from_config, check, check_config, describe_keys, parse_limits, report_text
+from .budget import Budget, BudgetConfig, Violation, check, describe_keys, parse_limits, report_text
 from .errors import BudgetSyntaxError, PmapError
 from .model import Mapping
 from .probe import Probe, Reading
@@ -59,8 +59,8 @@ class _Session:
 
     measure: bool
     top: int
-    pyproject: dict[str, Any]
-    pyproject_source: str
+    config_budgets: BudgetConfig
+    """`[tool.pytest_pmap]` of pyproject.toml."""
     unavailable: str
     """Why memory maps cannot be read here ("" when they can), worked out once per session."""
     results: list[MemoryResult] = field(default_factory=list)
@@ -118,11 +118,11 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"--pmap-top {top}: give 0 or more tests")
     pyproject, source = _read_pyproject(config)
     try:
-        check_config(pyproject, source)
+        config_budgets = BudgetConfig.parse(pyproject, source)
     except BudgetSyntaxError as exc:
         raise pytest.UsageError(str(exc)) from None
     why = unavailable()
-    config.stash[_SESSION] = _Session(measure, top, pyproject, source, why)
+    config.stash[_SESSION] = _Session(measure, top, config_budgets, why)
     if measure and why:
         config.issue_config_time_warning(pytest.PytestConfigWarning(f"--pmap does nothing here: {why}"), 2)
 
@@ -246,7 +246,7 @@ def pmap_attach(request: pytest.FixtureRequest) -> Callable[[int], Probe]:
 
 def _budget(item: pytest.Item) -> Budget:
     state = item.config.stash[_SESSION]
-    budget = budget_from_config(state.pyproject, item.nodeid, state.pyproject_source) if state.pyproject else Budget()
+    budget = state.config_budgets.for_test(item.nodeid)
     for mark in reversed(list(item.iter_markers("pmap"))):  # the closest marker wins
         if mark.args:
             raise BudgetSyntaxError(f"marker on {item.nodeid}: pmap() takes keyword limits only, got {mark.args!r}")
