@@ -62,18 +62,10 @@ class Reading(Size):
 class NewMappings(list[MappingChange]):
     """The groups of mappings `Probe.new_mappings()` found, with the diff they came from."""
 
-    def __init__(self, changes: Iterable[MappingChange], diff: MapDiff, rule: str) -> None:
+    def __init__(self, changes: Iterable[MappingChange], diff: MapDiff) -> None:
         super().__init__(changes)
         self.diff = diff
         """The whole diff the groups were picked from."""
-        self.rule = rule
-        """The filter, in words: `anonymous, larger than 8192K`."""
-
-    def explain(self) -> str:
-        """The groups in pmap -x columns, with the diff's summary lines."""
-        picked = MapDiff.__new__(MapDiff)
-        picked.before, picked.after, picked.changes = self.diff.before, self.diff.after, list(self)
-        return f"new mappings ({self.rule}):\n" + picked.render()
 
     def __repr__(self) -> str:
         if not self:
@@ -247,8 +239,4 @@ class Probe:
         `anon=True` keeps anonymous memory only, `anon=False` file mappings only.
         """
         diff = self.diff(after)
-        rule = ", ".join(
-            ([] if anon is None else ["anonymous" if anon else "file-backed"])
-            + ([f"larger than {Size(larger_than)}"] if larger_than else [])
-        ) or "any"
-        return NewMappings(diff.new_mappings(anon=anon, larger_than=larger_than), diff, rule)
+        return NewMappings(diff.new_mappings(anon=anon, larger_than=larger_than), diff)
