@@ -1,4 +1,4 @@
-"""`pytest-pmap snapshot | show | diff | watch`: working with snapshots from the command line."""
+"""`pytest-pmap snapshot | show | diff | watch | compare`: snapshots and results files from the command line."""
 
 from __future__ import annotations
 
@@ -142,11 +142,46 @@ def _watch(args: list[str]) -> int:
     return 0
 
 
+def _compare(args: list[str]) -> int:
+    from .gate import DEFAULT_METRIC, Tolerance, compare, parse_metric
+    from .reports import markdown, write_report
+    from .results import RunResults
+
+    p = _Parser(
+        prog="pytest-pmap compare",
+        description="Compare two runs' results files (from --pmap-json or --pmap-save-baseline), as the "
+        "--pmap-baseline gate does. Exit status: 0 when no test regressed, 1 when one did, 2 on bad input.",
+    )
+    p.add_argument("base", help="the baseline's results file")
+    p.add_argument("head", help="the results file of the run to check")
+    p.add_argument("--metric", default=DEFAULT_METRIC, help=f"the metric to compare (default {DEFAULT_METRIC})")
+    p.add_argument("--tolerance", default=None, help="a percentage, a size or both, e.g. '2%%,512KiB' (the default)")
+    p.add_argument("--markdown", metavar="FILE", default=None, help="also write the pull-request summary to FILE")
+    p.add_argument("--top", type=_count, default=10, metavar="N", help="top growers in the Markdown summary (default 10)")
+    ns = p.parse_args(args)
+    try:
+        metric = parse_metric(ns.metric, "--metric")
+        tolerance = Tolerance() if ns.tolerance is None else Tolerance.parse(ns.tolerance, "--tolerance")
+        base = RunResults.load(ns.base, "baseline file")
+        head = RunResults.load(ns.head, "results file")
+    except PmapError as exc:
+        p.exit(2, f"pytest-pmap compare: {exc}\n")
+    comparison = compare(base, head, metric, tolerance, f"baseline {ns.base}")
+    for line in comparison.table():
+        print(line)
+    if ns.markdown is not None:
+        try:
+            write_report(ns.markdown, markdown(head, comparison, metric, ns.top).encode())
+        except PmapError as exc:
+            p.exit(2, f"pytest-pmap compare: {exc}\n")
+    return 0 if comparison.passed else 1
+
+
 def _delta(value: Optional[Size]) -> str:
     return "?" if value is None else value.signed()
 
 
-_COMMANDS = {"snapshot": _snapshot, "show": _show, "diff": _diff, "watch": _watch}
+_COMMANDS = {"snapshot": _snapshot, "show": _show, "diff": _diff, "watch": _watch, "compare": _compare}
 
 
 def run(name: str, args: list[str]) -> int:

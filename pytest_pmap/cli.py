@@ -1,7 +1,7 @@
 """The `pytest-pmap` command (also `python -m pytest_pmap`). Never imports pytest: it must start fast.
 
 `pytest-pmap [-x|-d|-X|-XX] [-q] [-p] [-A L[,H]] PID...` prints exactly what procps-ng pmap prints.
-The subcommands work on snapshots: `snapshot`, `diff`, `watch`; `pytest-pmap help` lists them.
+The subcommands work on snapshots and results files: `snapshot`, `show`, `diff`, `watch`, `compare`; `pytest-pmap help` lists them.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ pytest-pmap: the memory map of a Linux process, exactly as procps-ng pmap prints
         what appeared, vanished or grew between two snapshots (files or live PIDs)
   pytest-pmap watch PID [-n SECONDS] [-c COUNT]
         pmap -d's summary line again and again, with the change since the last line
+  pytest-pmap compare BASE HEAD [--metric M] [--tolerance T] [--markdown FILE]
+        the baseline gate on two results files (--pmap-json); exit 1 when a test regressed
 
 Each subcommand takes --help.
 """
@@ -40,7 +42,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args and args[0] in ("help", "--pytest-pmap-help"):
         sys.stdout.write(HELP)
         return 0
-    if args and args[0] in ("snapshot", "show", "diff", "watch"):
+    if args and args[0] in ("snapshot", "show", "diff", "watch", "compare"):
         from . import _subcommands
 
         return _subcommands.run(args[0], args[1:])

@@ -12,8 +12,8 @@ import pytest
 if TYPE_CHECKING:
     from .budget import Violation
     from .model import Mapping, Snapshot
-    from .plugin import MemoryResult
     from .probe import Probe
+    from .results import MemoryResult
 
 
 @pytest.hookspec(firstresult=True)

@@ -6,12 +6,13 @@ entry point `pmap`.
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import signal
 import subprocess
 import sys
 from collections.abc import Generator, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -20,37 +21,71 @@ import pytest
 from . import hooks
 from ._procfs import default_procfs
 from .boundary import BoundaryReader, growth
-from .budget import Budget, BudgetConfig, Violation, check, describe_keys, parse_limits, report_text
+from .budget import Budget, BudgetConfig, check, describe_keys, parse_limits, report_text
 from .errors import BudgetSyntaxError, PmapError
+from .gate import DEFAULT_METRIC, Comparison, Tolerance, compare, parse_metric
 from .model import Mapping
 from .probe import Probe, Reading
-from .size import Size
+from .reports import benchmark_action, bencher, markdown, write_report
+from .results import GATE_METRICS, MemoryResult, ResultsFileError, RunResults, current_environment
+from .size import Size, change
 
 __all__ = ["MemoryResult"]
 
 PMAP_DESC = "measure every test's memory (growth, peak, new mappings) and print the tests that grew most"
 TOP_DESC = "how many tests the --pmap summary lists (default 10)"
+JSON_DESC = "write every test's measurements to PATH as JSON (usable as a baseline); implies --pmap"
+MARKDOWN_DESC = (
+    "write a pull-request summary to PATH in Markdown (regressions, budget failures, top growers); "
+    "$GITHUB_STEP_SUMMARY is appended to; implies --pmap"
+)
+SAVE_BASELINE_DESC = "save every test's measurements to PATH, the baseline of later runs; implies --pmap"
+BASELINE_DESC = (
+    "fail the run when a test's metric (--pmap-metric) exceeds the baseline in PATH by more than "
+    "the tolerance (--pmap-tolerance); implies --pmap"
+)
+TOLERANCE_DESC = (
+    "how far a test may exceed its baseline: a percentage of the baseline, an absolute floor, or both, "
+    "as in '2%,512KiB' (the default); widened to a huge page where transparent huge pages moved"
+)
+METRIC_DESC = f"the metric the baseline gate compares (default {DEFAULT_METRIC}): {', '.join(GATE_METRICS)}"
+BENCHER_DESC = "write every test's metrics to PATH in Bencher Metric Format (bytes); implies --pmap"
+BENCHMARK_ACTION_DESC = (
+    "write the gated metric of every test to PATH for github-action-benchmark (tool: customSmallerIsBetter); "
+    "implies --pmap"
+)
 STOP_TIMEOUT = 5.0
 """Seconds a spawned process gets to exit after SIGTERM before it is killed."""
 
 _NOT_LINUX = "pytest-pmap reads /proc/PID/smaps, which only Linux has"
 
 
-@dataclass
-class MemoryResult:
-    """What `--pmap` measured for one test's call phase."""
+#: The files a session can write: option name -> what the terminal calls the file.
+_OUTPUTS = {
+    "pmap_json": "JSON results",
+    "pmap_markdown": "Markdown summary",
+    "pmap_save_baseline": "baseline",
+    "pmap_bencher": "Bencher Metric Format results",
+    "pmap_benchmark_action": "github-action-benchmark results",
+}
 
-    nodeid: str
-    growth: dict[str, Optional[int]] = field(default_factory=dict)
-    """Metric -> bytes gained during the call (negative when it shrank); None when not reported."""
-    peak_growth: Optional[int] = None
-    """How far the RSS peak during the call rose above the RSS at its start."""
-    new_mappings: int = 0
-    """Groups of mappings over address space new during the call."""
-    largest_new: int = 0
-    """Bytes of new address space in the largest of them."""
-    budget: list[str] = field(default_factory=list)
-    """The broken limits, as report lines."""
+
+@dataclass
+class _Gate:
+    """The baseline comparison and the files of a session (all empty when none was asked for)."""
+
+    metric: str = DEFAULT_METRIC
+    tolerance: Tolerance = Tolerance()
+    baseline_path: Optional[Path] = None
+    baseline: Optional[RunResults] = None
+    """The baseline, loaded at start-up so that a bad file stops the run before any test."""
+    outputs: dict[str, Path] = field(default_factory=dict)
+    """Option name (`pmap_json`, ...) -> where to write."""
+    comparison: Optional[Comparison] = None
+    written: list[str] = field(default_factory=list)
+    """What was written, as lines for the terminal."""
+    errors: list[str] = field(default_factory=list)
+    """What could not be written."""
 
 
 @dataclass
@@ -63,13 +98,17 @@ class _Session:
     """`[tool.pytest_pmap]` of pyproject.toml."""
     unavailable: str
     """Why memory maps cannot be read here ("" when they can), worked out once per session."""
+    gate: _Gate
     results: list[MemoryResult] = field(default_factory=list)
     reader: BoundaryReader = field(default_factory=BoundaryReader)
+    junit: bool = False
+    """True when a JUnit XML report is written: each test's measurements go in as properties."""
 
 
 _SESSION = pytest.StashKey[_Session]()
 _PROBES = pytest.StashKey[list[Probe]]()
-_VIOLATIONS = pytest.StashKey[list[Violation]]()
+_FAILURE = pytest.StashKey[str]()
+"""The report of a test's broken budget."""
 _BUDGET = pytest.StashKey[Budget]()
 
 
@@ -94,8 +133,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("pmap", "memory budgets from /proc/PID/smaps (pytest-pmap)")
     group.addoption("--pmap", action="store_true", default=None, help=PMAP_DESC)
     group.addoption("--pmap-top", type=int, default=None, metavar="N", help=TOP_DESC)
+    group.addoption("--pmap-json", metavar="PATH", default=None, help=JSON_DESC)
+    group.addoption("--pmap-markdown", metavar="PATH", default=None, help=MARKDOWN_DESC)
+    group.addoption("--pmap-save-baseline", metavar="PATH", default=None, help=SAVE_BASELINE_DESC)
+    group.addoption("--pmap-baseline", metavar="PATH", default=None, help=BASELINE_DESC)
+    group.addoption("--pmap-tolerance", metavar="TOLERANCE", default=None, help=TOLERANCE_DESC.replace("%", "%%"))
+    group.addoption("--pmap-metric", metavar="METRIC", default=None, help=METRIC_DESC)
+    group.addoption("--pmap-bencher", metavar="PATH", default=None, help=BENCHER_DESC)
+    group.addoption("--pmap-benchmark-action", metavar="PATH", default=None, help=BENCHMARK_ACTION_DESC)
     parser.addini("pmap", PMAP_DESC, type="bool", default=False)
     parser.addini("pmap_top", TOP_DESC, default="10")
+    parser.addini("pmap_tolerance", TOLERANCE_DESC, default=None)
+    parser.addini("pmap_metric", METRIC_DESC, default=None)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -121,10 +170,67 @@ def pytest_configure(config: pytest.Config) -> None:
         config_budgets = BudgetConfig.parse(pyproject, source)
     except BudgetSyntaxError as exc:
         raise pytest.UsageError(str(exc)) from None
+    gate = _gate(config)
+    measure = measure or bool(gate.outputs) or gate.baseline_path is not None
     why = unavailable()
-    config.stash[_SESSION] = _Session(measure, top, config_budgets, why)
+    junit = bool(getattr(config.option, "xmlpath", None))
+    config.stash[_SESSION] = _Session(measure, top, config_budgets, why, gate, junit=junit)
     if measure and why:
         config.issue_config_time_warning(pytest.PytestConfigWarning(f"--pmap does nothing here: {why}"), 2)
+
+
+def _setting(config: pytest.Config, name: str) -> tuple[Optional[str], str]:
+    """A setting's value from the command line, else the ini file, and how to name its source."""
+    value = config.getoption(name)
+    if value is not None:
+        return value, f"--{name.replace('_', '-')}"
+    value = config.getini(name)
+    return (value or None), f"{name} in {config.inipath.name if config.inipath else 'the ini file'}"
+
+
+def _gate(config: pytest.Config) -> _Gate:
+    """The gate's settings, checked; the baseline is read now, so a bad one stops the run early."""
+    gate = _Gate()
+    try:
+        metric, source = _setting(config, "pmap_metric")
+        if metric is not None:
+            gate.metric = parse_metric(metric, source)
+        tolerance, source = _setting(config, "pmap_tolerance")
+        if tolerance is not None:
+            gate.tolerance = Tolerance.parse(tolerance, source)
+    except BudgetSyntaxError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    worker = hasattr(config, "workerinput")  # an xdist worker measures; only the controller reads and writes files
+    for name in _OUTPUTS:
+        raw = config.getoption(name)
+        if raw is None:
+            continue
+        path = Path(raw)
+        if not worker:
+            _check_writable(path, f"--{name.replace('_', '-')}")
+        gate.outputs[name] = path
+    raw = config.getoption("pmap_baseline")
+    if raw is not None:
+        gate.baseline_path = Path(raw)
+        if not worker:
+            try:
+                gate.baseline = RunResults.load(raw, "baseline file")
+            except ResultsFileError as exc:
+                raise pytest.UsageError(
+                    f"--pmap-baseline: {exc} (save one with --pmap-save-baseline {raw})"
+                ) from None
+    return gate
+
+
+def _check_writable(path: Path, option: str) -> None:
+    """Stop before the tests run if `path` cannot be written at the end."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise pytest.UsageError(f"{option} {path}: that is a folder; give a file name")
+    if not folder.is_dir():
+        raise pytest.UsageError(f"{option} {path}: folder {str(folder)!r} does not exist; create it first")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise pytest.UsageError(f"{option} {path}: folder {str(folder)!r} is not writable")
 
 
 def _read_pyproject(config: pytest.Config) -> tuple[dict[str, Any], str]:
@@ -306,21 +412,24 @@ class _Runner:
         try:
             return (yield)
         finally:
-            record = MemoryResult(item.nodeid)
+            measured: dict[str, Any] = {}
             if start is not None:  # read before the budget check, whose snapshots allocate memory
-                record = MemoryResult(item.nodeid, **growth(start, state.reader.read(), ignore))  # type: ignore[arg-type]
+                measured = growth(start, state.reader.read(), ignore)
                 if peak_note:
-                    record.peak_growth = None
+                    measured["peak_growth"] = None
             if probe is not None:
                 violations, unchecked = check(budget, probe)
                 for line in unchecked:
                     item.add_report_section("call", "pmap", line)
                 if violations:
-                    item.stash[_VIOLATIONS] = violations
                     item.config.hook.pytest_pmap_budget_exceeded(item=item, violations=violations)
-                    record.budget = [v.line for v in violations]
+                    item.stash[_FAILURE] = measured["failure"] = report_text(violations)
+                    measured["budget"] = tuple(v.line for v in violations)
             if state.measure:
+                record = MemoryResult(item.nodeid, **measured)
                 state.results.append(record)
+                if state.junit:
+                    item.user_properties.extend(_properties(record))
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
@@ -329,10 +438,10 @@ class _Runner:
         report = yield
         if report.when != "call":
             return report
-        violations = item.stash.get(_VIOLATIONS, [])
-        if violations and report.passed:
+        failure = item.stash.get(_FAILURE, "")
+        if failure and report.passed:
             report.outcome = "failed"
-            report.longrepr = report_text(violations)
+            report.longrepr = failure
         elif report.failed:  # the whole diff of every probe the test used, which an assertion shows in brief
             for probe in item.stash.get(_PROBES, []):
                 try:
@@ -341,6 +450,14 @@ class _Runner:
                     text = f"no diff: {exc}"
                 report.sections.append((f"pmap: PID {probe.pid} since its baseline", text))
         return report
+
+
+def _properties(record: MemoryResult) -> list[tuple[str, object]]:
+    """A test's measurements as JUnit XML properties (`pmap_uss_growth` = bytes)."""
+    props: list[tuple[str, object]] = [(f"pmap_{name}", value) for name in GATE_METRICS
+                                       if (value := record.value(name)) is not None]
+    props.append(("pmap_new_mappings", record.new_mappings))
+    return props
 
 
 def pytest_assertrepr_compare(config: pytest.Config, op: str, left: object, right: object) -> Optional[list[str]]:
@@ -366,7 +483,7 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
     state = node.config.stash.get(_SESSION, None)
     output = getattr(node, "workeroutput", {}) or {}
     if state is not None and "pmap_results" in output:
-        state.results.extend(MemoryResult(**r) for r in output["pmap_results"])
+        state.results.extend(MemoryResult.from_json(r) for r in output["pmap_results"])
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -374,10 +491,44 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if state is None or not state.measure:
         return
     workeroutput = getattr(session.config, "workeroutput", None)
-    if workeroutput is not None:  # an xdist worker: the controller reports
-        workeroutput["pmap_results"] = [asdict(r) for r in state.results]
+    if workeroutput is not None:  # an xdist worker: the controller compares and writes
+        workeroutput["pmap_results"] = [r.to_json() for r in state.results]
         return
+    if not state.unavailable:
+        failed = _gate_and_write(state.gate, tuple(state.results), session.exitstatus)
+        if failed and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
     session.config.hook.pytest_pmap_session_report(results=state.results)
+
+
+def _gate_and_write(gate: _Gate, results: tuple[MemoryResult, ...], exitstatus: int) -> bool:
+    """Compare with the baseline and write the files; True when the run must fail for it."""
+    run = RunResults(results, current_environment())
+    if gate.baseline is not None:
+        gate.comparison = compare(gate.baseline, run, gate.metric, gate.tolerance, f"baseline {gate.baseline_path}")
+    for name, path in gate.outputs.items():
+        what = _OUTPUTS[name]
+        if name == "pmap_save_baseline" and exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR):
+            gate.errors.append(f"{what} not saved to {path}: the run was interrupted, its measurements are incomplete")
+            continue
+        try:
+            done = write_report(path, _render(name, run, gate))
+        except PmapError as exc:
+            gate.errors.append(f"{what} not written: {exc}")
+        else:
+            gate.written.append(f"{done} {what} {path} ({len(run.results)} tests)")
+    return bool(gate.errors) or (gate.comparison is not None and not gate.comparison.passed)
+
+
+def _render(name: str, run: RunResults, gate: _Gate) -> bytes:
+    """The bytes of one output file."""
+    if name == "pmap_markdown":
+        return markdown(run, gate.comparison, gate.metric).encode()
+    if name == "pmap_bencher":
+        return json.dumps(bencher(run), indent=1).encode() + b"\n"
+    if name == "pmap_benchmark_action":
+        return json.dumps(benchmark_action(run, gate.metric), indent=1).encode() + b"\n"
+    return run.dumps()  # --pmap-json and --pmap-save-baseline: the same document
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -391,6 +542,15 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         return
     for line in summary_table(state.results, state.top):
         tr.write_line(line)
+    gate = state.gate
+    if gate.comparison is not None:
+        tr.write_sep("-", "pmap: the baseline gate", red=not gate.comparison.passed, green=gate.comparison.passed)
+        for line in gate.comparison.table():
+            tr.write_line(line, yellow=line.startswith("WARNING"))
+    for line in gate.written:
+        tr.write_line(f"pmap: {line}")
+    for line in gate.errors:
+        tr.write_line(f"pmap: ERROR: {line}", red=True)
 
 
 def summary_table(results: list[MemoryResult], top: int) -> list[str]:
@@ -403,15 +563,12 @@ def summary_table(results: list[MemoryResult], top: int) -> list[str]:
 
     ranked = sorted(results, key=key, reverse=True)[:top]
 
-    def k(value: Optional[int]) -> str:
-        return "n/a" if value is None else Size.of(value).signed()
-
     lines = [f"{'RSS':>10} {'USS':>10} {'peak':>10} {'w/private':>10} {'new maps':>8}  test"]
     for r in ranked:
         new = f"{r.new_mappings}" if r.new_mappings else "-"
         lines.append(
-            f"{k(r.growth.get('rss')):>10} {k(r.growth.get('uss')):>10} {k(r.peak_growth):>10} "
-            f"{k(r.growth.get('writeable_private')):>10} {new:>8}  {r.nodeid}"
+            f"{change(r.growth.get('rss')):>10} {change(r.growth.get('uss')):>10} {change(r.peak_growth):>10} "
+            f"{change(r.growth.get('writeable_private')):>10} {new:>8}  {r.nodeid}"
             + ("  [budget exceeded]" if r.budget else "")
         )
     lines.append(f"{len(results)} tests measured; growth during each test's call, peak above its starting RSS")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import Union
+from typing import Optional, Union
 
 from .errors import BudgetSyntaxError
 
-__all__ = ["KiB", "MiB", "GiB", "TiB", "Size", "SizeLike", "parse_size"]
+__all__ = ["KiB", "MiB", "GiB", "TiB", "Size", "SizeLike", "change", "parse_size"]
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -157,3 +157,8 @@ class Size(int):
         return NotImplemented if value is None else int(self) >= value
 
     __hash__ = int.__hash__
+
+
+def change(value: Optional[int]) -> str:
+    """A measured change in pmap's unit (`+1024K`), or `n/a` when it was not measured."""
+    return "n/a" if value is None else Size.of(value).signed()

@@ -39,3 +39,19 @@ def test_the_failing_demos_fail_with_the_pmap_diff() -> None:
     assert re.search(r"E +assert growth\.uss \d+K < 8192K", out)
     assert re.search(r"[+~] [0-9a-f]{16} +\+6\d{4} .* rw--- +\[ anon \]", out)
     assert re.search(r"pmap budget exceeded \(3 limits\):\n  uss_growth: \d+K > 4096K \(limit from marker\)", out)
+
+
+def test_every_pmap_option_the_docs_and_the_workflow_use_exists() -> None:
+    help_text = run_pytest("--help").stdout
+    known = set(re.findall(r"(--pmap[a-z-]*)", help_text))
+    for path in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "examples/github/memory-gate.yml"]:
+        used = set(re.findall(r"(--pmap[a-z-]*)", path.read_text()))
+        assert used <= known, f"{path.name} uses options pytest does not know: {sorted(used - known)}"
+
+
+def test_the_gate_docs_list_every_metric() -> None:
+    from pytest_pmap.results import GATE_METRICS
+
+    text = (REPO / "docs" / "gate.md").read_text()
+    listed = text.split("or the\npeak: ")[1].split(".\n")[0]
+    assert re.findall(r"`(\w+)`", listed) == list(GATE_METRICS)

@@ -1,0 +1,227 @@
+"""The regression gate: a run's measurements against a baseline's, with a tolerance.
+
+Pure: no pytest and no files here. A test regresses when its gated metric exceeds the baseline's
+by more than the tolerance, max(relative x |baseline|, absolute floor), widened where memory
+moves in steps that are not the test's doing:
+- by one transparent huge page (2 MiB) where huge pages moved during the test in either run;
+- by one allocator step (1 MiB) where the test allocated `ALLOCATING` or more in the baseline
+  (its RSS peak rose that far). CPython's small-object allocator holds freed memory in 1 MiB
+  arenas and keeps one empty arena in reserve; whether an arena is handed back during such a test
+  changes from run to run (measured: see benchmarks/gate.py and docs/gate.md). Only the baseline
+  decides, so a test that was quiet and now leaks 1 MiB is caught.
+Tests that are new or gone are reported, never failed.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Optional
+
+from .errors import BudgetSyntaxError
+from .results import GATE_METRICS, MemoryResult, RunResults
+from .size import KiB, Size, change, parse_size
+
+__all__ = ["DEFAULT_METRIC", "Comparison", "Row", "Tolerance", "compare", "parse_metric"]
+
+DEFAULT_METRIC = "uss_growth"
+ALLOCATOR_STEP = 1024 * KiB
+"""How far CPython's allocator reserve can move an allocating test's growth from run to run."""
+ALLOCATING = 256 * KiB
+"""A test whose RSS peak rose this far in the baseline allocates enough to move by an arena."""
+
+
+def parse_metric(text: str, source: str) -> str:
+    """A gate metric's name, checked; an unknown one raises `BudgetSyntaxError` naming `source`."""
+    name = text.strip().lower().replace("-", "_")
+    if name in GATE_METRICS:
+        return name
+    close = [f"{name}_growth"] if f"{name}_growth" in GATE_METRICS else difflib.get_close_matches(name, GATE_METRICS, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise BudgetSyntaxError(f"{source}: unknown metric {text!r}{hint}; known metrics: {', '.join(GATE_METRICS)}")
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How far a test may exceed its baseline: max(relative x |baseline|, absolute)."""
+
+    relative: float = 0.02
+    """A fraction of the baseline's value (0.02 is 2%)."""
+    absolute: int = 512 * KiB
+    """The floor in bytes: growth metrics are often near zero, where a fraction allows nothing."""
+
+    @classmethod
+    def parse(cls, text: str, source: str) -> Tolerance:
+        """`2%`, `512KiB`, or both: `2%,512KiB`. A part not given keeps its default."""
+        relative, absolute = cls.relative, cls.absolute
+        seen: set[str] = set()
+        parts = [p.strip() for p in text.split(",")]
+        if not text.strip() or len(parts) > 2 or not all(parts):
+            raise BudgetSyntaxError(
+                f"{source}: {text!r} is not a tolerance: give a percentage, a size or both, e.g. '2%,512KiB'"
+            )
+        for part in parts:
+            kind = "relative" if part.endswith("%") else "absolute"
+            if kind in seen:
+                raise BudgetSyntaxError(f"{source}: {text!r} gives the {kind} tolerance twice")
+            seen.add(kind)
+            if kind == "relative":
+                try:
+                    relative = float(part[:-1]) / 100
+                except ValueError:
+                    relative = -1.0
+                if not 0 <= relative <= 10:
+                    raise BudgetSyntaxError(f"{source}: {part!r} is not a percentage between 0% and 1000%")
+            else:
+                try:
+                    absolute = parse_size(part)
+                except BudgetSyntaxError:
+                    raise BudgetSyntaxError(
+                        f"{source}: {text!r} is not a tolerance: {part!r} is neither a percentage (2%) "
+                        "nor a size (512KiB)"
+                    ) from None
+                if absolute < 0:
+                    raise BudgetSyntaxError(f"{source}: tolerance {part!r} is negative")
+        return cls(relative, absolute)
+
+    def allowed(self, baseline: int, floor: int = 0) -> int:
+        """Bytes a test whose baseline is `baseline` may grow past it; at least `floor`."""
+        return max(round(self.relative * abs(baseline)), self.absolute, floor)
+
+    def __str__(self) -> str:
+        return f"max({self.relative * 100:g}%, {Size.of(self.absolute).human()})"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One test in a comparison."""
+
+    nodeid: str
+    status: str
+    """`regressed`, `improved`, `ok`, `new` (not in the baseline), `gone` (not in this run) or
+    `unmeasured` (the metric is missing on one side)."""
+    base: Optional[int]
+    """The baseline's value (bytes); None when the test is new or the metric was not measured."""
+    head: Optional[int]
+    """This run's value (bytes)."""
+    allowed: Optional[int]
+    """How far past the baseline this test may go (bytes)."""
+    widened: str = ""
+    """Why the allowance was widened past the tolerance (`huge pages`, `allocator reserve`), or ""."""
+    result: Optional[MemoryResult] = None
+    """This run's measurement of the test (None when it is gone)."""
+
+    @property
+    def delta(self) -> Optional[int]:
+        """This run's value minus the baseline's."""
+        return None if self.base is None or self.head is None else self.head - self.base
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Every test of a run against a baseline, for one metric."""
+
+    metric: str
+    tolerance: Tolerance
+    rows: tuple[Row, ...]
+    warnings: tuple[str, ...] = ()
+    """Why the comparison may mislead (the baseline was taken on another Python, kernel, ...)."""
+    baseline: str = "baseline"
+    """How to name the baseline in reports (its file name)."""
+
+    def having(self, status: str) -> list[Row]:
+        """The rows with this status."""
+        return [r for r in self.rows if r.status == status]
+
+    @property
+    def regressions(self) -> list[Row]:
+        """The tests that regressed, the largest excess first."""
+        return sorted(self.having("regressed"), key=lambda r: (r.delta or 0) - (r.allowed or 0), reverse=True)
+
+    @property
+    def passed(self) -> bool:
+        """True when no test regressed."""
+        return not self.having("regressed")
+
+    def headline(self) -> str:
+        """One line: how many tests regressed, against what, with what tolerance."""
+        count = len(self.having("regressed"))
+        verdict = f"{count} test{'s' if count != 1 else ''} regressed" if count else "no test regressed"
+        return f"{verdict} in {self.metric} against {self.baseline} (tolerance {self.tolerance})"
+
+    def table(self, new_rows: int = 5) -> list[str]:
+        """The comparison for a terminal: the regressions with their new mappings, then the counts."""
+        lines = [self.headline()]
+        lines += [f"WARNING: {w}" for w in self.warnings]
+        regressions = self.regressions
+        if regressions:
+            lines.append(f"{'baseline':>10} {'now':>10} {'change':>10} {'allowed':>10}  test")
+            for r in regressions:
+                lines.append(
+                    f"{change(r.base):>10} {change(r.head):>10} {change(r.delta):>10} {_allowed(r.allowed):>10}  {r.nodeid}"
+                    + (f"  (widened: {r.widened})" if r.widened else "")
+                )
+                regions = r.result.new_regions if r.result else ()
+                for region in regions[:new_rows]:
+                    lines.append(f"{'':>12}new: {region.row()}")
+                if len(regions) > new_rows:
+                    lines.append(f"{'':>12}... and {len(regions) - new_rows} more new mappings")
+        for status, label in (("unmeasured", "not measured (no value on one side)"),
+                              ("new", "new (not in the baseline; not gated)"),
+                              ("gone", "gone (in the baseline, not in this run)")):
+            rows = self.having(status)
+            if rows:
+                shown = ", ".join(r.nodeid for r in rows[:5]) + (f", ... {len(rows) - 5} more" if len(rows) > 5 else "")
+                lines.append(f"{len(rows)} {label}: {shown}")
+        ok, improved = len(self.having("ok")), len(self.having("improved"))
+        lines.append(f"{ok} within tolerance, {improved} improved beyond it")
+        return lines
+
+
+def _allocates(result: MemoryResult) -> bool:
+    """True when the test allocated enough to move by an allocator step (or its peak is unknown,
+    so that cannot be ruled out)."""
+    return result.peak_growth is None or result.peak_growth >= ALLOCATING
+
+
+def _allowed(value: Optional[int]) -> str:
+    return "n/a" if value is None else str(Size.of(value - value % KiB))
+
+
+def compare(
+    base: RunResults,
+    head: RunResults,
+    metric: str = DEFAULT_METRIC,
+    tolerance: Tolerance = Tolerance(),
+    baseline: str = "baseline",
+) -> Comparison:
+    """Every test of `head` against `base`."""
+    before, after = base.by_test(), head.by_test()
+    huge = head.environment.huge_page_size or base.environment.huge_page_size
+    rows: list[Row] = []
+    for nodeid, now in after.items():
+        then = before.get(nodeid)
+        value = now.value(metric)
+        if then is None:
+            rows.append(Row(nodeid, "new", None, value, None, result=now))
+            continue
+        old = then.value(metric)
+        if old is None or value is None:
+            rows.append(Row(nodeid, "unmeasured", old, value, None, result=now))
+            continue
+        allowed = tolerance.allowed(old)
+        widened = ""
+        if (now.huge_pages or then.huge_pages) and huge > allowed:
+            allowed, widened = huge, "huge pages"
+        elif _allocates(then):
+            step = tolerance.allowed(old, ALLOCATOR_STEP + tolerance.absolute)
+            if step > allowed:
+                allowed, widened = step, "allocator reserve"
+        status = "regressed" if value - old > allowed else "improved" if old - value > allowed else "ok"
+        rows.append(Row(nodeid, status, old, value, allowed, widened, now))
+    rows += [Row(nodeid, "gone", then.value(metric), None, None) for nodeid, then in before.items() if nodeid not in after]
+    warnings = tuple(
+        f"the {baseline} was measured with {d}: expect differences that are not regressions"
+        for d in [", ".join(base.environment.differences(head.environment))] if d
+    )
+    return Comparison(metric, tolerance, tuple(rows), warnings, baseline)

@@ -1,0 +1,143 @@
+"""Reports of a run for people and for tools: a pull-request summary in Markdown, Bencher Metric
+Format, and github-action-benchmark's `customSmallerIsBetter` list. Pure text and dicts, plus
+`write_report`, which writes a file the safe way (or appends to a GitHub step summary).
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+from ._files import write_atomic
+from .errors import PmapError
+from .gate import Comparison, Row
+from .results import GATE_METRICS, MemoryResult, RunResults
+from .size import Size, change
+
+__all__ = ["benchmark_action", "bencher", "markdown", "write_report"]
+
+MAX_DETAILS = 20
+"""Collapsed blocks in a Markdown report: a step summary holds at most 1 MiB."""
+MAX_BLOCK_LINES = 60
+
+
+def _code(nodeid: str) -> str:
+    """A node ID inside a Markdown table cell."""
+    return "<code>" + html.escape(nodeid).replace("|", "&#124;") + "</code>"
+
+
+def _block(summary: str, text: str) -> list[str]:
+    """A collapsed `<details>` block holding `text` verbatim."""
+    lines = text.rstrip("\n").splitlines()
+    if len(lines) > MAX_BLOCK_LINES:
+        lines = lines[:MAX_BLOCK_LINES] + [f"... {len(lines) - MAX_BLOCK_LINES} more lines"]
+    fence = "```"
+    while any(line.lstrip().startswith(fence) for line in lines):
+        fence += "`"
+    return ["<details>", f"<summary>{summary}</summary>", "", fence, *lines, fence, "", "</details>", ""]
+
+
+def _regions_text(result: MemoryResult) -> str:
+    rows = [f"{'Address':<16} {'Kbytes':>8} Mode  Mapping"] + [r.row() for r in result.new_regions]
+    return "\n".join(rows)
+
+
+def markdown(run: RunResults, comparison: Optional[Comparison] = None, metric: str = "uss_growth", top: int = 10) -> str:
+    """A pull-request summary: the regressions first, then the budget failures, then the top growers,
+    each failure's pmap text in a collapsed block."""
+    out = ["## pytest-pmap: memory per test", ""]
+    details = 0
+    if comparison is not None:
+        mark = ":white_check_mark:" if comparison.passed else ":x:"
+        out += [f"{mark} **{comparison.headline()}**", ""]
+        out += [f"> [!WARNING]\n> {w}\n" for w in comparison.warnings]
+        regressions = comparison.regressions
+        if regressions:
+            out += ["### Regressions", "", "| Test | Baseline | Now | Change | Allowed |", "| --- | ---: | ---: | ---: | ---: |"]
+            out += [f"| {_code(row.nodeid)} | {change(row.base)} | {change(row.head)} | {change(row.delta)} | {_allowed(row)} |"
+                    for row in regressions]
+            out.append("")
+            for row in regressions:
+                if row.result is not None and row.result.new_regions and details < MAX_DETAILS:
+                    details += 1
+                    n = row.result.new_mappings
+                    out += _block(f"{_code(row.nodeid)}: {n} new mapping{'s' if n != 1 else ''}",
+                                  _regions_text(row.result))
+    failed = [r for r in run.results if r.budget]
+    if failed:
+        out += ["### Budgets exceeded", ""]
+        for r in failed:
+            summary = f"{_code(r.nodeid)}: {html.escape('; '.join(r.budget))}"
+            if details < MAX_DETAILS:
+                details += 1
+                out += _block(summary, r.failure or "\n".join(r.budget))
+            else:
+                out += [f"- {summary}", ""]
+    ranked = sorted((r for r in run.results if (r.value(metric) or 0) > 0), key=lambda r: r.value(metric) or 0, reverse=True)
+    if ranked and top:
+        out += [f"### Top {min(top, len(ranked))} by {metric}", "",
+                "| Test | RSS | USS | Peak | Writeable/private | New mappings |",
+                "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        for r in ranked[:top]:
+            out.append(f"| {_code(r.nodeid)} | {change(r.growth.get('rss'))} | {change(r.growth.get('uss'))} | "
+                       f"{change(r.peak_growth)} | {change(r.growth.get('writeable_private'))} | {r.new_mappings or '-'} |")
+        out.append("")
+    counts = [f"{len(run.results)} tests measured (growth during each test's call, in KiB)"]
+    if comparison is not None:
+        for status, label in (("new", "new"), ("gone", "gone"), ("unmeasured", "not measured"), ("improved", "improved")):
+            rows = comparison.having(status)
+            if rows:
+                counts.append(f"{len(rows)} {label}")
+    out += ["; ".join(counts) + ".", ""]
+    return "\n".join(out)
+
+
+def _allowed(row: Row) -> str:
+    text = "n/a" if row.allowed is None else str(Size.of(row.allowed - row.allowed % 1024))
+    return text + (f" ({row.widened})" if row.widened else "")
+
+
+def bencher(run: RunResults) -> dict[str, Any]:
+    """Bencher Metric Format: each test a benchmark, each gate metric a measure (bytes)."""
+    out: dict[str, Any] = {}
+    for r in run.results:
+        measures = {name.replace("_", "-"): {"value": float(v)}
+                    for name in GATE_METRICS if (v := r.value(name)) is not None}
+        if measures:
+            out[r.nodeid] = measures
+    return out
+
+
+def benchmark_action(run: RunResults, metric: str = "uss_growth") -> list[dict[str, Any]]:
+    """github-action-benchmark's `customSmallerIsBetter` input: one entry per test, the gated metric in bytes."""
+    entries = []
+    for r in run.results:
+        value = r.value(metric)
+        if value is None:
+            continue
+        extra = f"rss {change(r.growth.get('rss'))}, peak {change(r.peak_growth)}, new mappings {r.new_mappings}"
+        entries.append({"name": f"{r.nodeid} ({metric})", "unit": "bytes", "value": value, "extra": extra})
+    return entries
+
+
+def write_report(path: str | os.PathLike[str], data: bytes) -> str:
+    """Write `data` to `path` atomically, or append it when `path` is the GitHub step summary
+    (`$GITHUB_STEP_SUMMARY`), which collects what every command of the step writes. Returns what
+    was done, for the terminal: `wrote` or `appended to`."""
+    summary = os.environ.get("GITHUB_STEP_SUMMARY", "")
+    target = Path(path)
+    try:
+        appending = bool(summary) and os.path.exists(summary) and os.path.samefile(target, summary)
+    except OSError:
+        appending = False
+    if not appending:
+        write_atomic(target, data)
+        return "wrote"
+    try:
+        with open(target, "ab") as f:
+            f.write(data)
+    except OSError as exc:
+        raise PmapError(f"cannot append to {os.fspath(target)!r}: {exc.strerror}") from None
+    return "appended to"
