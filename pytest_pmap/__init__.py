@@ -21,12 +21,14 @@ if TYPE_CHECKING:
     from .budget import Violation
     from .diff import MapDiff, MappingChange
     from .probe import NewMappings, Probe, Reading
+    from .results import MemoryResult, RunResults
 
 #: Names imported on first use, so that the `pytest-pmap` command starts fast.
 _LAZY = {
     "MapDiff": "diff", "MappingChange": "diff",
     "NewMappings": "probe", "Probe": "probe", "Reading": "probe",
     "Violation": "budget",
+    "MemoryResult": "results", "RunResults": "results",
 }
 
 
@@ -54,6 +56,7 @@ __all__ = [
     "MapDiff",
     "Mapping",
     "MappingChange",
+    "MemoryResult",
     "MiB",
     "NewMappings",
     "NotSupported",
@@ -62,6 +65,7 @@ __all__ = [
     "ProcessGone",
     "Probe",
     "Reading",
+    "RunResults",
     "Size",
     "SmapsParseError",
     "Snapshot",
