@@ -10,9 +10,15 @@ On its first reading the reader fixes glibc's mmap threshold at its documented d
 and its trim threshold at 1 MiB (`mallopt`). glibc otherwise raises both after a large block is
 freed (up to 32 MiB), and then keeps freed heap for reuse: a leak that lands in heap an earlier
 test freed asks the kernel for nothing and would not show. With the thresholds fixed, every block
-of 128 KiB or more is its own mapping, and free heap beyond 1 MiB at the top is handed back. (CPython's small-object allocator keeps free pools and one
-empty arena, which nothing can release; the gate allows for that, see gate.py.) Without glibc,
-nothing is changed.
+of 128 KiB or more is its own mapping, and free heap beyond 1 MiB at the top is handed back.
+(CPython's small-object allocator keeps free pools and one empty arena, which nothing can release;
+the gate allows for that, see gate.py.) Without glibc, nothing is changed.
+
+When the only change since the last reading is anonymous memory newly faulted in (RssAnon grew by
+less than a huge page, nothing else moved), smaps_rollup is not read again: such pages are private
+and dirty, so Pss, Private_Dirty and USS grow by exactly that much. That is what pytest itself does
+between most tests, and it halves the cost of `--pmap`. At most `CARRY_LIMIT` readings in a row
+are carried forward like this.
 
 What this cannot see: a change that leaves every counter as it was — one mapping swapped for
 another of the same size and kind, or pages that become shared with a forked child and private
@@ -37,7 +43,7 @@ from .results import NewRegion
 __all__ = ["Boundary", "BoundaryReader", "growth"]
 
 _STATUS = re.compile(rb"^(VmSize|VmData|VmStk|VmExe|VmLib|VmHWM|VmRSS|RssAnon|RssFile|RssShmem|VmSwap):\s*(\d+) kB$", re.M)
-_ROLLUP = re.compile(rb"^(Pss|Private_Clean|Private_Dirty|AnonHugePages):\s*(\d+) kB$", re.M)
+_ROLLUP = re.compile(rb"^(Pss|Private_Clean|Private_Dirty|Anonymous|AnonHugePages):\s*(\d+) kB$", re.M)
 _RSS_KEYS = ("RssAnon", "RssFile", "RssShmem", "VmSwap")
 _MAP_KEYS = ("VmSize", "VmData", "VmStk", "VmExe", "VmLib")
 
@@ -49,7 +55,8 @@ class Boundary:
     status: dict[str, int]
     """Status counters in bytes (VmRSS, RssAnon, VmHWM, ...)."""
     rollup: dict[str, int]
-    """Pss, Private_Clean, Private_Dirty and AnonHugePages in bytes, from the latest smaps_rollup that applies."""
+    """Pss, Private_Clean, Private_Dirty, Anonymous and AnonHugePages in bytes, from the latest
+    smaps_rollup that applies (read, or carried forward over anonymous faults)."""
     maps: Snapshot
     """The latest maps that apply (maps only: no per-mapping fields)."""
 
@@ -63,6 +70,8 @@ class BoundaryReader:
     _last: Optional[Boundary] = None
     _readers: dict[str, Callable[[], bytes]] = field(default_factory=dict)
     _clear_refs: Optional[Callable[[bytes], None]] = None
+    _carried: int = 0
+    """Readings since smaps_rollup was last read for real."""
     fix_malloc: bool = True
     """Fix glibc's mmap and trim thresholds before the first reading."""
 
@@ -91,7 +100,14 @@ class BoundaryReader:
         last = self._last
         if last is not None and all(status.get(k) == last.status.get(k) for k in _RSS_KEYS):
             rollup = last.rollup
+        elif last is not None and self._carried < CARRY_LIMIT and (faulted := _anon_faults(last, status)):
+            rollup = {**last.rollup}
+            for key in ("Pss", "Private_Dirty", "Anonymous"):
+                if key in rollup:
+                    rollup[key] += faulted
+            self._carried += 1
         else:
+            self._carried = 0
             rollup = {k.decode(): int(v) << 10 for k, v in _ROLLUP.findall(self._read("smaps_rollup"))}
         if last is not None and all(status.get(k) == last.status.get(k) for k in _MAP_KEYS):
             maps = last.maps
@@ -101,6 +117,24 @@ class BoundaryReader:
         self._last = Boundary(status, rollup, maps)
         return self._last
 
+
+def _anon_faults(last: Boundary, status: dict[str, int]) -> int:
+    """Bytes of anonymous memory faulted in since `last`'s smaps_rollup when that is all that
+    changed (RssAnon is above the rollup's Anonymous by less than a huge page; RssFile, RssShmem and
+    VmSwap as they were); else 0. Measured against the rollup's own Anonymous, not the status read
+    beside it, because a page can be faulted in between the two reads."""
+    anonymous = last.rollup.get("Anonymous")
+    if anonymous is None or any(status.get(k) != last.status.get(k) for k in _RSS_KEYS[1:]):
+        return 0
+    grown = status.get("RssAnon", 0) - anonymous
+    return grown if 0 < grown < HUGE_PAGE else 0
+
+
+CARRY_LIMIT = 8
+"""Readings in a row that may carry smaps_rollup forward before it is read again, which bounds what
+a change the counters cannot see (pages shared with a child, say) can add up to."""
+HUGE_PAGE = 2 * 1024 * 1024
+"""A transparent huge page: a fault of one changes AnonHugePages too, so it is read, not carried forward."""
 
 MMAP_THRESHOLD = 128 * 1024
 """Blocks this large get a mapping of their own (glibc's default M_MMAP_THRESHOLD)."""

@@ -136,7 +136,7 @@ def measure(key: str, probe: Probe, after: Snapshot) -> tuple[Optional[Reading],
     if key in ("new_anon", "new_mapping"):
         new = probe.new_mappings(anon=True if key == "new_anon" else None, after=after)
         largest = max((int(c.new) for c in new), default=0)
-        return Reading.of_value(largest, key, new.diff.before, new.diff.after), ""
+        return Reading.of_value(largest, key, new.diff.before, new.diff.after, ignore=new.diff.ignore), ""
     try:
         return probe.reading(key, after), ""
     except NotSupported as exc:

@@ -138,6 +138,8 @@ class MapDiff:
     def __init__(self, before: Snapshot, after: Snapshot, ignore: Optional[Ignore] = None) -> None:
         self.before = before
         self.after = after
+        self.ignore = ignore
+        """The rule that left mappings out (`pytest_pmap_ignore_mapping`), or None."""
         self.changes: list[MappingChange] = []
         """Every group of mappings that differs, in address order."""
         kept_before = [m for m in before.mappings if not (ignore and ignore(m))]

@@ -37,17 +37,21 @@ class Reading(Size):
     before: Snapshot
     after: Snapshot
     note: str
+    ignore: Optional[Callable[[Mapping], bool]]
+    """The mappings the explanation leaves out (`pytest_pmap_ignore_mapping`), or None."""
 
     @classmethod
-    def of_value(cls, value: int, what: str, before: Snapshot, after: Snapshot, note: str = "") -> Reading:
+    def of_value(cls, value: int, what: str, before: Snapshot, after: Snapshot, note: str = "",
+                 ignore: Optional[Callable[[Mapping], bool]] = None) -> Reading:
         """A reading of `value` bytes named `what`, taken from `before` -> `after`."""
         reading = int.__new__(cls, value)
         reading.what, reading.before, reading.after, reading.note = what, before, after, note
+        reading.ignore = ignore
         return reading
 
     def explain(self, rows: int = EXPLAIN_ROWS) -> str:
         """What changed in the process between the two snapshots, as `MapDiff.render` prints it."""
-        text = MapDiff.between(self.before, self.after).render(limit=rows)
+        text = MapDiff.between(self.before, self.after, self.ignore).render(limit=rows)
         return f"{self.note}\n{text}" if self.note else text
 
     def brief(self, rows: int = 3) -> str:
@@ -159,7 +163,7 @@ class Probe:
                              "a metric with _growth, peak_rss or peak_growth")
         if value is None:
             raise NotSupported(f"PID {self.pid}: the kernel does not report {what} here")
-        return Reading.of_value(value, what, self.baseline, after, note)
+        return Reading.of_value(value, what, self.baseline, after, note, self.ignore)
 
     @property
     def mapped(self) -> Reading:

@@ -5,6 +5,7 @@ Each run is a separate pytest process: the measurements must not see the memory 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 from pathlib import Path
@@ -346,6 +347,29 @@ def test_hooks_ignore_mappings_see_snapshots_and_get_the_results(pytester: pytes
     result = pytester.runpytest_subprocess("-s", "--pmap")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["*SNAPSHOT True True*", "*REPORT [[]'test_plain', 'test_reserve'[]]"])
+
+
+def test_ignored_mappings_stay_out_of_the_explanation_of_a_failing_assertion(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest("""
+        from pytest_pmap import MiB
+        def pytest_pmap_ignore_mapping(mapping):
+            return mapping.is_anon and mapping.size >= 32 * MiB
+    """)
+    pytester.makepyfile("""
+        import mmap
+        from pytest_pmap import MiB
+        KEEP = []
+        def test_reserve_and_touch(pmap):
+            reserve = mmap.mmap(-1, 64 * MiB, flags=mmap.MAP_PRIVATE)
+            reserve[: 40 * MiB] = b"x" * (40 * MiB)
+            KEEP.append(reserve)
+            assert pmap.growth.rss < 8 * MiB
+    """)
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(failed=1)
+    explanation = [line for line in result.outlines if line.startswith("E ")]
+    assert any("assert growth.rss" in line for line in explanation), explanation
+    assert not [line for line in explanation if re.search(r"\+6553[26] .*\[ anon \]", line)], explanation
 
 
 def test_without_procfs_fixtures_skip_and_pmap_says_it_does_nothing(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
