@@ -14,7 +14,6 @@ Tests that are new or gone are reported, never failed.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import Optional
 
@@ -36,6 +35,8 @@ def parse_metric(text: str, source: str) -> str:
     name = text.strip().lower().replace("-", "_")
     if name in GATE_METRICS:
         return name
+    import difflib  # only on this error path: it costs milliseconds to import
+
     close = [f"{name}_growth"] if f"{name}_growth" in GATE_METRICS else difflib.get_close_matches(name, GATE_METRICS, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     raise BudgetSyntaxError(f"{source}: unknown metric {text!r}{hint}; known metrics: {', '.join(GATE_METRICS)}")
@@ -112,6 +113,11 @@ class Row:
     """This run's measurement of the test (None when it is gone)."""
 
     @property
+    def allowance(self) -> str:
+        """`allowed` in pmap's unit, rounded down to whole KiB (`512K`), or `n/a`."""
+        return "n/a" if self.allowed is None else str(Size.of(self.allowed - self.allowed % KiB))
+
+    @property
     def delta(self) -> Optional[int]:
         """This run's value minus the baseline's."""
         return None if self.base is None or self.head is None else self.head - self.base
@@ -158,7 +164,7 @@ class Comparison:
             lines.append(f"{'baseline':>10} {'now':>10} {'change':>10} {'allowed':>10}  test")
             for r in regressions:
                 lines.append(
-                    f"{change(r.base):>10} {change(r.head):>10} {change(r.delta):>10} {_allowed(r.allowed):>10}  {r.nodeid}"
+                    f"{change(r.base):>10} {change(r.head):>10} {change(r.delta):>10} {r.allowance:>10}  {r.nodeid}"
                     + (f"  (widened: {r.widened})" if r.widened else "")
                 )
                 regions = r.result.new_regions if r.result else ()
@@ -182,10 +188,6 @@ def _allocates(result: MemoryResult) -> bool:
     """True when the test allocated enough to move by an allocator step (or its peak is unknown,
     so that cannot be ruled out)."""
     return result.peak_growth is None or result.peak_growth >= ALLOCATING
-
-
-def _allowed(value: Optional[int]) -> str:
-    return "n/a" if value is None else str(Size.of(value - value % KiB))
 
 
 def compare(

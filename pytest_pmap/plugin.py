@@ -26,7 +26,6 @@ from .errors import BudgetSyntaxError, PmapError
 from .gate import DEFAULT_METRIC, Comparison, Tolerance, compare, parse_metric
 from .model import Mapping
 from .probe import Probe, Reading
-from .reports import benchmark_action, bencher, markdown, write_report
 from .results import GATE_METRICS, MemoryResult, ResultsFileError, RunResults, current_environment
 from .size import Size, change
 
@@ -512,6 +511,8 @@ def _gate_and_write(gate: _Gate, results: tuple[MemoryResult, ...], exitstatus: 
             gate.errors.append(f"{what} not saved to {path}: the run was interrupted, its measurements are incomplete")
             continue
         try:
+            from .reports import write_report
+
             done = write_report(path, _render(name, run, gate))
         except PmapError as exc:
             gate.errors.append(f"{what} not written: {exc}")
@@ -522,6 +523,7 @@ def _gate_and_write(gate: _Gate, results: tuple[MemoryResult, ...], exitstatus: 
 
 def _render(name: str, run: RunResults, gate: _Gate) -> bytes:
     """The bytes of one output file."""
+    from .reports import benchmark_action, bencher, markdown
     if name == "pmap_markdown":
         return markdown(run, gate.comparison, gate.metric).encode()
     if name == "pmap_bencher":

@@ -14,7 +14,7 @@ from ._files import write_atomic
 from .errors import PmapError
 from .gate import Comparison, Row
 from .results import GATE_METRICS, MemoryResult, RunResults
-from .size import Size, change
+from .size import change
 
 __all__ = ["benchmark_action", "bencher", "markdown", "write_report"]
 
@@ -95,8 +95,7 @@ def markdown(run: RunResults, comparison: Optional[Comparison] = None, metric: s
 
 
 def _allowed(row: Row) -> str:
-    text = "n/a" if row.allowed is None else str(Size.of(row.allowed - row.allowed % 1024))
-    return text + (f" ({row.widened})" if row.widened else "")
+    return row.allowance + (f" ({row.widened})" if row.widened else "")
 
 
 def bencher(run: RunResults) -> dict[str, Any]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,6 +175,8 @@ def _read_sys(path: str) -> str:
 
 def current_environment() -> Environment:
     """This machine, this Python, this kernel."""
+    import platform
+
     enabled = _read_sys("/sys/kernel/mm/transparent_hugepage/enabled")  # "always [madvise] never"
     thp = enabled[enabled.find("[") + 1 : enabled.find("]")] if "[" in enabled else ""
     huge = _read_sys("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size")
