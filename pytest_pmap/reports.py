@@ -21,6 +21,8 @@ __all__ = ["benchmark_action", "bencher", "markdown", "write_report"]
 MAX_DETAILS = 20
 """Collapsed blocks in a Markdown report: a step summary holds at most 1 MiB."""
 MAX_BLOCK_LINES = 60
+MAX_ROWS = 200
+"""Rows of the regressions table; the rest are counted."""
 
 
 def _code(nodeid: str) -> str:
@@ -57,7 +59,9 @@ def markdown(run: RunResults, comparison: Optional[Comparison] = None, metric: s
         if regressions:
             out += ["### Regressions", "", "| Test | Baseline | Now | Change | Allowed |", "| --- | ---: | ---: | ---: | ---: |"]
             out += [f"| {_code(row.nodeid)} | {change(row.base)} | {change(row.head)} | {change(row.delta)} | {_allowed(row)} |"
-                    for row in regressions]
+                    for row in regressions[:MAX_ROWS]]
+            if len(regressions) > MAX_ROWS:
+                out.append(f"| ... and {len(regressions) - MAX_ROWS} more | | | | |")
             out.append("")
             for row in regressions:
                 if row.result is not None and row.result.new_regions and details < MAX_DETAILS:
@@ -73,8 +77,11 @@ def markdown(run: RunResults, comparison: Optional[Comparison] = None, metric: s
             if details < MAX_DETAILS:
                 details += 1
                 out += _block(summary, r.failure or "\n".join(r.budget))
-            else:
+            elif details < MAX_DETAILS + MAX_ROWS:
+                details += 1
                 out += [f"- {summary}", ""]
+        if details >= MAX_DETAILS + MAX_ROWS:
+            out += [f"... {len(failed)} tests broke their budgets in all.", ""]
     ranked = sorted((r for r in run.results if (r.value(metric) or 0) > 0), key=lambda r: r.value(metric) or 0, reverse=True)
     if ranked and top:
         out += [f"### Top {min(top, len(ranked))} by {metric}", "",

@@ -295,3 +295,12 @@ def test_markdown_without_a_baseline_and_a_fence_inside_a_failure() -> None:
     text = markdown(head)
     assert "regressed" not in text
     assert "````\n```\ninside\n```\n````" in text
+
+
+def test_markdown_stays_within_a_step_summary_for_a_huge_suite() -> None:
+    many = [result(f"t::test_{i}", MiB, budget=("uss_growth 9216K > 8192K (marker)",)) for i in range(5000)]
+    head = run(*many)
+    text = markdown(head, compare(run(*[result(r.nodeid, 0) for r in many]), head))
+    assert len(text.encode()) < 1024 * 1024  # GitHub's limit for one step's summary
+    assert "| ... and 4800 more | | | | |" in text
+    assert "5000 tests broke their budgets in all." in text
