@@ -631,7 +631,7 @@ def snapshot(pid: Optional[int] = None, *, detail: bool = True, procfs: Optional
     (never a partial map), and `AccessDenied` when the kernel will not show its map.
     """
     fs = procfs or default_procfs()
-    pid = os.getpid() if pid is None else _check_pid(pid)
+    pid = os.getpid() if pid is None else _check_pid(pid, fs)
     tgid = tgid_of(pid, fs)
     before = fs.stat(tgid)
     if before.is_zombie:
@@ -685,7 +685,14 @@ def _check_same_process(before: Stat, after: Stat, pid: int, mappings: list[Mapp
         raise ProcessGone(f"PID {pid} has no memory map left: it is exiting; nothing was recorded")
 
 
-def _check_pid(pid: object) -> int:
+def _check_pid(pid: object, fs: ProcFS) -> int:
     if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
         raise ValueError(f"{pid!r} is not a PID: give a positive integer, or None for this process")
+    try:
+        with open(f"{fs.root}/sys/kernel/pid_max", "rb") as f:
+            pid_max = int(f.read())
+    except (OSError, ValueError):  # a procfs without it (a test tree): the kernel will say
+        return pid
+    if pid >= pid_max:
+        raise ValueError(f"{pid} is not a PID on this system: PIDs are below pid_max ({pid_max})")
     return pid
