@@ -10,7 +10,8 @@ from typing import Optional
 
 from .diff import MapDiff
 from .errors import PmapError
-from .model import Snapshot, snapshot
+from ._procfs import default_procfs
+from .model import Snapshot, check_pid, snapshot
 from .render import pmap_bytes, render
 from .size import Size
 
@@ -24,9 +25,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _pid(text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) <= 0x7FFFFFFF:
+    if not text.isdigit() or int(text) == 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a PID (a positive decimal number)")
-    return int(text)
+    try:
+        return check_pid(int(text), default_procfs())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _seconds(text: str) -> float:
@@ -48,7 +52,11 @@ def _count(text: str) -> int:
 def _load(source: str) -> Snapshot:
     """A snapshot from a file, or a fresh one of a live PID."""
     if source.isdigit() and not os.path.exists(source):
-        return snapshot(int(source))
+        try:
+            pid = _pid(source)
+        except argparse.ArgumentTypeError as exc:
+            raise PmapError(f"{source!r} is neither a snapshot file nor a PID: {exc}") from None
+        return snapshot(pid)
     return Snapshot.load(source)
 
 

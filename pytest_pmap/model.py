@@ -631,7 +631,7 @@ def snapshot(pid: Optional[int] = None, *, detail: bool = True, procfs: Optional
     (never a partial map), and `AccessDenied` when the kernel will not show its map.
     """
     fs = procfs or default_procfs()
-    pid = os.getpid() if pid is None else _check_pid(pid, fs)
+    pid = os.getpid() if pid is None else check_pid(pid, fs)
     tgid = tgid_of(pid, fs)
     before = fs.stat(tgid)
     if before.is_zombie:
@@ -685,7 +685,8 @@ def _check_same_process(before: Stat, after: Stat, pid: int, mappings: list[Mapp
         raise ProcessGone(f"PID {pid} has no memory map left: it is exiting; nothing was recorded")
 
 
-def _check_pid(pid: object, fs: ProcFS) -> int:
+def check_pid(pid: object, fs: ProcFS) -> int:
+    """`pid` if it can be a PID on this system; else a ValueError naming it (and pid_max)."""
     if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
         raise ValueError(f"{pid!r} is not a PID: give a positive integer, or None for this process")
     try:

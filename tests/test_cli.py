@@ -99,7 +99,8 @@ def test_watch_ends_cleanly_when_the_process_exits() -> None:
     "args, message",
     [(["watch", "12x"], "'12x' is not a PID"), (["watch", "1", "-n", "0"], "not an interval"),
      (["watch", "1", "-c", "0"], "not a count"), (["show", "/nonexistent.json"], "does not exist"),
-     (["diff", "/nonexistent.json", "1"], "does not exist"), (["snapshot", "999999999", "-o", "x"], "exited or is not visible"),
+     (["diff", "/nonexistent.json", "1"], "does not exist"), (["snapshot", "999999999", "-o", "x"], "999999999 is not a PID on this system: PIDs are below pid_max"),
+     (["diff", "999999999", "/nonexistent.json"], "'999999999' is neither a snapshot file nor a PID"),
      (["snapshot", "1"], "required"), (["watch", "2147483647"], "2147483647")],
 )
 def test_subcommand_errors_are_one_clear_line(args: list[str], message: str, tmp_path: Path) -> None:

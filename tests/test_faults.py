@@ -12,26 +12,33 @@ import pytest
 
 from pytest_pmap import ProcessGone, snapshot
 
-#: The mappings every complete map of `sleep` or `true` ends with: a read cut short loses them.
+#: The mappings every complete map of `sh` ends with: a read cut short loses them.
 TAIL = {"[stack]", "[vdso]"}
 
 
 def test_processes_exiting_while_they_are_read_give_a_whole_map_or_processgone() -> None:
     outcomes = {"complete": 0, "gone": 0}
     for i in range(1000):
-        # `true` is gone almost at once; the sleeps end while their map is being read, or just after.
-        victim = subprocess.Popen(["true"] if i % 3 == 0 else ["sleep", f"0.00{i % 4}"])
+        # The shell says it is ready (so it is past exec, whose half-built map is a true map too),
+        # then exits as soon as it reads a line: we send one and read its map at once.
+        victim = subprocess.Popen(["sh", "-c", "echo; read x"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert victim.stdin is not None and victim.stdout is not None
         try:
+            victim.stdout.readline()
+            victim.stdin.write(b"\n")
+            victim.stdin.flush()
             snap = snapshot(victim.pid, detail=i % 2 == 0)
         except ProcessGone as exc:
             assert str(victim.pid) in str(exc)
             outcomes["gone"] += 1
         else:
             names = {m.path for m in snap.mappings}
-            assert TAIL <= names, f"PID {victim.pid}: a shortened map ({len(snap.mappings)} mappings)"
+            assert TAIL <= names, f"PID {victim.pid}: a shortened map ({len(snap.mappings)} mappings: {names})"
             assert snap.mapped > 0 and snap.rss is not None and snap.rss > 0
             outcomes["complete"] += 1
         finally:
+            victim.stdin.close()
+            victim.stdout.close()
             victim.wait()
     assert outcomes["complete"] and outcomes["gone"], outcomes
 
