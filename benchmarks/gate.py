@@ -14,7 +14,6 @@ of any steady run from the baseline, so that the default tolerance can be chosen
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -22,6 +21,10 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE.parent))  # this checkout's pytest_pmap, as the runs use
+from pytest_pmap.gate import Tolerance, compare  # noqa: E402
+from pytest_pmap.results import RunResults  # noqa: E402
+
 ENV = {**os.environ, "PYTHONPATH": str(HERE.parent)}  # the runs use this checkout's plugin
 
 #: A steady suite of the kinds of work unit tests do: parsing, building containers, files, regular
@@ -129,13 +132,9 @@ def run(folder: Path, workers: int, *args: str, leak: str = "") -> int:
     return subprocess.run(cmd, cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
 
 
-def regressed(path: Path, baseline: Path, metric: str, tolerance: str) -> list[str]:
-    out = subprocess.run(
-        [sys.executable, "-m", "pytest_pmap", "compare", str(baseline), str(path), "--metric", metric,
-         "--tolerance", tolerance],
-        env=ENV, capture_output=True, text=True,
-    ).stdout
-    return [line.split()[-1] for line in out.splitlines() if "::" in line and line.startswith(" ") and "new:" not in line]
+def regressed(path: Path, base: RunResults, metric: str, tolerance: Tolerance) -> list[str]:
+    """The tests the gate flags in the results file at `path`."""
+    return [row.nodeid for row in compare(base, RunResults.load(path), metric, tolerance).regressions]
 
 
 def main() -> None:
@@ -154,20 +153,19 @@ def main() -> None:
         if run(folder, ns.workers, "--pmap-save-baseline", str(baseline)) != 0:
             sys.exit("the steady suite failed while its baseline was saved")
         noise: dict[str, int] = {}
-        base = {r["nodeid"]: r for r in json.loads(baseline.read_text())["results"]}
+        base = RunResults.load(baseline)
+        tolerance = Tolerance.parse(ns.tolerance, "--tolerance")
         false_failures = 0
         flagged_steady: dict[str, int] = {}
         for i in range(ns.runs):
             out = folder / f"steady{i}.json"
             code = run(folder, ns.workers, "--pmap-baseline", str(baseline), "--pmap-json", str(out), *gate)
             false_failures += code != 0
-            for nodeid in regressed(out, baseline, ns.metric, ns.tolerance) if code else ():
+            for nodeid in regressed(out, base, ns.metric, tolerance) if code else ():
                 flagged_steady[nodeid] = flagged_steady.get(nodeid, 0) + 1
-            for r in json.loads(out.read_text())["results"]:
-                then = base.get(r["nodeid"])
-                value, old = _value(r, ns.metric), then and _value(then, ns.metric)
-                if value is not None and old is not None:
-                    noise[r["nodeid"]] = max(noise.get(r["nodeid"], 0), abs(value - old))
+            for row in compare(base, RunResults.load(out), ns.metric, tolerance).rows:
+                if row.delta is not None:
+                    noise[row.nodeid] = max(noise.get(row.nodeid, 0), abs(row.delta))
         caught = {}
         for shape in () if ns.no_leaks else ("buffer:1", "objects:1", "objects:2"):
             hits = exact = 0
@@ -175,11 +173,11 @@ def main() -> None:
                 out = folder / f"{shape.replace(':', '')}-{i}.json"
                 code = run(folder, ns.workers, "--pmap-baseline", str(baseline), "--pmap-json", str(out), *gate,
                            leak=shape)
-                flagged = regressed(out, baseline, ns.metric, ns.tolerance)
+                flagged = regressed(out, base, ns.metric, tolerance)
                 hits += code == 1 and "test_suite.py::test_leaky" in flagged
                 exact += flagged == ["test_suite.py::test_leaky"]
             caught[shape] = (hits, exact)
-    tests = len(base)
+    tests = len(base.results)
     print(f"gate signal: {tests} tests, {ns.runs} runs each, metric {ns.metric}, tolerance {ns.tolerance}"
           + (f", xdist -n {ns.workers}" if ns.workers else ""))
     print(f"  steady suite, false failures:         {false_failures} of {ns.runs} runs")
@@ -194,12 +192,6 @@ def main() -> None:
         print(f"    {value >> 10:>8} KiB  {nodeid}")
     quiet = sum(1 for v in noise.values() if v == 0)
     print(f"    {quiet} of {len(noise)} tests never moved")
-
-
-def _value(record: dict, metric: str) -> "int | None":
-    if metric == "peak_growth":
-        return record.get("peak_growth")
-    return record.get("growth", {}).get(metric[: -len("_growth")])
 
 
 if __name__ == "__main__":

@@ -453,8 +453,7 @@ class _Runner:
 
 def _properties(record: MemoryResult) -> list[tuple[str, object]]:
     """A test's measurements as JUnit XML properties (`pmap_uss_growth` = bytes)."""
-    props: list[tuple[str, object]] = [(f"pmap_{name}", value) for name in GATE_METRICS
-                                       if (value := record.value(name)) is not None]
+    props: list[tuple[str, object]] = [(f"pmap_{name}", value) for name, value in record.measured().items()]
     props.append(("pmap_new_mappings", record.new_mappings))
     return props
 
@@ -502,6 +501,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 def _gate_and_write(gate: _Gate, results: tuple[MemoryResult, ...], exitstatus: int) -> bool:
     """Compare with the baseline and write the files; True when the run must fail for it."""
+    if gate.baseline is None and not gate.outputs:  # plain --pmap: nothing to compare or write
+        return False
+    from .reports import write_report
+
     run = RunResults(results, current_environment())
     if gate.baseline is not None:
         gate.comparison = compare(gate.baseline, run, gate.metric, gate.tolerance, f"baseline {gate.baseline_path}")
@@ -511,8 +514,6 @@ def _gate_and_write(gate: _Gate, results: tuple[MemoryResult, ...], exitstatus: 
             gate.errors.append(f"{what} not saved to {path}: the run was interrupted, its measurements are incomplete")
             continue
         try:
-            from .reports import write_report
-
             done = write_report(path, _render(name, run, gate))
         except PmapError as exc:
             gate.errors.append(f"{what} not written: {exc}")

@@ -13,7 +13,7 @@ from typing import Any, Optional
 from ._files import write_atomic
 from .errors import PmapError
 from .gate import Comparison, Row
-from .results import GATE_METRICS, MemoryResult, RunResults
+from .results import MemoryResult, RunResults
 from .size import change
 
 __all__ = ["benchmark_action", "bencher", "markdown", "write_report"]
@@ -109,8 +109,7 @@ def bencher(run: RunResults) -> dict[str, Any]:
     """Bencher Metric Format: each test a benchmark, each gate metric a measure (bytes)."""
     out: dict[str, Any] = {}
     for r in run.results:
-        measures = {name.replace("_", "-"): {"value": float(v)}
-                    for name in GATE_METRICS if (v := r.value(name)) is not None}
+        measures = {name.replace("_", "-"): {"value": float(v)} for name, v in r.measured().items()}
         if measures:
             out[r.nodeid] = measures
     return out

@@ -88,6 +88,10 @@ class MemoryResult:
             return self.peak_growth
         return self.growth.get(metric[: -len("_growth")])
 
+    def measured(self) -> dict[str, int]:
+        """Every gate metric that was measured, with its value (bytes)."""
+        return {name: value for name in GATE_METRICS if (value := self.value(name)) is not None}
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return {
