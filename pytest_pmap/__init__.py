@@ -8,6 +8,7 @@ from .errors import (
     AccessDenied,
     BudgetSyntaxError,
     NotSupported,
+    PidReused,
     PmapError,
     ProcessGone,
     SmapsParseError,
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from .budget import Violation
     from .diff import MapDiff, MappingChange
     from .probe import NewMappings, Probe, Reading
+    from .plugin import PmapWarning
     from .results import MemoryResult, RunResults
 
 #: Names imported on first use, so that the `pytest-pmap` command starts fast.
@@ -29,6 +31,7 @@ _LAZY = {
     "NewMappings": "probe", "Probe": "probe", "Reading": "probe",
     "Violation": "budget",
     "MemoryResult": "results", "RunResults": "results",
+    "PmapWarning": "plugin",
 }
 
 
@@ -60,6 +63,8 @@ __all__ = [
     "MiB",
     "NewMappings",
     "NotSupported",
+    "PidReused",
+    "PmapWarning",
     "PmapError",
     "ProcFS",
     "ProcessGone",

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 from . import _smaps
-from ._procfs import ProcFS, default_procfs
+from ._procfs import ProcFS, default_procfs, task_file
 from .errors import AccessDenied, NotSupported, ProcessGone
 from .model import Mapping, Snapshot, mappings_of, shm_minor, tgid_of
 from .render import pmap_bytes, render
@@ -268,6 +268,8 @@ class _Target:
 
     pid: int
     tgid: int
+    thread: Optional[int]
+    """The live thread to read the map through when the main thread has exited (`model.map_thread`)."""
     cmdline: bytes
     comm: bytes
     state: str
@@ -278,10 +280,15 @@ def _collect(fs: ProcFS, pid: int) -> Optional[_Target]:
     try:
         tgid = tgid_of(pid, fs)
         stat = fs.stat(tgid)
-        cmdline = fs.cmdline(pid)
+        thread = fs.live_thread(tgid) if stat.is_zombie else None
+        if thread is None:
+            cmdline = fs.cmdline(pid)
+        else:  # pmap would show an empty map: read it through a live thread instead
+            cmdline = fs.cmdline(tgid, thread)
+            stat = replace(fs.stat(tgid, thread), comm=stat.comm)
     except (ProcessGone, AccessDenied, NotSupported, ValueError):
         return None
-    return _Target(pid, tgid, cmdline, stat.comm, stat.state, stat.start_stack)
+    return _Target(pid, tgid, thread, cmdline, stat.comm, stat.state, stat.start_stack)
 
 
 def _listing(fs: ProcFS, target: _Target, opts: Options) -> tuple[str, int]:
@@ -290,9 +297,9 @@ def _listing(fs: ProcFS, target: _Target, opts: Options) -> tuple[str, int]:
     mappings: list[Mapping] = []
     try:
         if detail:
-            mappings = mappings_of(_smaps.locate_smaps(fs.chunks(target.tgid, "smaps")))
+            mappings = mappings_of(_smaps.locate_smaps(fs.chunks(target.tgid, task_file(target.thread, "smaps"))))
         else:
-            mappings = mappings_of(_smaps.locate_maps(fs.read(target.tgid, "maps")))
+            mappings = mappings_of(_smaps.locate_maps(fs.read(target.tgid, task_file(target.thread, "maps"))))
     except (ProcessGone, AccessDenied, NotSupported):
         status = 1
     snap = Snapshot(

@@ -13,10 +13,13 @@ import signal
 import weakref
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
+from typing import Optional
 
-from .errors import AccessDenied, NotSupported, ProcessGone
+from .errors import AccessDenied, NotSupported, ProcessGone, hide_from_tracebacks
 
-__all__ = ["ProcFS", "Stat", "parse_stat", "default_procfs"]
+__tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
+
+__all__ = ["ProcFS", "Stat", "default_procfs", "parse_stat", "task_file"]
 
 #: Size of each read() call. The kernel returns at most about a page of smaps per call anyway;
 #: staying under glibc's mmap threshold means reading our own smaps adds no mapping to it.
@@ -38,6 +41,10 @@ _GONE = {errno.ENOENT, errno.ESRCH}
 _DENIED = {errno.EACCES, errno.EPERM}
 
 PF_KTHREAD = 0x00200000
+
+#: hidepid as older kernels show it in mount options, and its name since Linux 5.8.
+_HIDEPID = {"0": "off", "1": "noaccess", "2": "invisible", "4": "ptraceable"}
+_GID_WAY_OUT = ", or in the group the mount's gid= option names, or remount procfs with hidepid=off"
 
 
 @dataclass(frozen=True)
@@ -116,8 +123,29 @@ class ProcFS:
                 f"there is no procfs at {self.root}: pytest-pmap reads /proc/PID/smaps, which only Linux has "
                 "(set PYTEST_PMAP_PROCFS if procfs is mounted elsewhere)"
             )
+        hidepid = self.mount_options().get("hidepid", "off") if exc.errno in _GONE | _DENIED else "off"
+        if exc.errno in _GONE and hidepid in ("invisible", "ptraceable"):
+            hidden = "of other users" if hidepid == "invisible" else "we may not ptrace"
+            return ProcessGone(
+                f"PID {pid} is not visible here or has exited ({path}: {os.strerror(exc.errno or 0)}): procfs at "
+                f"{self.root} is mounted with hidepid={hidepid}, which hides the processes {hidden}; run as the "
+                f"process's user or as root{_GID_WAY_OUT}"
+            )
         if exc.errno in _GONE:
             return ProcessGone(f"PID {pid} exited or is not visible here ({path}: {os.strerror(exc.errno or 0)})")
+        if exc.errno in _DENIED and hidepid == "noaccess":
+            return AccessDenied(
+                f"PID {pid}: reading {path} was refused ({os.strerror(exc.errno or 0)}): procfs at {self.root} is "
+                f"mounted with hidepid=noaccess, which lets no one else read another user's processes; run as the "
+                f"process's user or as root{_GID_WAY_OUT}"
+            )
+        if exc.errno in _DENIED and self._owner(pid) == os.getuid() != 0:
+            return AccessDenied(
+                f"PID {pid}: reading {path} was refused ({os.strerror(exc.errno or 0)}): the process runs as your "
+                "user but is not dumpable (it called prctl(PR_SET_DUMPABLE, 0), changed its user ID or runs a "
+                "set-user-ID program), or kernel.yama.ptrace_scope forbids reading it; the kernel then shows its "
+                "memory map only to root (CAP_SYS_PTRACE): run as root, or keep the process dumpable"
+            )
         if exc.errno in _DENIED:
             return AccessDenied(
                 f"PID {pid}: reading {path} was refused ({os.strerror(exc.errno or 0)}); the kernel shows "
@@ -126,11 +154,46 @@ class ProcFS:
             )
         return NotSupported(f"PID {pid}: cannot read {path}: {exc}")
 
+    def _owner(self, pid: int) -> Optional[int]:
+        """The real user ID process `pid` runs as (from its status, which anyone may read); None if unknown."""
+        try:
+            with open(self.path(pid, "status"), "rb") as f:
+                for line in f.read().splitlines():
+                    if line.startswith(b"Uid:"):
+                        return int(line.split()[1])
+        except (OSError, ValueError, IndexError):
+            pass
+        return None
+
+    def mount_options(self) -> dict[str, str]:
+        """The options of the procfs mounted at `root` (`hidepid`, `gid`, ...), from this process's
+        `/proc/self/mountinfo`; `hidepid` spelled as names (`1` is `noaccess`). {} when not found."""
+        import re
+
+        try:
+            with open("/proc/self/mountinfo", "rb") as f:
+                lines = f.read().decode("utf-8", "surrogateescape").splitlines()
+        except OSError:
+            return {}
+        target = os.path.realpath(self.root)
+        options: dict[str, str] = {}
+        for line in lines:  # the last mount on a path is the one seen there
+            fields = line.split(" ")
+            if "-" not in fields[6:] or len(fields) < 10:
+                continue
+            dash = fields.index("-", 6)
+            mount_point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), fields[4])
+            if mount_point == target and fields[dash + 1] == "proc" and len(fields) > dash + 3:
+                options = dict(option.partition("=")[::2] for option in fields[dash + 3].split(","))
+        if "hidepid" in options:
+            options["hidepid"] = _HIDEPID.get(options["hidepid"], options["hidepid"])
+        return options
+
     def _open(self, pid: int, name: str, flags: int) -> int:
         try:
             return os.open(self.path(pid, name), flags | os.O_CLOEXEC)
         except OSError as exc:
-            raise self._translate(exc, pid, name) from exc
+            raise self._translate(exc, pid, name) from None
 
     def read(self, pid: int, name: str) -> bytes:
         """The whole file, read to its end."""
@@ -152,7 +215,7 @@ class ProcFS:
             try:
                 return os.read(fd, READ_SIZE)
             except OSError as exc:
-                raise self._translate(exc, pid, name) from exc
+                raise self._translate(exc, pid, name) from None
 
         try:
             if self.is_self(pid) or not self.read_ahead:
@@ -190,7 +253,7 @@ class ProcFS:
             try:
                 os.write(fd, data)
             except OSError as exc:
-                raise self._translate(exc, pid, name) from exc
+                raise self._translate(exc, pid, name) from None
 
         weakref.finalize(write, os.close, fd)
         return write
@@ -205,28 +268,29 @@ class ProcFS:
                 data = os.pread(fd, READ_SIZE, 0)
                 return data if len(data) < READ_SIZE else self.read(pid, name)
             except OSError as exc:
-                raise self._translate(exc, pid, name) from exc
+                raise self._translate(exc, pid, name) from None
 
         weakref.finalize(read, os.close, fd)
         return read
 
-    def stat(self, pid: int) -> Stat:
-        """`/proc/PID/stat`, parsed."""
-        return parse_stat(self.read(pid, "stat"), pid)
+    def stat(self, pid: int, task: Optional[int] = None) -> Stat:
+        """`/proc/PID/stat` (of thread `task` when given: `/proc/PID/task/TASK/stat`), parsed."""
+        return parse_stat(self.read(pid, task_file(task, "stat")), pid if task is None else task)
 
-    def status(self, pid: int) -> dict[str, str]:
-        """`/proc/PID/status` as a dict of its `Key:\\tvalue` lines."""
+    def status(self, pid: int, task: Optional[int] = None) -> dict[str, str]:
+        """`/proc/PID/status` (or thread `task`'s) as a dict of its `Key:\\tvalue` lines."""
         out: dict[str, str] = {}
-        for line in self.read(pid, "status").decode("utf-8", "surrogateescape").splitlines():
+        for line in self.read(pid, task_file(task, "status")).decode("utf-8", "surrogateescape").splitlines():
             key, sep, value = line.partition(":")
             if sep:
                 out[key] = value.strip()
         return out
 
-    def cmdline(self, pid: int) -> bytes:
-        """`/proc/PID/cmdline` raw: NUL-separated arguments, empty for kernel threads and zombies."""
+    def cmdline(self, pid: int, task: Optional[int] = None) -> bytes:
+        """`/proc/PID/cmdline` (or thread `task`'s) raw: NUL-separated arguments, empty for kernel
+        threads and zombies."""
         try:
-            return self.read(pid, "cmdline")
+            return self.read(pid, task_file(task, "cmdline"))
         except (AccessDenied, NotSupported):
             return b""
 
@@ -236,13 +300,38 @@ class ProcFS:
         try:
             os.write(fd, data)
         except OSError as exc:
-            raise self._translate(exc, pid, name) from exc
+            raise self._translate(exc, pid, name) from None
         finally:
             os.close(fd)
+
+    def live_thread(self, pid: int) -> Optional[int]:
+        """A thread of process `pid` that has not exited, other than its main thread; None if none.
+
+        When the main thread has exited while others run on, the kernel shows the process as a
+        zombie with an empty map under `/proc/PID/`; the live threads under `task/` still show it.
+        """
+        try:
+            tids = sorted(int(name) for name in os.listdir(self.path(pid, "task")) if name.isdigit())
+        except OSError:
+            return None
+        for tid in tids:
+            if tid == pid:
+                continue
+            try:
+                if not parse_stat(self.read(pid, f"task/{tid}/stat"), tid).is_zombie:
+                    return tid
+            except (ProcessGone, AccessDenied, NotSupported):
+                continue
+        return None
 
     def exists(self, pid: int) -> bool:
         """True when the procfs has a directory for `pid` (a process, or a thread's hidden entry)."""
         return os.path.isdir(f"{self.root}/{pid}")
+
+
+def task_file(task: Optional[int], name: str) -> str:
+    """The name of a process's file as seen through one of its threads (`task/TID/name`)."""
+    return name if task is None else f"task/{task}/{name}"
 
 
 def _batches(read: Callable[[], bytes], batch: int, stop_after: int = -1) -> Generator[bytes, None, bool]:

@@ -22,8 +22,10 @@ from itertools import repeat
 from operator import add
 from typing import Optional, Union
 
-from .errors import SmapsParseError
+from .errors import SmapsParseError, hide_from_tracebacks
 from .size import Size
+
+__tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
 
 __all__ = [
     "FieldValue",

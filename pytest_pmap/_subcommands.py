@@ -11,7 +11,7 @@ from typing import Optional
 from .diff import MapDiff
 from .errors import PmapError
 from ._procfs import default_procfs
-from .model import Snapshot, check_pid, snapshot
+from .model import Snapshot, check_pid, check_same_process, snapshot
 from .render import pmap_bytes, render
 from .size import Size
 
@@ -130,6 +130,8 @@ def _watch(args: list[str]) -> int:
         while ns.count is None or shown < ns.count:
             try:
                 snap = snapshot(ns.pid, detail=False)
+                if last is not None:
+                    check_same_process(last, snap)
             except PmapError as exc:
                 if last is None:
                     raise

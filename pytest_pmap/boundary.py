@@ -35,7 +35,7 @@ from typing import Callable, Optional
 from . import _smaps
 from ._procfs import ProcFS, default_procfs
 from .diff import MapDiff
-from .errors import PmapError
+from .errors import PmapError, ProcessGone
 from .model import Mapping, Snapshot, mappings_of, mode_totals
 from .render import mode
 from .results import NewRegion
@@ -74,6 +74,8 @@ class BoundaryReader:
     """Readings since smaps_rollup was last read for real."""
     fix_malloc: bool = True
     """Fix glibc's mmap and trim thresholds before the first reading."""
+    totals_from: str = "smaps_rollup"
+    """Where Pss, USS and the rest come from: `smaps_rollup`, or `smaps` (summed) on kernels without it."""
 
     def _read(self, name: str) -> bytes:
         read = self._readers.get(name)
@@ -90,6 +92,24 @@ class BoundaryReader:
         except PmapError as exc:
             return f"peak RSS could not be reset ({exc})"
         return ""
+
+    def _rollup(self) -> dict[str, int]:
+        """The rollup fields in bytes: from smaps_rollup, or summed over smaps where the kernel has
+        no smaps_rollup (before Linux 4.14, gVisor), which `totals_from` then says."""
+        text = None
+        if self.totals_from == "smaps_rollup":
+            try:
+                text = self._read("smaps_rollup")
+            except ProcessGone:
+                if os.path.exists(self.procfs.path(self.pid, "smaps_rollup")):
+                    raise
+                self.totals_from = "smaps"
+        if text is None:
+            text = self.procfs.read(self.pid, "smaps")
+        sums: dict[str, int] = {}
+        for key, value in _ROLLUP.findall(text):
+            sums[key.decode()] = sums.get(key.decode(), 0) + (int(value) << 10)
+        return sums
 
     def read(self) -> Boundary:
         """The process now."""
@@ -108,7 +128,7 @@ class BoundaryReader:
             self._carried += 1
         else:
             self._carried = 0
-            rollup = {k.decode(): int(v) << 10 for k, v in _ROLLUP.findall(self._read("smaps_rollup"))}
+            rollup = self._rollup()
         if last is not None and all(status.get(k) == last.status.get(k) for k in _MAP_KEYS):
             maps = last.maps
         else:

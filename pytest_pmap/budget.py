@@ -12,10 +12,12 @@ from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from .errors import BudgetSyntaxError, NotSupported
+from .errors import BudgetSyntaxError, NotSupported, hide_from_tracebacks
 from .model import METRICS, Snapshot
 from .probe import Probe, Reading
 from .size import Size
+
+__tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
 
 __all__ = [
     "KEYS", "Budget", "BudgetConfig", "Violation", "check", "describe_keys",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class PmapError(Exception):
     """Base class of every error pytest-pmap raises on purpose."""
@@ -9,6 +11,10 @@ class PmapError(Exception):
 
 class ProcessGone(PmapError):
     """The process exited, turned zombie, or its PID was reused while we looked at it."""
+
+
+class PidReused(ProcessGone):
+    """The process watched has exited and its PID now names another process (start times differ)."""
 
 
 class AccessDenied(PmapError):
@@ -29,3 +35,10 @@ class SnapshotFileError(PmapError):
 
 class BudgetSyntaxError(PmapError, ValueError):
     """A size, range or budget was written in a way we cannot read."""
+
+
+def hide_from_tracebacks(excinfo: Any) -> bool:
+    """pytest's `__tracebackhide__`, set in each module a test's call can pass through: a
+    `PmapError` shows as the test's own line and the message, which names the culprit and the way
+    out; any other exception keeps every frame (and `--fulltrace` shows them all)."""
+    return isinstance(getattr(excinfo, "value", None), PmapError)

@@ -5,15 +5,24 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from itertools import repeat
 from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 from . import _smaps
-from ._procfs import ProcFS, Stat, default_procfs
-from .errors import PmapError, ProcessGone, SmapsParseError, SnapshotFileError
+from ._procfs import ProcFS, Stat, default_procfs, task_file
+from .errors import (
+    NotSupported,
+    PidReused,
+    ProcessGone,
+    SmapsParseError,
+    SnapshotFileError,
+    hide_from_tracebacks,
+)
 from .size import Size
+
+__tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -387,6 +396,13 @@ class Snapshot:
         rollup = self.rollup or {}
         return {k: int(v) for k, v in rollup.items() if k in _SUMMED and isinstance(v, int)}
 
+    @property
+    def totals_from(self) -> str:
+        """Where the totals of smaps fields come from: `smaps` (summed over the mappings) or
+        `smaps_rollup`. A `detail=False` snapshot of a kernel without smaps_rollup (before Linux
+        4.14, gVisor) reads and sums smaps instead, and says so here."""
+        return "smaps" if self.detail else "smaps_rollup"
+
     @cached_property
     def totals(self) -> Totals:
         """All metrics at once; each is None when the kernel did not report it."""
@@ -416,14 +432,18 @@ class Snapshot:
         """Shared address space: pmap -d's `shared`."""
         return self.totals.shared  # type: ignore[return-value]
 
+    def missing(self, name: str) -> str:
+        """Why metric `name` is None here: which smaps lines the kernel did not write, and the
+        metrics that are available instead."""
+        source = "smaps_rollup" if self.totals_from == "smaps_rollup" else "smaps"
+        return (f"PID {self.pid}: the kernel reported no {name} ({source} has no "
+                f"{' / '.join(_METRIC_FIELDS[name])} lines); metrics available: "
+                f"{', '.join(m for m in METRICS if getattr(self.totals, m) is not None)}")
+
     def _metric(self, name: str) -> Size:
         value = getattr(self.totals, name)
         if value is None:
-            raise PmapError(
-                f"PID {self.pid}: the kernel reported no {name} (smaps has no "
-                f"{' / '.join(_METRIC_FIELDS[name])} lines); metrics available: "
-                f"{', '.join(m for m in METRICS if getattr(self.totals, m) is not None)}"
-            )
+            raise NotSupported(self.missing(name))
         return value  # type: ignore[no-any-return]
 
     @property
@@ -627,28 +647,29 @@ def snapshot(pid: Optional[int] = None, *, detail: bool = True, procfs: Optional
 
     `detail=True` reads `/proc/PID/smaps` (every mapping with its Rss, Pss, ...).
     `detail=False` reads `maps` and `smaps_rollup` only: much cheaper, totals but no per-mapping fields.
-    Raises `ProcessGone` if the process exits, is a zombie, or its PID is reused while it is read
-    (never a partial map), and `AccessDenied` when the kernel will not show its map.
+    A thread ID means its process. A process whose main thread has exited is read through one of
+    its live threads. Raises `ProcessGone` if the process exits, is a zombie, or its PID is reused
+    while it is read (never a partial map), and `AccessDenied` when the kernel will not show its map.
     """
     fs = procfs or default_procfs()
     pid = os.getpid() if pid is None else check_pid(pid, fs)
     tgid = tgid_of(pid, fs)
     before = fs.stat(tgid)
-    if before.is_zombie:
-        raise ProcessGone(f"PID {tgid} has exited (it is a zombie, not yet reaped by its parent): it has no memory map")
-    cmdline = fs.cmdline(tgid)
+    thread = map_thread(fs, tgid, before)
+    if thread is not None:  # the main thread's stat no longer shows where the stack is
+        before = replace(before, start_stack=fs.stat(tgid, thread).start_stack)
+    cmdline = fs.cmdline(tgid, thread)
     rollup = None
     if detail:
-        mappings = mappings_of(_smaps.locate_smaps(fs.chunks(tgid, "smaps")))
+        mappings = mappings_of(_smaps.locate_smaps(fs.chunks(tgid, task_file(thread, "smaps"))))
     else:
-        mappings = mappings_of(_smaps.locate_maps(fs.read(tgid, "maps")))
-        rollup = _read_rollup(fs, tgid)
+        mappings = mappings_of(_smaps.locate_maps(fs.read(tgid, task_file(thread, "maps"))))
+        rollup = _read_rollup(fs, tgid, thread)
         if rollup is None:  # no smaps_rollup on this kernel: sum smaps instead
             detail = True
-            mappings = mappings_of(_smaps.locate_smaps(fs.chunks(tgid, "smaps")))
-    status = fs.status(tgid)
-    after = fs.stat(tgid)
-    _check_same_process(before, after, tgid, mappings)
+            mappings = mappings_of(_smaps.locate_smaps(fs.chunks(tgid, task_file(thread, "smaps"))))
+    status = fs.status(tgid, thread)
+    after = _check_same_process(fs, before, thread, mappings)
     return Snapshot(
         pid=tgid,
         mappings=mappings,
@@ -664,25 +685,60 @@ def snapshot(pid: Optional[int] = None, *, detail: bool = True, procfs: Optional
     )
 
 
-def _read_rollup(fs: ProcFS, pid: int) -> Optional[dict[str, _smaps.FieldValue]]:
+def map_thread(fs: ProcFS, tgid: int, stat: Stat) -> Optional[int]:
+    """The thread to read the map of process `tgid` through: None for the process itself, a live
+    thread's ID when its main thread has exited (`stat` shows a zombie while others run on).
+    Raises `ProcessGone` when the whole process has exited."""
+    if not stat.is_zombie:
+        return None
+    thread = fs.live_thread(tgid)
+    if thread is None:
+        raise ProcessGone(f"PID {tgid} has exited (it is a zombie, not yet reaped by its parent): it has no memory map")
+    return thread
+
+
+def _read_rollup(fs: ProcFS, pid: int, thread: Optional[int]) -> Optional[dict[str, _smaps.FieldValue]]:
+    name = task_file(thread, "smaps_rollup")
     try:
-        return _smaps.parse_rollup(fs.read(pid, "smaps_rollup"))
+        return _smaps.parse_rollup(fs.read(pid, name))
     except ProcessGone:
-        if fs.exists(pid) and not os.path.exists(fs.path(pid, "smaps_rollup")):
+        if fs.exists(pid) and not os.path.exists(fs.path(pid, name)):
             return None
         raise
 
 
-def _check_same_process(before: Stat, after: Stat, pid: int, mappings: list[Mapping]) -> None:
+def _check_same_process(fs: ProcFS, before: Stat, thread: Optional[int], mappings: list[Mapping]) -> Stat:
+    """Check, after reading, that the map read is whole and still the same process's; return the
+    state of whoever it was read through (the process, or its live `thread`)."""
+    pid = before.pid
+    after = fs.stat(pid)
     if after.start_time != before.start_time:
         raise ProcessGone(
             f"PID {pid} was reused while its map was read (start time {before.start_time} became "
             f"{after.start_time}): nothing was recorded"
         )
+    if thread is not None:
+        after = fs.stat(pid, thread)
     if after.is_zombie:
         raise ProcessGone(f"PID {pid} exited while its map was read: nothing was recorded")
     if not mappings and not after.is_kernel_thread:
         raise ProcessGone(f"PID {pid} has no memory map left: it is exiting; nothing was recorded")
+    return after
+
+
+def check_same_process(watched: Snapshot, now: Snapshot) -> None:
+    """Raise `PidReused` when `now` is of another process than `watched` under the same PID: the
+    process watched has exited and its PID was given to a new one (their start times differ)."""
+    if now.pid == watched.pid and now.start_time != watched.start_time:
+        raise PidReused(
+            f"PID {now.pid} now names another process: the one watched started at {_since_boot(watched.start_time)}, "
+            f"the one there now at {_since_boot(now.start_time)}. The process watched has exited; its PID was reused"
+        )
+
+
+def _since_boot(ticks: int) -> str:
+    """A start time (clock ticks since boot) as people read it: `5123.40 s after boot (tick 512340)`."""
+    return f"{ticks / os.sysconf('SC_CLK_TCK'):.2f} s after boot (tick {ticks})"
 
 
 def check_pid(pid: object, fs: ProcFS) -> int:

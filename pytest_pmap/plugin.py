@@ -22,14 +22,21 @@ from . import hooks
 from ._procfs import default_procfs
 from .boundary import BoundaryReader, growth
 from .budget import Budget, BudgetConfig, check, describe_keys, parse_limits, report_text
-from .errors import BudgetSyntaxError, PmapError
+from .errors import BudgetSyntaxError, PmapError, hide_from_tracebacks
 from .gate import DEFAULT_METRIC, Comparison, Tolerance, compare, parse_metric
 from .model import Mapping
 from .probe import Probe, Reading
 from .results import GATE_METRICS, MemoryResult, ResultsFileError, RunResults, current_environment
 from .size import Size, change
 
-__all__ = ["MemoryResult"]
+__tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
+
+__all__ = ["MemoryResult", "PmapWarning"]
+
+
+class PmapWarning(pytest.PytestWarning):
+    """A memory budget that could not be checked, because the kernel does not report what it caps.
+    Make it an error with `-W error::pytest_pmap.PmapWarning`."""
 
 PMAP_DESC = "measure every test's memory (growth, peak, new mappings) and print the tests that grew most"
 TOP_DESC = "how many tests the --pmap summary lists (default 10)"
@@ -418,8 +425,9 @@ class _Runner:
                     measured["peak_growth"] = None
             if probe is not None:
                 violations, unchecked = check(budget, probe)
-                for line in unchecked:
+                for line in unchecked:  # never passed silently: a warning the session summary shows
                     item.add_report_section("call", "pmap", line)
+                    item.warn(PmapWarning(f"memory budget {line}"))
                 if violations:
                     item.config.hook.pytest_pmap_budget_exceeded(item=item, violations=violations)
                     item.stash[_FAILURE] = measured["failure"] = report_text(violations)
@@ -545,6 +553,9 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         return
     for line in summary_table(state.results, state.top):
         tr.write_line(line)
+    if state.reader.totals_from == "smaps":
+        tr.write_line("pmap: this kernel has no smaps_rollup: PSS and USS were summed over smaps (the same numbers, "
+                      "read more slowly)")
     gate = state.gate
     if gate.comparison is not None:
         tr.write_sep("-", "pmap: the baseline gate", red=not gate.comparison.passed, green=gate.comparison.passed)

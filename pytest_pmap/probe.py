@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Optional
 
 from ._procfs import ProcFS, default_procfs
 from .diff import MapDiff, MappingChange
-from .errors import NotSupported, PmapError, ProcessGone
-from .model import METRICS, Mapping, Snapshot, Totals, snapshot
+from .errors import NotSupported, PmapError, ProcessGone, hide_from_tracebacks
+from .model import METRICS, Mapping, Snapshot, Totals, check_same_process, snapshot
 from .size import Size, SizeLike
+
+__tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
 
 if TYPE_CHECKING:
     import subprocess
@@ -114,13 +116,20 @@ class Probe:
 
     # -- snapshots --------------------------------------------------------------------------------
     def snapshot(self, detail: bool = True) -> Snapshot:
-        """A snapshot of the process now; once it has exited, the last one taken before."""
+        """A snapshot of the process now; once it has exited, the last one taken before.
+
+        Raises `PidReused` when the process watched has exited and its PID names another process.
+        """
+        if self.process is not None and self.last is not None and self.process.poll() is not None:
+            return self.last  # our child has exited and was reaped: its PID may name another process now
         try:
             snap = snapshot(self.pid, detail=detail, procfs=self.procfs)
         except ProcessGone:
             if self.last is None:
                 raise
             return self.last
+        if self.last is not None:
+            check_same_process(self.last, snap)
         self.last = snap
         if self.on_snapshot is not None:
             self.on_snapshot(self, snap)
@@ -147,22 +156,26 @@ class Probe:
         note = ""
         if what in METRICS:
             value = getattr(after.totals, what)
+            if value is None:
+                raise NotSupported(after.missing(what))
         elif what.endswith("_growth") and what[: -len("_growth")] in METRICS:
             name = what[: -len("_growth")]
             a, b = getattr(after.totals, name), getattr(self.baseline.totals, name)
-            value = None if a is None or b is None else a - b
+            if a is None or b is None:
+                raise NotSupported((after if a is None else self.baseline).missing(name))
+            value = a - b
             what = f"growth.{name}"
         elif what in ("peak_rss", "peak_growth"):
             note = self.peak_note
             value = after.peak_rss
             start = self.baseline.status_size("VmRSS")
+            if value is None or (start is None and what == "peak_growth"):
+                raise NotSupported(f"PID {self.pid}: the kernel wrote no VmHWM / VmRSS lines in its status file")
             if what == "peak_growth":
-                value = None if value is None or start is None else value - start
+                value = value - start
         else:
             raise ValueError(f"{what!r} is not a reading: use a metric ({', '.join(METRICS)}), "
                              "a metric with _growth, peak_rss or peak_growth")
-        if value is None:
-            raise NotSupported(f"PID {self.pid}: the kernel does not report {what} here")
         return Reading.of_value(value, what, self.baseline, after, note, self.ignore)
 
     @property

@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from typing import Optional, Union
 
-from .errors import BudgetSyntaxError
+from .errors import BudgetSyntaxError, hide_from_tracebacks
+
+__tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
 
 __all__ = ["KiB", "MiB", "GiB", "TiB", "Size", "SizeLike", "change", "parse_size"]
 

@@ -125,6 +125,26 @@ def zombie(procs: Processes) -> int:
 
 
 @pytest.fixture(scope="session")
+def main_thread_exited(procs: Processes) -> tuple[int, int]:
+    """(PID, TID) of a Python process whose main thread has exited while thread TID runs on."""
+    code = (
+        "import ctypes,threading,time\n"
+        "threading.Thread(target=lambda: time.sleep(600)).start()\n"
+        "print('ready',flush=True)\n"
+        "ctypes.CDLL(None).pthread_exit(None)"
+    )
+    proc = procs.start([sys.executable, "-c", code], ready="ready")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with open(f"/proc/{proc.pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                break
+        time.sleep(0.05)
+    (tid,) = (int(t) for t in os.listdir(f"/proc/{proc.pid}/task") if int(t) != proc.pid)
+    return proc.pid, tid
+
+
+@pytest.fixture(scope="session")
 def odd_cmdline(procs: Processes) -> int:
     """A process whose argv holds control bytes, invalid UTF-8, an empty argument and a newline."""
     code = (

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import PMAP
-from pytest_pmap import METRICS, PmapError, ProcessGone, Snapshot, SnapshotFileError, snapshot
+from pytest_pmap import METRICS, Mapping, PmapError, ProcessGone, Snapshot, SnapshotFileError, snapshot
 from pytest_pmap._procfs import ProcFS, parse_stat
 from pytest_pmap.render import render
 
@@ -160,8 +160,24 @@ def test_save_and_load_round_trip_with_odd_names(python_fixture: int, tmp_path: 
     assert again.smaps_text() == snap.smaps_text()
     for fmt in ("default", "x", "d", "X", "XX"):
         assert render(again, fmt) == render(snap, fmt)
-    assert any(m.raw_path.endswith(b"t\tab\xc3\xbc.bin") for m in again)
+    names = {m.raw_path.rsplit(b"/", 1)[-1] for m in again}
+    assert {b"t\tab\xc3\xbc.bin", b"new\\012line.bin", b"bad\xff\xfe.bin",
+            b"00400000-00452000 r-xp 00000000 08:02 173521 x.bin", b"del.bin (deleted)"} <= names, names
     assert again.totals == snap.totals
+
+
+@pytest.mark.parametrize(("name", "shown"), [
+    (b"[anon:my arena]", "  [ anon ]"),      # no slash: anonymous memory, as pmap shows it
+    (b"[anon:a/b]", "b]"),                  # pmap takes what follows the last slash (pmap-format.md)
+    (b"/memfd:x (deleted)", "memfd:x (deleted)"),
+    (b"/tmp/a\\012b", "a\\012b"),
+])
+def test_names_this_kernel_cannot_make_round_trip_and_render_as_pmap_does(name: bytes, shown: str, tmp_path: Path) -> None:
+    text = b"7f0000000000-7f0000001000 rw-p 00000000 00:00 0                          " + name + b"\nSize:  4 kB\nRss:  4 kB\n"
+    snap = Snapshot(pid=1, mappings=[Mapping.from_text(text)], raw_cmdline=b"x\0")
+    again = Snapshot.load(snap.save(tmp_path / "s.json"))
+    assert again.mappings[0].raw_path == name and again.smaps_text() == text
+    assert render(again, "default").splitlines()[1] == f"00007f0000000000      4K rw--- {shown}"
 
 
 def test_bad_snapshot_files_are_clear_errors_and_left_alone(tmp_path: Path) -> None:

@@ -1,8 +1,8 @@
 """A process holding every odd kind of mapping, for the oracle tests. Usage: mappings.py FOLDER
 
-A deleted mapped file, a private writeable file mapping, a name with a tab and UTF-8, 1 MiB of
-shared anonymous memory, a 64 GiB MAP_NORESERVE region, a PROT_NONE region, a SysV shm segment,
-a memfd, and a dozen threads. Prints "ready" when all is in place.
+A deleted mapped file, a private writeable file mapping, names with a tab and UTF-8, a newline,
+invalid UTF-8, or the look of a maps line, 1 MiB of shared anonymous memory, a 64 GiB
+MAP_NORESERVE region, a PROT_NONE region, a SysV shm segment, a memfd, and a dozen threads. Prints "ready" when all is in place.
 """
 
 import ctypes
@@ -29,6 +29,11 @@ os.unlink(folder + "/del.bin")
 map_file(folder + "/priv.bin", shared=False)
 keep[-1][0] = 1
 map_file(folder + "/t\tab\u00fc.bin")
+# Names the kernel escapes (a newline as \012), cannot decode (invalid UTF-8), or that look like a
+# whole maps line of their own.
+map_file(folder + "/new\nline.bin")
+map_file(os.fsdecode(os.fsencode(folder) + b"/bad\xff\xfe.bin"))
+map_file(folder + "/00400000-00452000 r-xp 00000000 08:02 173521 x.bin")
 shared_anon = mmap.mmap(-1, 1 << 20, flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
 shared_anon[0] = 1
 keep.append(shared_anon)
