@@ -13,6 +13,7 @@ from .errors import (
     ProcessGone,
     SmapsParseError,
     SnapshotFileError,
+    UsageError,
 )
 from ._procfs import ProcFS
 from .model import METRICS, Mapping, Snapshot, Totals, snapshot
@@ -77,6 +78,7 @@ __all__ = [
     "SnapshotFileError",
     "TiB",
     "Totals",
+    "UsageError",
     "Violation",
     "__version__",
     "parse_size",

@@ -116,8 +116,10 @@ class ProcFS:
         """True when `pid` is this very process (reading our own map must not change it)."""
         return pid == self._self_pid and pid == os.getpid()
 
-    def _translate(self, exc: OSError, pid: int, name: str) -> Exception:
+    def _translate(self, exc: OSError, pid: int, name: str, write: bool = False) -> Exception:
+        """The domain error for an `OSError` from reading (or, with `write`, writing) a file of `pid`."""
         path = self.path(pid, name)
+        reading = "writing" if write else "reading"
         if exc.errno == errno.ENOENT and not os.path.isdir(self.root):
             return NotSupported(
                 f"there is no procfs at {self.root}: pytest-pmap reads /proc/PID/smaps, which only Linux has "
@@ -135,24 +137,24 @@ class ProcFS:
             return ProcessGone(f"PID {pid} exited or is not visible here ({path}: {os.strerror(exc.errno or 0)})")
         if exc.errno in _DENIED and hidepid == "noaccess":
             return AccessDenied(
-                f"PID {pid}: reading {path} was refused ({os.strerror(exc.errno or 0)}): procfs at {self.root} is "
+                f"PID {pid}: {reading} {path} was refused ({os.strerror(exc.errno or 0)}): procfs at {self.root} is "
                 f"mounted with hidepid=noaccess, which lets no one else read another user's processes; run as the "
                 f"process's user or as root{_GID_WAY_OUT}"
             )
         if exc.errno in _DENIED and self._owner(pid) == os.getuid() != 0:
             return AccessDenied(
-                f"PID {pid}: reading {path} was refused ({os.strerror(exc.errno or 0)}): the process runs as your "
+                f"PID {pid}: {reading} {path} was refused ({os.strerror(exc.errno or 0)}): the process runs as your "
                 "user but is not dumpable (it called prctl(PR_SET_DUMPABLE, 0), changed its user ID or runs a "
                 "set-user-ID program), or kernel.yama.ptrace_scope forbids reading it; the kernel then shows its "
                 "memory map only to root (CAP_SYS_PTRACE): run as root, or keep the process dumpable"
             )
         if exc.errno in _DENIED:
             return AccessDenied(
-                f"PID {pid}: reading {path} was refused ({os.strerror(exc.errno or 0)}); the kernel shows "
+                f"PID {pid}: {reading} {path} was refused ({os.strerror(exc.errno or 0)}); the kernel shows "
                 "another process's memory map only to its own user with ptrace access: run as that user "
                 "or as root (CAP_SYS_PTRACE), or relax kernel.yama.ptrace_scope"
             )
-        return NotSupported(f"PID {pid}: cannot read {path}: {exc}")
+        return NotSupported(f"PID {pid}: {reading} {path} failed: {exc.strerror}")
 
     def _owner(self, pid: int) -> Optional[int]:
         """The real user ID process `pid` runs as (from its status, which anyone may read); None if unknown."""
@@ -193,7 +195,7 @@ class ProcFS:
         try:
             return os.open(self.path(pid, name), flags | os.O_CLOEXEC)
         except OSError as exc:
-            raise self._translate(exc, pid, name) from None
+            raise self._translate(exc, pid, name, write=flags & os.O_WRONLY != 0) from None
 
     def read(self, pid: int, name: str) -> bytes:
         """The whole file, read to its end."""
@@ -253,7 +255,7 @@ class ProcFS:
             try:
                 os.write(fd, data)
             except OSError as exc:
-                raise self._translate(exc, pid, name) from None
+                raise self._translate(exc, pid, name, write=True) from None
 
         weakref.finalize(write, os.close, fd)
         return write
@@ -300,7 +302,7 @@ class ProcFS:
         try:
             os.write(fd, data)
         except OSError as exc:
-            raise self._translate(exc, pid, name) from None
+            raise self._translate(exc, pid, name, write=True) from None
         finally:
             os.close(fd)
 

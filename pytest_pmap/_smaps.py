@@ -60,11 +60,18 @@ _KB_END = b" kB\n"
 _LAST_KEY = b"VmFlags:"
 
 
-def parse_header(line: bytes) -> HeaderFields:
-    """Split a maps/smaps header line into its fields; raise `SmapsParseError` naming the line."""
+def shown(line: bytes) -> str:
+    """A line as an error message quotes it: at most 200 bytes, and its length when longer."""
+    return repr(line) if len(line) <= 200 else f"{line[:200]!r}... ({len(line)} bytes)"
+
+
+def parse_header(line: bytes, number: int = 0) -> HeaderFields:
+    """Split a maps/smaps header line into its fields; raise `SmapsParseError` naming the line
+    (and its `number` in the file, when given)."""
     match = _HEADER.fullmatch(line)
     if match is None:
-        raise SmapsParseError(f"not a mapping line: {line[:200]!r}")
+        where = f"line {number} is" if number else "this is"
+        raise SmapsParseError(f"{where} not a mapping line: {shown(line)}")
     start, end, perms, offset, major, minor, inode, name = match.groups(b"")
     return (
         int(start, 16), int(end, 16), perms.decode(), int(offset, 16),
@@ -82,19 +89,20 @@ def parse_value(raw: bytes) -> FieldValue:
     return raw.decode("utf-8", "surrogateescape")
 
 
-def parse_fields(body: bytes) -> dict[str, FieldValue]:
+def parse_fields(body: bytes, first_line: int = 0) -> dict[str, FieldValue]:
     """All `Key: value` lines of one mapping (or of smaps_rollup), in the kernel's order.
 
-    Unknown keys are kept, whatever their value looks like; lines that are not `Key: value` lines
-    raise `SmapsParseError`.
+    Unknown keys are kept, whatever their value looks like; a line that is not a `Key: value` line
+    raises `SmapsParseError` naming it (with its number, when `first_line` says where body starts).
     """
     out: dict[str, FieldValue] = {}
-    for line in body.split(b"\n"):
+    for number, line in enumerate(body.split(b"\n"), first_line):
         if not line:
             continue
         match = _FIELD_LINE.fullmatch(line)
         if match is None:
-            raise SmapsParseError(f"not a 'Key: value' line: {line[:200]!r}")
+            where = f"line {number} is" if first_line else "this is"
+            raise SmapsParseError(f"{where} not a 'Key: value' line: {shown(line)}")
         out[match.group(1).decode("ascii")] = parse_value(match.group(2))
     return out
 
@@ -103,8 +111,8 @@ def parse_rollup(text: bytes) -> dict[str, FieldValue]:
     """The fields of `/proc/PID/smaps_rollup` (its first line is a header spanning the whole map)."""
     first, _, body = text.partition(b"\n")
     if not _HEADER.fullmatch(first):
-        raise SmapsParseError(f"smaps_rollup does not start with a mapping line: {first[:200]!r}")
-    return parse_fields(body)
+        raise SmapsParseError(f"smaps_rollup does not start with a mapping line: {shown(first)}")
+    return parse_fields(body, 2)
 
 
 def number_at(text: bytes, key: bytes, nl: int, end: int) -> Optional[Size]:
@@ -138,6 +146,8 @@ class Run:
     nls: list[int]
     """Where each header line's newline is (or would be, on a last line without one)."""
     ends: list[int]
+    first_line: int = 1
+    """The line number, in the whole file, of the first line of `text` (for error messages)."""
     columns: dict[bytes, list[Optional[Size]]] = field(default_factory=dict, repr=False)
     """The `numbers()` read so far, by key."""
     _headers: list[HeaderFields] = field(default_factory=list, repr=False)
@@ -153,10 +163,28 @@ class Run:
         """Block i's field lines, as the kernel wrote them."""
         return self.text[self.nls[i] + 1 : self.ends[i]]
 
+    def line_number(self, i: int) -> int:
+        """The line number of block i's header line in the whole file."""
+        return self.first_line + self.text.count(b"\n", 0, self.heads[i])
+
+    def fields(self, i: int) -> dict[str, FieldValue]:
+        """Block i's fields, by `parse_fields`."""
+        body = self.body(i)
+        try:
+            return parse_fields(body)
+        except SmapsParseError:
+            return parse_fields(body, self.line_number(i) + 1)  # raises again, naming the line
+
     def headers(self) -> list[HeaderFields]:
         """Every block's parsed header line; a line that is not one raises `SmapsParseError` naming it."""
         if not self._headers and self.heads:
-            self._headers.extend(_parse_headers(list(map(self.text.__getitem__, map(slice, self.heads, self.nls)))))
+            lines = list(map(self.text.__getitem__, map(slice, self.heads, self.nls)))
+            try:
+                self._headers.extend(_parse_headers(lines))
+            except SmapsParseError:
+                for i, line in enumerate(lines):
+                    parse_header(line, self.line_number(i))  # raises, naming the line
+                raise
         return self._headers
 
     def numbers(self, key: bytes) -> list[Optional[Size]]:
@@ -258,6 +286,7 @@ def locate_smaps(chunks: Iterable[bytes]) -> Iterator[Run]:
     """
     layout: Optional[_Layout] = None
     carry = b""
+    line = 1  # the number of text's first line in the file
     pieces = iter(chunks)
     for chunk in pieces:
         text = carry + chunk if carry else chunk
@@ -266,19 +295,20 @@ def locate_smaps(chunks: Iterable[bytes]) -> Iterator[Run]:
             if layout is None and len(text) < 1 << 20:  # the first block is not complete yet
                 carry = text
                 continue
-        found = _fast_run(text, layout) if layout is not None else None
-        if found is None:
-            yield from _locate_general(text + b"".join(pieces))
+        found = None if layout is None else _fast_run(text, layout, line)
+        if layout is None or found is None:
+            yield from _locate_general(text + b"".join(pieces), line)
             return
         run, rest = found
         if run.heads:
             yield run
+            line += len(run) * (layout.lines + 1)
         carry = text[rest:]
     if carry:
-        yield from _locate_general(carry)
+        yield from _locate_general(carry, line)
 
 
-def _fast_run(text: bytes, layout: _Layout) -> Optional[tuple[Run, int]]:
+def _fast_run(text: bytes, layout: _Layout, first_line: int) -> Optional[tuple[Run, int]]:
     """The whole blocks at the start of `text` and where the rest begins; None when some block
     does not have `layout`.
 
@@ -304,17 +334,17 @@ def _fast_run(text: bytes, layout: _Layout) -> Optional[tuple[Run, int]]:
     lasts = list(map(add, nls, repeat(skip)))
     if not all(map(text.startswith, repeat(_LAST_KEY), lasts)):
         if lasts and not all(map(text.startswith, repeat(_LAST_KEY), lasts[:-1])):
-            return _walk_slowly(text, layout)
+            return _walk_slowly(text, layout, first_line)
         if nls:  # the last block goes on in the next chunk
             del nls[-1], ends[-1]
     if not nls:
         return Run(text, [], [], []), 0
     if not all(map(text.startswith, repeat(layout.first_key), nls)):
-        return _walk_slowly(text, layout)
-    return Run(text, [0, *ends[:-1]], nls, ends), ends[-1]
+        return _walk_slowly(text, layout, first_line)
+    return Run(text, [0, *ends[:-1]], nls, ends, first_line), ends[-1]
 
 
-def _walk_slowly(text: bytes, layout: _Layout) -> Optional[tuple[Run, int]]:
+def _walk_slowly(text: bytes, layout: _Layout, first_line: int) -> Optional[tuple[Run, int]]:
     """`_fast_run` for blocks of any width: each must have the first block's first key and
     number of lines, VmFlags last. None when one does not."""
     heads: list[int] = []
@@ -333,15 +363,16 @@ def _walk_slowly(text: bytes, layout: _Layout) -> Optional[tuple[Run, int]]:
         nls.append(nl)
         ends.append(end)
         head = end
-    return Run(text, heads, nls, ends), head
+    return Run(text, heads, nls, ends, first_line), head
 
 
-def _locate_general(text: bytes) -> list[Run]:
-    """Line-by-line locating for text of any layout; every line must be a header or a field."""
+def _locate_general(text: bytes, first_line: int = 1) -> list[Run]:
+    """Line-by-line locating for text of any layout (whose first line is line `first_line` of
+    the file); every line must be a header or a field."""
     heads = [m.start() for m in _HEADER_LINE.finditer(text) if _HEADER.fullmatch(m.group())]
     first = heads[0] if heads else len(text)
     if text[:first].strip():
-        _raise_bad_line(text, 0, first)
+        _raise_bad_line(text, 0, first, first_line)
     nls: list[int] = []
     ends: list[int] = []
     for i, head in enumerate(heads):
@@ -350,10 +381,10 @@ def _locate_general(text: bytes) -> list[Run]:
         end = heads[i + 1] if i + 1 < len(heads) else len(text)
         for line_start, line in _lines(text, nl + 1, end):
             if line and not _FIELD_LINE.fullmatch(line):
-                _raise_bad_line(text, line_start, end)
+                _raise_bad_line(text, line_start, end, first_line)
         nls.append(nl)
         ends.append(end)
-    return [Run(text, heads, nls, ends)] if heads else []
+    return [Run(text, heads, nls, ends, first_line)] if heads else []
 
 
 def _lines(text: bytes, start: int, end: int) -> Iterator[tuple[int, bytes]]:
@@ -363,11 +394,11 @@ def _lines(text: bytes, start: int, end: int) -> Iterator[tuple[int, bytes]]:
         pos += len(line) + 1
 
 
-def _raise_bad_line(text: bytes, start: int, end: int) -> None:
+def _raise_bad_line(text: bytes, start: int, end: int, first_line: int) -> None:
     for pos, line in _lines(text, start, end):
         if line.strip():
-            number = text.count(b"\n", 0, pos) + 1
-            raise SmapsParseError(f"line {number} is neither a mapping line nor a 'Key: value' line: {line[:200]!r}")
+            number = first_line + text.count(b"\n", 0, pos)
+            raise SmapsParseError(f"line {number} is neither a mapping line nor a 'Key: value' line: {shown(line)}")
 
 
 _NUMERIC_LINE = re.compile(rb"^([^\n:]{1,31}):[ \t]*([0-9]+)(?: kB)?$", re.M)

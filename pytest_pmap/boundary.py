@@ -38,7 +38,7 @@ from .diff import MapDiff
 from .errors import PmapError, ProcessGone
 from .model import Mapping, Snapshot, mappings_of, mode_totals
 from .render import mode
-from .results import NewRegion
+from .results import NewRegion, huge_page_size
 
 __all__ = ["Boundary", "BoundaryReader", "growth"]
 
@@ -153,8 +153,9 @@ def _anon_faults(last: Boundary, status: dict[str, int]) -> int:
 CARRY_LIMIT = 8
 """Readings in a row that may carry smaps_rollup forward before it is read again, which bounds what
 a change the counters cannot see (pages shared with a child, say) can add up to."""
-HUGE_PAGE = 2 * 1024 * 1024
-"""A transparent huge page: a fault of one changes AnonHugePages too, so it is read, not carried forward."""
+HUGE_PAGE = huge_page_size()
+"""A transparent huge page (from sysfs): a fault of one changes AnonHugePages too, so it is read, not
+carried forward."""
 
 MMAP_THRESHOLD = 128 * 1024
 """Blocks this large get a mapping of their own (glibc's default M_MMAP_THRESHOLD)."""

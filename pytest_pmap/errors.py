@@ -33,7 +33,11 @@ class SnapshotFileError(PmapError):
     """A saved snapshot file is missing, corrupt, or of a version we cannot read."""
 
 
-class BudgetSyntaxError(PmapError, ValueError):
+class UsageError(PmapError, ValueError):
+    """A value given to pytest-pmap (a PID, a program to start, a setting) that it cannot use."""
+
+
+class BudgetSyntaxError(UsageError):
     """A size, range or budget was written in a way we cannot read."""
 
 

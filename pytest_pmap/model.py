@@ -18,6 +18,7 @@ from .errors import (
     ProcessGone,
     SmapsParseError,
     SnapshotFileError,
+    UsageError,
     hide_from_tracebacks,
 )
 from .size import Size
@@ -198,7 +199,7 @@ class Mapping:
         try:
             return self._fields
         except AttributeError:
-            self._fields: dict[str, _smaps.FieldValue] = _smaps.parse_fields(self._run.body(self._i))
+            self._fields: dict[str, _smaps.FieldValue] = self._run.fields(self._i)
             return self._fields
 
     def field(self, name: str) -> Optional[Size]:
@@ -742,14 +743,14 @@ def _since_boot(ticks: int) -> str:
 
 
 def check_pid(pid: object, fs: ProcFS) -> int:
-    """`pid` if it can be a PID on this system; else a ValueError naming it (and pid_max)."""
+    """`pid` if it can be a PID on this system; else a `UsageError` (a ValueError) naming it (and pid_max)."""
     if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
-        raise ValueError(f"{pid!r} is not a PID: give a positive integer, or None for this process")
+        raise UsageError(f"{pid!r} is not a PID: give a positive integer, or None for this process")
     try:
         with open(f"{fs.root}/sys/kernel/pid_max", "rb") as f:
             pid_max = int(f.read())
     except (OSError, ValueError):  # a procfs without it (a test tree): the kernel will say
         return pid
     if pid >= pid_max:
-        raise ValueError(f"{pid} is not a PID on this system: PIDs are below pid_max ({pid_max})")
+        raise UsageError(f"{pid} is not a PID on this system: PIDs are below pid_max ({pid_max})")
     return pid

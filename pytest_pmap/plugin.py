@@ -22,10 +22,10 @@ from . import hooks
 from ._procfs import default_procfs
 from .boundary import BoundaryReader, growth
 from .budget import Budget, BudgetConfig, check, describe_keys, parse_limits, report_text
-from .errors import BudgetSyntaxError, PmapError, hide_from_tracebacks
+from .errors import BudgetSyntaxError, PmapError, ProcessGone, UsageError, hide_from_tracebacks
 from .gate import DEFAULT_METRIC, Comparison, Tolerance, compare, parse_metric
 from .model import Mapping
-from .probe import Probe, Reading
+from .probe import Probe, Reading, exit_status
 from .results import GATE_METRICS, MemoryResult, ResultsFileError, RunResults, current_environment
 from .size import Size, change
 
@@ -161,14 +161,18 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     measure = config.getoption("pmap")
     if measure is None:
-        measure = bool(config.getini("pmap"))
+        try:
+            measure = bool(config.getini("pmap"))
+        except (ValueError, pytest.UsageError) as exc:  # pytest 9 raises the latter itself
+            raise pytest.UsageError(f"pmap in {_ini_name(config)}: {exc}; write true or false, yes or no, "
+                                    "1 or 0") from None
     top = config.getoption("pmap_top")
     if top is None:
         raw = config.getini("pmap_top")
         try:
             top = int(raw)
         except ValueError:
-            raise pytest.UsageError(f"pmap_top = {raw!r} in the ini file is not a number of tests") from None
+            raise pytest.UsageError(f"pmap_top = {raw!r} in {_ini_name(config)} is not a number of tests") from None
     if top < 0:
         raise pytest.UsageError(f"--pmap-top {top}: give 0 or more tests")
     pyproject, source = _read_pyproject(config)
@@ -191,7 +195,12 @@ def _setting(config: pytest.Config, name: str) -> tuple[Optional[str], str]:
     if value is not None:
         return value, f"--{name.replace('_', '-')}"
     value = config.getini(name)
-    return (value or None), f"{name} in {config.inipath.name if config.inipath else 'the ini file'}"
+    return (value or None), f"{name} in {_ini_name(config)}"
+
+
+def _ini_name(config: pytest.Config) -> str:
+    """The configuration file's name, for messages about a setting in it."""
+    return config.inipath.name if config.inipath else "the ini file"
 
 
 def _gate(config: pytest.Config) -> _Gate:
@@ -301,21 +310,38 @@ def pmap_spawn(request: pytest.FixtureRequest) -> Iterator[Callable[..., Probe]]
     why = request.config.stash[_SESSION].unavailable
     if why:
         pytest.skip(why)
-    started: list[subprocess.Popen[bytes]] = []
+    started: list[tuple[subprocess.Popen[bytes], str]] = []
 
     def spawn(argv: Sequence[str | os.PathLike[str]], **popen_kwargs: Any) -> Probe:
-        proc: subprocess.Popen[bytes] = subprocess.Popen(argv, **popen_kwargs)
-        started.append(proc)
+        if not argv:
+            raise UsageError("pmap_spawn needs a command to start: argv is empty")
+        program = os.fsdecode(argv if isinstance(argv, (str, bytes, os.PathLike)) else argv[0])
+        try:
+            proc: subprocess.Popen[bytes] = subprocess.Popen(argv, **popen_kwargs)
+        except (OSError, ValueError, TypeError) as exc:
+            raise UsageError(f"pmap_spawn could not start {program!r}: {getattr(exc, 'strerror', None) or exc}") from None
+        started.append((proc, program))
         _LIVE.add(proc)
-        probe = _probe(request, proc.pid)
+        try:
+            probe = _probe(request, proc.pid)
+        except ProcessGone:
+            if proc.poll() is None:
+                raise
+            raise ProcessGone(f"pmap_spawn: {program!r} (PID {proc.pid}) {exit_status(proc.returncode)} before its "
+                              "memory map could be read: there was nothing to measure") from None
         probe.process = proc
         return probe
 
     try:
         yield spawn
     finally:
-        for proc in started:
-            _stop(proc)
+        for proc, program in started:
+            crashed = proc.poll() is not None and -proc.returncode in _CRASH_SIGNALS
+            killed = _stop(proc)
+            if crashed or killed:
+                what = "crashed: it " + exit_status(proc.returncode) if crashed else \
+                    f"ignored SIGTERM for {STOP_TIMEOUT:g} s and was killed with SIGKILL"
+                request.node.warn(PmapWarning(f"pmap_spawn: {program!r} (PID {proc.pid}) {what}"))
 
 
 #: Spawned processes not yet reaped: if pytest itself is interrupted before the fixture's teardown
@@ -323,15 +349,23 @@ def pmap_spawn(request: pytest.FixtureRequest) -> Iterator[Callable[..., Probe]]
 _LIVE: set[subprocess.Popen[bytes]] = set()
 
 
-def _stop(proc: subprocess.Popen[bytes], timeout: Optional[float] = None) -> None:
+#: Signals that mean a process crashed (rather than was stopped): the fixture warns of them.
+_CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGILL, signal.SIGFPE}
+
+
+def _stop(proc: subprocess.Popen[bytes], timeout: Optional[float] = None) -> bool:
+    """Stop and reap `proc`: SIGTERM, then SIGKILL after the timeout. True when it took SIGKILL."""
+    killed = False
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(STOP_TIMEOUT if timeout is None else timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
+            killed = True
     proc.wait()
     _LIVE.discard(proc)
+    return killed
 
 
 @atexit.register

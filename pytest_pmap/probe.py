@@ -8,13 +8,24 @@ the fixtures in `plugin` wrap this.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Optional
 
-from ._procfs import ProcFS, default_procfs
+from ._procfs import ProcFS, default_procfs, task_file
 from .diff import MapDiff, MappingChange
 from .errors import NotSupported, PmapError, ProcessGone, hide_from_tracebacks
-from .model import METRICS, Mapping, Snapshot, Totals, check_same_process, snapshot
+from .model import (
+    METRICS,
+    Mapping,
+    Snapshot,
+    Totals,
+    check_pid,
+    check_same_process,
+    map_thread,
+    snapshot,
+    tgid_of,
+)
 from .size import Size, SizeLike
 
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
@@ -22,7 +33,7 @@ __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line
 if TYPE_CHECKING:
     import subprocess
 
-__all__ = ["NewMappings", "Probe", "Reading"]
+__all__ = ["NewMappings", "Probe", "Reading", "exit_status"]
 
 #: Rows of the diff shown when a reading explains itself.
 EXPLAIN_ROWS = 15
@@ -52,17 +63,20 @@ class Reading(Size):
         return reading
 
     def explain(self, rows: int = EXPLAIN_ROWS) -> str:
-        """What changed in the process between the two snapshots, as `MapDiff.render` prints it."""
-        text = MapDiff.between(self.before, self.after, self.ignore).render(limit=rows)
+        """What changed in the process between the two snapshots, as `MapDiff.render` prints it,
+        after the note (why the peak is since start, or that the process has exited), if any."""
+        text = self._diff(rows)
         return f"{self.note}\n{text}" if self.note else text
 
     def brief(self, rows: int = 3) -> str:
-        """`explain()` in a few lines (short enough for pytest's assertion message): the column
-        titles, the `rows` mappings that moved most, and pmap -d's summary line before -> after."""
-        lines = self.explain(rows).splitlines()
-        start = 2 if self.note else 1  # past the note and the PID line
-        kept = [line for line in lines[start:-1] if not line.startswith(("  ---", "  total kB"))]
-        return "\n".join(kept) + "\n"
+        """`explain()` in a few lines (short enough for pytest's assertion message): the note, the
+        column titles, the `rows` mappings that moved most, and pmap -d's summary line before -> after."""
+        lines = self._diff(rows).splitlines()[1:-1]  # past the PID line; the last is the other totals
+        kept = [line for line in lines if not line.startswith(("  ---", "  total kB"))]
+        return "\n".join([*self.note.splitlines(), *kept]) + "\n"
+
+    def _diff(self, rows: int) -> str:
+        return MapDiff.between(self.before, self.after, self.ignore).render(limit=rows)
 
 
 class NewMappings(list[MappingChange]):
@@ -81,6 +95,18 @@ class NewMappings(list[MappingChange]):
         return f"NewMappings([{shown}{more}])"
 
 
+def exit_status(returncode: Optional[int]) -> str:
+    """How a process ended, from `Popen.returncode`: `exited with status 1`, `was killed by SIGSEGV`."""
+    if returncode is None:
+        return "exited"
+    if returncode < 0:
+        try:
+            return f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"was killed by signal {-returncode}"
+    return f"exited with status {returncode}"
+
+
 class Probe:
     """A process under watch: its `baseline` snapshot and live readings against it.
 
@@ -97,14 +123,16 @@ class Probe:
         ignore: Optional[Callable[[Mapping], bool]] = None,
         on_snapshot: Optional[Callable[[Probe, Snapshot], None]] = None,
     ) -> None:
-        self.pid = os.getpid() if pid is None else pid
-        """The process watched."""
         self.procfs = procfs or default_procfs()
+        self.pid = os.getpid() if pid is None else tgid_of(check_pid(pid, self.procfs), self.procfs)
+        """The process watched (a thread ID given means its process)."""
         self.ignore = ignore
         """Mappings for which this returns true are left out of diffs and new mappings."""
         self.on_snapshot = on_snapshot
         self.peak_note = ""
         """Why `peak_rss` is the peak since the process started rather than since the baseline ("" when exact)."""
+        self.ended = ""
+        """How the process ended, once readings come from its last snapshot ("" while it runs)."""
         self.last: Optional[Snapshot] = None
         """The latest snapshot taken: what readings fall back on once the process has exited."""
         self.process: Optional[subprocess.Popen[bytes]] = None
@@ -121,19 +149,24 @@ class Probe:
         Raises `PidReused` when the process watched has exited and its PID names another process.
         """
         if self.process is not None and self.last is not None and self.process.poll() is not None:
-            return self.last  # our child has exited and was reaped: its PID may name another process now
+            # our child has exited and was reaped: its PID may name another process now
+            return self._ended(exit_status(self.process.returncode))
         try:
             snap = snapshot(self.pid, detail=detail, procfs=self.procfs)
         except ProcessGone:
             if self.last is None:
                 raise
-            return self.last
+            return self._ended("exited")
         if self.last is not None:
             check_same_process(self.last, snap)
         self.last = snap
         if self.on_snapshot is not None:
             self.on_snapshot(self, snap)
         return snap
+
+    def _ended(self, how: str) -> Snapshot:
+        self.ended = f"PID {self.pid} {how}: readings are from its last snapshot"
+        return self.last  # type: ignore[return-value]  # only called once there is one
 
     def mark(self) -> Snapshot:
         """Take a new baseline now, and reset the peak RSS so that `peak_rss` counts from here."""
@@ -142,8 +175,9 @@ class Probe:
         return self.baseline
 
     def _reset_peak(self) -> str:
-        try:
-            self.procfs.write(self.pid, "clear_refs", b"5")
+        try:  # through a live thread when the main one has exited: the kernel ignores its clear_refs
+            thread = map_thread(self.procfs, self.pid, self.procfs.stat(self.pid))
+            self.procfs.write(self.pid, task_file(thread, "clear_refs"), b"5")
         except PmapError as exc:  # refused, or no clear_refs here; a process that is gone fails the snapshot next
             return f"peak RSS could not be reset ({exc}); peak_rss is the peak since PID {self.pid} started"
         return ""
@@ -153,7 +187,7 @@ class Probe:
         """One reading by name, from `after` (a snapshot taken now when None): a metric (`uss`),
         a metric's growth (`uss_growth`), `peak_rss` or `peak_growth`."""
         after = self.snapshot() if after is None else after
-        note = ""
+        note = self.ended
         if what in METRICS:
             value = getattr(after.totals, what)
             if value is None:
@@ -166,7 +200,7 @@ class Probe:
             value = a - b
             what = f"growth.{name}"
         elif what in ("peak_rss", "peak_growth"):
-            note = self.peak_note
+            note = "\n".join(filter(None, (self.peak_note, self.ended)))
             value = after.peak_rss
             start = self.baseline.status_size("VmRSS")
             if value is None or (start is None and what == "peak_growth"):

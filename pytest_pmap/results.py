@@ -177,13 +177,19 @@ def _read_sys(path: str) -> str:
         return ""
 
 
+def huge_page_size() -> int:
+    """Bytes in a transparent huge page on this machine (2 MiB on x86-64; 512 MiB on arm64 with
+    64 KiB pages), from sysfs; 2 MiB where the kernel does not say."""
+    huge = _read_sys("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size")
+    return int(huge) if huge.isdigit() else 2 * MiB
+
+
 def current_environment() -> Environment:
     """This machine, this Python, this kernel."""
     import platform
 
     enabled = _read_sys("/sys/kernel/mm/transparent_hugepage/enabled")  # "always [madvise] never"
     thp = enabled[enabled.find("[") + 1 : enabled.find("]")] if "[" in enabled else ""
-    huge = _read_sys("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size")
     from . import __version__
 
     return Environment(
@@ -193,7 +199,7 @@ def current_environment() -> Environment:
         kernel=platform.release(),
         page_size=os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 0,
         thp=thp,
-        huge_page_size=int(huge) if huge.isdigit() else 2 * MiB,
+        huge_page_size=huge_page_size(),
         pytest_pmap=str(__version__),
     )
 

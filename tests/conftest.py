@@ -129,6 +129,7 @@ def main_thread_exited(procs: Processes) -> tuple[int, int]:
     """(PID, TID) of a Python process whose main thread has exited while thread TID runs on."""
     code = (
         "import ctypes,threading,time\n"
+        "b = bytearray(64 << 20); del b\n"  # a peak well above what it keeps
         "threading.Thread(target=lambda: time.sleep(600)).start()\n"
         "print('ready',flush=True)\n"
         "ctypes.CDLL(None).pthread_exit(None)"
@@ -142,6 +143,14 @@ def main_thread_exited(procs: Processes) -> tuple[int, int]:
         time.sleep(0.05)
     (tid,) = (int(t) for t in os.listdir(f"/proc/{proc.pid}/task") if int(t) != proc.pid)
     return proc.pid, tid
+
+
+@pytest.fixture(scope="session")
+def odd_comm(procs: Processes, workdir: Path) -> int:
+    """A `sleep` whose command name (from its file name) holds `) (`, spaces and a newline."""
+    exe = workdir / "x) (y\nz"
+    shutil.copy("/bin/sleep", exe)
+    return procs.start([str(exe), "600"]).pid
 
 
 @pytest.fixture(scope="session")

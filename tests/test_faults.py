@@ -52,7 +52,8 @@ def test_processes_exiting_while_they_are_read_give_a_whole_map_or_processgone()
 def _as_nobody(code: str, wrapper: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
     """Run `code` in a Python that imported pytest_pmap as root and then became `nobody`
     (started through `wrapper`, a command that ends by running its arguments)."""
-    prelude = ("import locale, os, pytest_pmap, pytest_pmap.cli, pytest_pmap._pmapcli\n"  # imported while files are readable
+    prelude = ("import locale, os, pytest_pmap, pytest_pmap.cli, pytest_pmap._pmapcli, pytest_pmap._subcommands, "
+               "pytest_pmap.results, json, argparse, tempfile, textwrap, difflib, platform\n"  # imported while files are readable
                "os.setgroups([]); os.setgid(65534); os.setuid(65534)\n")
     return subprocess.run([*wrapper, sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True,
                           text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
@@ -232,6 +233,14 @@ def test_a_process_whose_main_thread_exited_is_read_through_a_live_thread(main_t
         assert abs(len(snap.mappings) - len(starts)) <= 2  # the live thread may map or unmap a little
         assert snap.rss > 0 and snap.uss > 0 and snap.mapped > 0
     assert snapshot(tid).pid == pid
+
+    def status(key: str) -> int:
+        with open(f"/proc/{pid}/task/{tid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith(key + ":"))
+    assert status("VmHWM") > status("VmRSS") + 32 * 1024  # kB: the 64 MiB it freed
+    probe = Probe(pid)  # resets the peak: through the live thread, or the kernel ignores it
+    assert probe.peak_note == "" and status("VmHWM") < status("VmRSS") + 1024
+    assert probe.peak_rss < probe.rss + MiB
 
     out = subprocess.run([sys.executable, "-m", "pytest_pmap", pid_arg := str(pid)], capture_output=True, text=True)
     assert out.returncode == 0 and out.stderr == ""
@@ -425,3 +434,255 @@ def test_a_budget_on_a_metric_the_kernel_lacks_is_a_warning_naming_it(pytester: 
     ])
     strict = pytester.runpytest_subprocess("-W", "error::pytest_pmap.PmapWarning")
     strict.assert_outcomes(failed=1)
+
+
+def test_stat_of_a_command_named_with_parentheses_and_a_newline_is_read_from_the_last_one(odd_comm: int) -> None:
+    snap = snapshot(odd_comm)
+    assert snap.comm == b"x) (y\nz" and snap.state == "S" and snap.mappings
+    with open(f"/proc/{odd_comm}/stat", "rb") as f:
+        fields = f.read().split(b") ")[-1].split()
+    assert snap.start_time == int(fields[19]) and snap.start_stack == int(fields[25])
+    assert "[stack]" in {m.path for m in snap.mappings}
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root and unshare to mount procfs")
+def test_a_read_only_procfs_refuses_the_peak_reset_and_the_probe_says_since_start() -> None:
+    folder = tempfile.mkdtemp(prefix="pmap-ro-")
+    # The victim's peak (a 64 MiB buffer it freed) is far above what it holds now.
+    victim = subprocess.Popen([sys.executable, "-c", "b = bytearray(64 << 20); del b; print(flush=True); input()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert victim.stdout is not None and victim.stdout.readline() == b"\n"
+        code = f"""
+            from pytest_pmap import MiB, ProcFS, Probe
+            probe = Probe({victim.pid}, procfs=ProcFS({folder!r}))
+            print(probe.peak_note)
+            print(probe.peak_rss > probe.rss + 32 * MiB, "peak_rss" in probe.peak_rss.explain())
+        """
+        out = subprocess.run(["unshare", "--mount", "sh", "-c", f"mount -t proc -o ro proc {folder} && exec \"$0\" \"$@\"",
+                              sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True)
+    finally:
+        victim.kill()
+        victim.communicate()
+        os.rmdir(folder)
+    if out.returncode != 0 and "mount" in out.stderr:
+        pytest.skip(f"cannot mount procfs here: {out.stderr.strip()}")
+    assert out.returncode == 0, out.stderr
+    note, checks = out.stdout.splitlines()
+    assert note.startswith(f"peak RSS could not be reset (PID {victim.pid}: writing {folder}/{victim.pid}/clear_refs "
+                           "failed: Read-only file system)")
+    assert note.endswith(f"peak_rss is the peak since PID {victim.pid} started")
+    assert checks == "True True"
+
+
+def test_a_thread_id_means_its_process_counted_once(python_fixture: int) -> None:
+    tids = sorted(int(t) for t in os.listdir(f"/proc/{python_fixture}/task") if int(t) != python_fixture)
+    assert len(tids) >= 12
+    whole = snapshot(python_fixture, detail=False)
+    for tid in tids[:3]:
+        through_thread = snapshot(tid, detail=False)
+        assert through_thread.pid == python_fixture and through_thread.start_time == whole.start_time
+        assert through_thread.mapped == whole.mapped and len(through_thread) == len(whole)
+        assert Probe(tid).pid == python_fixture
+
+
+def test_bad_values_given_to_the_fixtures_are_errors_naming_the_value(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("""
+        def test_pid_text(pmap_attach):
+            pmap_attach("123")
+        def test_pid_zero(pmap_attach):
+            pmap_attach(0)
+        def test_pid_too_large(pmap_attach):
+            pmap_attach(1 << 23)
+        def test_no_such_program(pmap_spawn):
+            pmap_spawn(["/nonexistent/prog", "--flag"])
+        def test_no_argv(pmap_spawn):
+            pmap_spawn([])
+        def test_bad_size(pmap):
+            assert pmap.rss < "lots"
+    """)
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(failed=6)
+    result.stdout.fnmatch_lines_random([
+        "E   *UsageError: '123' is not a PID: give a positive integer*",
+        "E   *UsageError: 0 is not a PID: give a positive integer*",
+        "E   *UsageError: 8388608 is not a PID on this system: PIDs are below pid_max (*)",
+        "E   *UsageError: pmap_spawn could not start '/nonexistent/prog': No such file or directory",
+        "E   *UsageError: pmap_spawn needs a command to start: argv is empty",
+        "E   *BudgetSyntaxError: 'lots' is not a size: *",
+    ])
+    assert "pytest_pmap/" not in result.stdout.str() and "INTERNALERROR" not in result.stdout.str()
+
+
+@pytest.mark.parametrize(("ini", "message"), [
+    ("pmap = maybe", "ERROR: pmap in tox.ini: invalid truth value 'maybe'; write true or false, yes or no, 1 or 0"),
+    ("pmap_top = many", "ERROR: pmap_top = 'many' in tox.ini is not a number of tests"),
+    ("pmap_tolerance = lots", "ERROR: pmap_tolerance in tox.ini: 'lots' is not a tolerance: *"),
+    ("pmap_metric = rss", "ERROR: pmap_metric in tox.ini: unknown metric 'rss'*rss_growth*"),
+])
+def test_bad_settings_are_usage_errors_naming_the_file(pytester: pytest.Pytester, ini: str, message: str) -> None:
+    pytester.makefile(".ini", tox=f"[pytest]\n{ini}\n")
+    pytester.makepyfile("def test_nothing(): pass")
+    result = pytester.runpytest_subprocess()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+    assert "Traceback" not in result.stderr.str()
+
+
+def test_spawned_processes_that_exit_early_crash_or_hang_are_reported_and_reaped(pytester: pytest.Pytester) -> None:
+    pids = pytester.path / "pids"
+    pytester.makeconftest("import pytest_pmap.plugin\npytest_pmap.plugin.STOP_TIMEOUT = 0.5\n")
+    pytester.makepyfile(f"""
+        import os, signal, subprocess, sys, time
+        PY = sys.executable
+
+        def record(pid):
+            with open({str(pids)!r}, "a") as f:
+                f.write(f"{{pid}}\\n")
+
+        def test_exits_before_the_first_snapshot(pmap_spawn, monkeypatch):
+            started = []
+            real = subprocess.Popen
+            def popen(*args, **kwargs):
+                proc = real(*args, **kwargs)
+                started.append(proc.pid)
+                record(proc.pid)
+                proc_wait = proc.pid
+                while open(f"/proc/{{proc_wait}}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+                    time.sleep(0.01)  # exited, not yet reaped: the fixture's first look sees a zombie
+                return proc
+            monkeypatch.setattr(subprocess, "Popen", popen)
+            pmap_spawn([PY, "-c", "raise SystemExit(3)"])
+
+        def test_crashes_during_the_test(pmap_spawn):
+            p = pmap_spawn([PY, "-c", "import sys; sys.stdin.read(); import os; os.abort()"],
+                           stdin=subprocess.PIPE)
+            record(p.pid)
+            before = p.rss
+            p.process.stdin.close()
+            p.process.wait()
+            assert p.rss == before
+            assert p.rss > 1 << 40, "fails, to show the note"
+
+        def test_ignores_sigterm(pmap_spawn):
+            p = pmap_spawn([PY, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                            "print(flush=True); time.sleep(600)"], stdout=subprocess.PIPE)
+            p.process.stdout.readline()
+            record(p.pid)
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:randomly")
+    result.assert_outcomes(passed=1, failed=2, warnings=2)
+    result.stdout.fnmatch_lines_random([
+        "E   *ProcessGone: pmap_spawn: '*python*' (PID *) exited with status 3 before its memory map could be read: "
+        "there was nothing to measure",
+        "E   *PID * was killed by SIGABRT: readings are from its last snapshot",
+        "*PmapWarning: pmap_spawn: '*python*' (PID *) crashed: it was killed by SIGABRT",
+        "*PmapWarning: pmap_spawn: '*python*' (PID *) ignored SIGTERM for 0.5 s and was killed with SIGKILL",
+    ])
+    spawned = [int(line) for line in pids.read_text().split()]
+    assert len(spawned) == 3 and not any(os.path.exists(f"/proc/{pid}") for pid in spawned)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("pmap"),
+                    reason="needs root, unshare and procps pmap")
+def test_another_pid_namespace_is_read_through_its_own_procfs() -> None:
+    outer = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", "sleep", "60"])
+    try:
+        deadline = time.monotonic() + 10
+        while not (children := Path(f"/proc/{outer.pid}/task/{outer.pid}/children").read_text().split()):
+            assert time.monotonic() < deadline, "unshare started nothing"
+            time.sleep(0.02)
+        host_pid = int(children[0])
+        inner = f"/proc/{host_pid}/root/proc"  # the namespace's own procfs, where sleep is PID 1
+        while not os.path.exists(f"{inner}/1/stat"):
+            assert time.monotonic() < deadline, "the namespace has no procfs"
+            time.sleep(0.02)
+        snap = snapshot(1, procfs=ProcFS(inner))
+        assert snap.pid == 1 and snap.argv == ["sleep", "60"]
+        assert [m.start for m in snap] == [m.start for m in snapshot(host_pid)]
+        ours = subprocess.run([sys.executable, "-m", "pytest_pmap", "-x", "1"], capture_output=True, text=True,
+                              env={**os.environ, "PYTEST_PMAP_PROCFS": inner})
+        theirs = subprocess.run(["pmap", "-x", str(host_pid)], capture_output=True, text=True)
+        assert ours.returncode == theirs.returncode == 0, ours.stderr
+        assert ours.stdout.splitlines()[0] == "1:   sleep 60"
+        assert ours.stdout.splitlines()[1:] == theirs.stdout.splitlines()[1:]
+    finally:
+        outer.kill()
+        outer.wait()
+
+
+ARM64_SMAPS = """\
+aaaab0000000-aaaab0030000 r-xp 00000000 fd:00 42                         /usr/bin/app
+Size:                192 kB
+KernelPageSize:       64 kB
+MMUPageSize:          64 kB
+Rss:                 128 kB
+Pss:                 128 kB
+Private_Clean:       128 kB
+Private_Dirty:         0 kB
+Swap:                  0 kB
+VmFlags: rd ex mr mw me
+ffff80000000-ffff80100000 rw-p 00000000 00:00 0 
+Size:               1024 kB
+KernelPageSize:       64 kB
+MMUPageSize:          64 kB
+Rss:                 320 kB
+Pss:                 320 kB
+Private_Clean:         0 kB
+Private_Dirty:       320 kB
+Swap:                 64 kB
+VmFlags: rd wr mr mw me ac
+"""
+
+
+def test_64_kib_pages_are_taken_from_the_kernel_not_assumed(tmp_path: Path) -> None:
+    proc = tmp_path / "7"
+    proc.mkdir()
+    (proc / "stat").write_text("7 (app) S 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 100 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 "
+                               "0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n")
+    (proc / "status").write_text("Name:\tapp\nTgid:\t7\n")
+    (proc / "cmdline").write_bytes(b"app\0")
+    (proc / "smaps").write_text(ARM64_SMAPS)
+    snap = snapshot(7, procfs=ProcFS(tmp_path))
+    assert snap.mapped == (0x30000 + 0x100000) and snap.writeable_private == 0x100000
+    assert snap.rss == 448 * 1024 and snap.uss == 448 * 1024 and snap.swap == 64 * 1024
+    assert [m.field("KernelPageSize") for m in snap] == [65536, 65536]
+    extended = snap.render("x").splitlines()
+    assert extended[2].split()[:4] == ["0000aaaab0000000", "192", "128", "0"]
+    assert extended[3].split()[:4] == ["0000ffff80000000", "1024", "320", "320"]
+    assert extended[-1].split() == ["total", "kB", "1216", "448", "320"]
+    full = snap.render("XX").splitlines()
+    assert full[1].split()[5:7] == ["Size", "KernelPageSize"] and full[2].split()[5:7] == ["192", "64"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become another user")
+def test_files_in_a_folder_one_may_not_write_are_clear_errors_and_the_old_files_stay() -> None:
+    folder = tempfile.mkdtemp(prefix="pmap-ro-")
+    os.chmod(folder, 0o755)  # root's: nobody may read it but not write in it
+    old = {name: f"old {name}\n" for name in ("snap.json", "results.json", "cli.json")}
+    for name, text in old.items():
+        Path(folder, name).write_text(text)
+    try:
+        out = _as_nobody(f"""
+            import sys
+            from pytest_pmap import PmapError, RunResults, snapshot
+            from pytest_pmap.cli import main
+            for save, name in ((snapshot(detail=False).save, "snap.json"), (RunResults(()).save, "results.json")):
+                try:
+                    save({folder!r} + "/" + name)
+                except PmapError as exc:
+                    print(exc)
+            sys.stdout.flush()
+            print("rc", main(["snapshot", str(os.getpid()), "-o", {folder!r} + "/cli.json"]))
+        """)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.splitlines() == [
+            f"cannot write '{folder}/snap.json': folder '{folder}': Permission denied",
+            f"cannot write '{folder}/results.json': folder '{folder}': Permission denied",
+            "rc 1",
+        ]
+        assert out.stderr == f"pytest-pmap snapshot: cannot write '{folder}/cli.json': folder '{folder}': Permission denied\n"
+        assert sorted(os.listdir(folder)) == sorted(old)  # nothing half-written, nothing left behind
+        assert all(Path(folder, name).read_text() == text for name, text in old.items())
+    finally:
+        shutil.rmtree(folder)

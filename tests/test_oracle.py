@@ -130,6 +130,18 @@ def test_zombie(flags: str, zombie: int) -> None:
     same(flags, str(zombie))
 
 
+@pytest.mark.parametrize("flags", ["", "-x", "-d"])
+def test_a_thread_id(flags: str, python_fixture: int) -> None:
+    tid = max(int(t) for t in os.listdir(f"/proc/{python_fixture}/task"))
+    assert tid != python_fixture
+    same(flags, str(tid))
+
+
+@pytest.mark.parametrize("flags", ["", "-x", "-X"])
+def test_a_command_name_with_parentheses_and_a_newline(flags: str, odd_comm: int) -> None:
+    same(flags, str(odd_comm))
+
+
 @pytest.mark.parametrize("locale", ["C.UTF-8", "C"])
 def test_cmdline_escaping(locale: str, odd_cmdline: int) -> None:
     same("-q", str(odd_cmdline), env={**os.environ, "LC_ALL": locale})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,28 @@ def test_malformed_text_is_a_parse_error_naming_the_line(bad: bytes) -> None:
     with pytest.raises(SmapsParseError, match="line"):
         for m in parse([bad]):
             m.start, m.fields  # noqa: B018 - the header and fields are parsed when asked for
+
+
+@pytest.mark.parametrize("chunk", [97, 4096, 1 << 20])
+@pytest.mark.parametrize(("copy", "line", "how", "message"), [
+    # SMAPS is two blocks of 11 lines: its line 1 and 12 are header lines, 4 an Rss line.
+    (0, 1, b"hello", "line {} is not a mapping line: b'hello'"),
+    (25, 12, b"55be969d6000~55be969d8000 r--p 00000000 fe:00 1 /x", "line {} is not a mapping line: b'55be*"),
+    (30, 4, b"Rss                    8 kB", "line {} is not a 'Key: value' line: b'Rss                    8 kB'"),
+    (33, 2, b"Size 48 kB", "line {} is neither a mapping line nor a 'Key: value' line: b'Size 48 kB'"),
+    (39, 5, b"x" * 5000, "line {} is not a 'Key: value' line: b'xxx*'... (5000 bytes)"),
+])
+def test_a_parse_error_names_the_line_of_the_whole_file(chunk: int, copy: int, line: int, how: bytes,
+                                                         message: str) -> None:
+    lines = (SMAPS * 40).split(b"\n")
+    number = copy * SMAPS.count(b"\n") + line  # counted from 1, as editors do
+    lines[number - 1] = how
+    text = b"\n".join(lines)
+    with pytest.raises(SmapsParseError) as caught:
+        for m in parse([text[i : i + chunk] for i in range(0, len(text), chunk)]):
+            m.start, m.fields  # noqa: B018 - the header and fields are parsed when asked for
+    assert fnmatch.fnmatchcase(str(caught.value), message.format(number)), str(caught.value)
+    assert len(str(caught.value)) < 300
 
 
 @settings(max_examples=300, deadline=None)
