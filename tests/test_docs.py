@@ -55,3 +55,14 @@ def test_the_gate_docs_list_every_metric() -> None:
     text = (REPO / "docs" / "gate.md").read_text()
     listed = text.split("or the\npeak: ")[1].split(".\n")[0]
     assert re.findall(r"`(\w+)`", listed) == list(GATE_METRICS)
+
+
+def test_what_can_go_wrong_lists_every_case_with_tests_that_exist() -> None:
+    text = (REPO / "docs" / "faults.md").read_text()
+    cases = [int(n) for n in re.findall(r"^\| (\d+) \|", text, re.M)]
+    assert sorted(cases) == list(range(1, 21)), "the page covers the twenty cases of the issue, once each"
+    named = re.findall(r"`(?:(test_\w+)\.py::)?(test_\w+)`", text)
+    assert len(named) > 40
+    for module, test in named:
+        source = (REPO / "tests" / f"{module or 'test_faults'}.py").read_text()
+        assert f"def {test}(" in source, f"docs/faults.md names {module or 'test_faults'}.py::{test}, which does not exist"

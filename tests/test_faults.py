@@ -686,3 +686,19 @@ def test_files_in_a_folder_one_may_not_write_are_clear_errors_and_the_old_files_
         assert all(Path(folder, name).read_text() == text for name, text in old.items())
     finally:
         shutil.rmtree(folder)
+
+
+def test_a_zombie_is_exited_not_zero_for_snapshots_probes_and_the_budget(zombie: int) -> None:
+    for detail in (True, False):
+        with pytest.raises(ProcessGone, match=f"PID {zombie} has exited \\(it is a zombie, not yet reaped"):
+            snapshot(zombie, detail=detail)
+    with pytest.raises(ProcessGone, match=f"PID {zombie} has exited"):
+        Probe(zombie)
+
+
+def test_a_reaped_process_is_gone_with_its_pid_in_the_message() -> None:
+    done = subprocess.Popen(["true"])
+    done.wait()
+    for detail in (True, False):
+        with pytest.raises(ProcessGone, match=f"^PID {done.pid} exited or is not visible here \\(/proc/{done.pid}/"):
+            snapshot(done.pid, detail=detail)
