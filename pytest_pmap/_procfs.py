@@ -320,7 +320,7 @@ class ProcFS:
             if tid == pid:
                 continue
             try:
-                if not parse_stat(self.read(pid, f"task/{tid}/stat"), tid).is_zombie:
+                if not self.stat(pid, tid).is_zombie:
                     return tid
             except (ProcessGone, AccessDenied, NotSupported):
                 continue

@@ -436,8 +436,7 @@ class Snapshot:
     def missing(self, name: str) -> str:
         """Why metric `name` is None here: which smaps lines the kernel did not write, and the
         metrics that are available instead."""
-        source = "smaps_rollup" if self.totals_from == "smaps_rollup" else "smaps"
-        return (f"PID {self.pid}: the kernel reported no {name} ({source} has no "
+        return (f"PID {self.pid}: the kernel reported no {name} ({self.totals_from} has no "
                 f"{' / '.join(_METRIC_FIELDS[name])} lines); metrics available: "
                 f"{', '.join(m for m in METRICS if getattr(self.totals, m) is not None)}")
 

@@ -35,8 +35,9 @@ __all__ = ["MemoryResult", "PmapWarning"]
 
 
 class PmapWarning(pytest.PytestWarning):
-    """A memory budget that could not be checked, because the kernel does not report what it caps.
-    Make it an error with `-W error::pytest_pmap.PmapWarning`."""
+    """What a passing test would otherwise hide: a memory budget the kernel gives no numbers for,
+    or a process `pmap_spawn` started that crashed or had to be killed. Make it an error with
+    `-W error::pytest_pmap.PmapWarning`."""
 
 PMAP_DESC = "measure every test's memory (growth, peak, new mappings) and print the tests that grew most"
 TOP_DESC = "how many tests the --pmap summary lists (default 10)"

@@ -114,14 +114,17 @@ def zombie(procs: Processes) -> int:
     )
     log = procs.workdir / f"proc{len(procs.procs) - 1}.out"
     child = int(log.read_text().split()[0])
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with open(f"/proc/{child}/stat") as f:
-            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                break
-        time.sleep(0.05)
+    _wait_until_zombie(child)
     assert parent.poll() is None
     return child
+
+
+def _wait_until_zombie(pid: int, timeout: float = 10) -> None:
+    """Wait until `/proc/PID/stat` shows state Z (an exited process, or an exited main thread)."""
+    deadline = time.monotonic() + timeout
+    while (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+           and time.monotonic() < deadline):
+        time.sleep(0.05)
 
 
 @pytest.fixture(scope="session")
@@ -135,12 +138,7 @@ def main_thread_exited(procs: Processes) -> tuple[int, int]:
         "ctypes.CDLL(None).pthread_exit(None)"
     )
     proc = procs.start([sys.executable, "-c", code], ready="ready")
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with open(f"/proc/{proc.pid}/stat") as f:
-            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                break
-        time.sleep(0.05)
+    _wait_until_zombie(proc.pid)
     (tid,) = (int(t) for t in os.listdir(f"/proc/{proc.pid}/task") if int(t) != proc.pid)
     return proc.pid, tid
 
