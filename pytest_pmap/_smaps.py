@@ -179,13 +179,18 @@ class Run:
         """Every block's parsed header line; a line that is not one raises `SmapsParseError` naming it."""
         if not self._headers and self.heads:
             lines = list(map(self.text.__getitem__, map(slice, self.heads, self.nls)))
-            try:
-                self._headers.extend(_parse_headers(lines))
-            except SmapsParseError:
-                for i, line in enumerate(lines):
-                    parse_header(line, self.line_number(i))  # raises, naming the line
-                raise
+            parsed = _parse_headers(lines)
+            if parsed is None:  # some line is not one the bulk pattern takes: one at a time
+                parsed = [self._header(i, line) for i, line in enumerate(lines)]
+            self._headers.extend(parsed)
         return self._headers
+
+    def _header(self, i: int, line: bytes) -> HeaderFields:
+        """Block i's header `line`, by `parse_header`."""
+        try:
+            return parse_header(line)
+        except SmapsParseError:
+            return parse_header(line, self.line_number(i))  # raises again, naming the line
 
     def numbers(self, key: bytes) -> list[Optional[Size]]:
         """Every block's value of the `key` field (`b"\\nRss:"`), as `number_at` reads it."""
@@ -195,10 +200,11 @@ class Run:
         return column
 
 
-def _parse_headers(lines: list[bytes]) -> list[HeaderFields]:
+def _parse_headers(lines: list[bytes]) -> Optional[list[HeaderFields]]:
+    """Every header line parsed in one pass of the bulk pattern; None when not every line matched."""
     found = _HEADERS.findall(b"\n".join(lines))
     if len(found) != len(lines):
-        return [parse_header(line) for line in lines]  # raises on the first line that is not a header
+        return None
     starts, ends, perms, offsets, majors, minors, inodes, names = zip(*found)
     as_text = {p: p.decode() for p in set(perms)}
     return list(zip(
