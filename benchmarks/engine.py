@@ -8,20 +8,26 @@ Anchors (issue: the engine):
   snapshot() of the calling process itself      raises its peak RSS by <= 1 MiB
 Every timing is the median of interleaved rounds, so a noisy neighbour hits all contenders alike.
 CPU time counts the read-ahead helper too: it shows what pipelining the read costs in total.
-Run it with a virtualenv's Python, as users run the command: a system Python with many packages
-can spend 100 ms and more starting up, which would be charged to pytest-pmap.
+The `pytest-pmap` command is timed as `pip install .` installs it: a fresh virtualenv made from
+this Python, this checkout's package byte-compiled in its site-packages, and pip's console-script
+wrapper. (Running the checkout in place would charge the command for compiling its modules on
+every run when PYTHONDONTWRITEBYTECODE is set, and for whatever the running environment's .pth
+files import at start-up.)
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import resource
 import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+import venv
 from pathlib import Path
 from typing import Callable
 
@@ -57,11 +63,35 @@ def cpu_time() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-ENV = {**os.environ, "PYTHONPATH": str(HERE.parent)}  # the command runs this checkout's code
-
-
 def run_quiet(argv: list[str]) -> None:
-    subprocess.run(argv, stdout=subprocess.DEVNULL, check=True, env=ENV)
+    subprocess.run(argv, stdout=subprocess.DEVNULL, check=True)
+
+
+#: What pip writes as the `pytest-pmap` console script.
+CONSOLE_SCRIPT = """#!{python}
+import re
+import sys
+from pytest_pmap.cli import main
+if __name__ == "__main__":
+    sys.argv[0] = re.sub(r"(-script\\.pyw|\\.exe)?$", "", sys.argv[0])
+    sys.exit(main())
+"""
+
+
+def install(where: Path) -> Path:
+    """This checkout installed as `pip install .` would: returns the `pytest-pmap` command."""
+    venv.create(where, symlinks=True)
+    python = where / "bin" / "python"
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    package = Path(purelib) / "pytest_pmap"
+    shutil.copytree(HERE.parent / "pytest_pmap", package, ignore=shutil.ignore_patterns("__pycache__"))
+    if not compileall.compile_dir(package, quiet=1):
+        raise SystemExit(f"could not byte-compile {package}")
+    command = where / "bin" / "pytest-pmap"
+    command.write_text(CONSOLE_SCRIPT.format(python=python))
+    command.chmod(0o755)
+    return command
 
 
 def interleaved(contenders: dict[str, Callable[[], object]], rounds: int,
@@ -106,6 +136,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=15)
     ns = ap.parse_args()
 
+    scratch = tempfile.TemporaryDirectory(prefix="pytest-pmap-bench-")
     target = subprocess.Popen([sys.executable, str(MANY_MAPPINGS), str(ns.mappings)],
                               stdout=subprocess.PIPE, text=True)
     try:
@@ -113,10 +144,8 @@ def main() -> int:
         pid = target.pid
         count = sum(1 for _ in open(f"/proc/{pid}/maps"))
         size = raw_read(pid)
-        startup = interleaved({"python -c pass": lambda: run_quiet([sys.executable, "-c", "pass"])}, 5)
         print(f"target: PID {pid}, {count} mappings, smaps {size / 2**20:.1f} MiB; "
-              f"median of {ns.rounds} interleaved rounds; {sys.executable} starts in "
-              f"{startup['python -c pass'] * 1000:.0f} ms\n")
+              f"median of {ns.rounds} interleaved rounds\n")
 
         in_process = ProcFS(read_ahead=False)
         cpu: dict[str, float] = {}
@@ -131,9 +160,16 @@ def main() -> int:
         print(f"  -> snapshot / raw read = {t['snapshot(pid) + every Rss'] / floor:.2f}x  (target <= 1.5x)\n")
 
         pmap = shutil.which("pmap")
-        ours = [sys.executable, "-m", "pytest_pmap"]
         env_note = ""
         if pmap:
+            ours = [str(install(Path(scratch.name) / "venv"))]
+            python = str(Path(scratch.name) / "venv" / "bin" / "python")
+            start = interleaved({
+                "python": lambda: run_quiet([python, "-c", "pass"]),
+                "imports": lambda: run_quiet([python, "-c", "import pytest_pmap._pmapcli"]),
+            }, 7)
+            print(f"  the command's fixed cost: its Python starts in {start['python'] * 1000:.0f} ms, "
+                  f"and imports what it needs in {(start['imports'] - start['python']) * 1000:.0f} ms more")
             cli = {
                 "procps pmap -x": lambda: run_quiet([pmap, "-x", str(pid)]),
                 "pytest-pmap -x": lambda: run_quiet([*ours, "-x", str(pid)]),
@@ -152,6 +188,7 @@ def main() -> int:
     finally:
         target.kill()
         target.wait()
+        scratch.cleanup()
 
     out = subprocess.run([sys.executable, "-c", SELF_PEAK.format(repo=str(HERE.parent))],
                          capture_output=True, text=True, check=True).stdout.split()

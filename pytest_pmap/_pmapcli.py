@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Optional
 
 from . import _smaps
 from ._procfs import ProcFS, default_procfs, task_file
 from .errors import AccessDenied, NotSupported, ProcessGone
-from .model import Mapping, Snapshot, mappings_of, shm_minor, tgid_of
-from .render import pmap_bytes, render
+from .model import Snapshot, shm_minor, tgid_of
+from .render import header_line, pmap_bytes, render_runs
 
 __all__ = ["main", "Options", "parse_args", "parse_range", "parse_pid", "UsageExit"]
 
@@ -292,30 +293,26 @@ def _collect(fs: ProcFS, pid: int) -> Optional[_Target]:
 
 
 def _listing(fs: ProcFS, target: _Target, opts: Options) -> tuple[str, int]:
-    detail = opts.fmt in ("x", "X", "XX")
-    status = 0
-    mappings: list[Mapping] = []
-    try:
-        if detail:
-            mappings = mappings_of(_smaps.locate_smaps(fs.chunks(target.tgid, task_file(target.thread, "smaps"))))
-        else:
-            mappings = mappings_of(_smaps.locate_maps(fs.read(target.tgid, task_file(target.thread, "maps"))))
-    except (ProcessGone, AccessDenied, NotSupported):
-        status = 1
-    snap = Snapshot(
+    """What pmap prints for one PID, and its exit status: 1, and the header line only, when the
+    map cannot be read to its end. Each run of smaps is rendered as it arrives, while the
+    read-ahead helper reads the next."""
+    head = Snapshot(
         pid=target.tgid,
-        mappings=mappings,
+        mappings=[],
         raw_cmdline=target.cmdline,
         comm=target.comm,
         state=target.state,
         start_stack=target.start_stack,
-        detail=detail,
+        detail=opts.fmt in ("x", "X", "XX"),
         shm_minor=shm_minor(),
     )
-    text = render(snap, opts.fmt, quiet=opts.quiet, show_path=opts.show_path, range=opts.range)
-    if status:
-        text = text.split("\n", 1)[0] + "\n"
-    return text, status
+    render = partial(render_runs, head, fmt=opts.fmt, quiet=opts.quiet, show_path=opts.show_path, range=opts.range)
+    try:
+        if head.detail:
+            return render(_smaps.locate_smaps(fs.chunks(target.tgid, task_file(target.thread, "smaps")))), 0
+        return render(_smaps.locate_maps(fs.read(target.tgid, task_file(target.thread, "maps")))), 0
+    except (ProcessGone, AccessDenied, NotSupported):
+        return header_line(head) + "\n", 1
 
 
 def main(args: list[str]) -> int:

@@ -9,8 +9,9 @@ of thousands of mappings, so the parser never walks lines in Python:
   C-level `map` calls. Blocks of other widths (a 9-digit size) are walked line count by line
   count; text of another layout (other kernels, hand-written files) is checked line by line.
 - A `Run` is the blocks of one text buffer, by position. Its columns are parsed when first asked
-  for, for every block at once: `Run.headers()` (one regex over the joined header lines) and
-  `Run.numbers(key)` (a field read at the same offset in every block, each offset checked).
+  for, for every block at once: `Run.header_columns()` (each line split at its first five
+  spaces, then every column checked and converted in C-level passes) and `Run.numbers(key)` (a
+  field read at the same offset in every block, each offset checked).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import repeat
-from operator import add
+from operator import add, itemgetter
 from typing import Optional, Union
 
 from .errors import SmapsParseError, hide_from_tracebacks
@@ -29,6 +30,7 @@ __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line
 
 __all__ = [
     "FieldValue",
+    "HeaderColumns",
     "HeaderFields",
     "Run",
     "locate_maps",
@@ -50,10 +52,6 @@ _HEADER = re.compile(
     rb"([0-9a-f]+)-([0-9a-f]+) ([-r][-w][-x][-sp]) ([0-9a-f]+) ([0-9a-f]+):([0-9a-f]+) ([0-9]+)(?: +(.*))?",
     re.S,
 )
-_HEADERS = re.compile(
-    rb"^([0-9a-f]+)-([0-9a-f]+) ([-r][-w][-x][-sp]) ([0-9a-f]+) ([0-9a-f]+):([0-9a-f]+) ([0-9]+)(?: +([^\n]*))?$",
-    re.M,
-)
 _HEADER_LINE = re.compile(rb"^[0-9a-f]+-[0-9a-f]+ [^\n]*$", re.M)
 _FIELD_LINE = re.compile(rb"([A-Za-z_][A-Za-z0-9_]*):[ \t]*([^\n]*)")
 _KB_END = b" kB\n"
@@ -70,13 +68,17 @@ def parse_header(line: bytes, number: int = 0) -> HeaderFields:
     (and its `number` in the file, when given)."""
     match = _HEADER.fullmatch(line)
     if match is None:
-        where = f"line {number} is" if number else "this is"
-        raise SmapsParseError(f"{where} not a mapping line: {shown(line)}")
+        raise _not_a_header(line, number)
     start, end, perms, offset, major, minor, inode, name = match.groups(b"")
     return (
         int(start, 16), int(end, 16), perms.decode(), int(offset, 16),
         int(major, 16), int(minor, 16), int(inode), name,
     )
+
+
+def _not_a_header(line: bytes, number: int = 0) -> SmapsParseError:
+    where = f"line {number} is" if number else "this is"
+    return SmapsParseError(f"{where} not a mapping line: {shown(line)}")
 
 
 def parse_value(raw: bytes) -> FieldValue:
@@ -133,6 +135,98 @@ def number_at(text: bytes, key: bytes, nl: int, end: int) -> Optional[Size]:
 
 
 @dataclass(frozen=True, eq=False)
+class HeaderColumns:
+    """The header lines of a run, parsed column by column, for every block at once.
+
+    Addresses, permissions and names (what every listing shows) are parsed with the columns;
+    offsets, devices and inodes (which only some need) when first asked for, by `ids()`. The
+    lines have been checked whole, so nothing is left to fail later.
+    """
+
+    starts: list[int]
+    ends: list[int]
+    perms: list[str]
+    """As the kernel writes them: `rw-p`."""
+    names: list[bytes]
+    """The path or `[name]` after the inode, raw; empty for an anonymous mapping."""
+    start_texts: list[str]
+    """The start addresses as written: lowercase hex, zero-padded to 8 digits by the kernel."""
+    _parts: list[list[bytes]] = field(repr=False)
+    """Each line split at its first five spaces."""
+    _ids: list[list[int]] = field(default_factory=list, repr=False)
+
+    @classmethod
+    def parse(cls, lines: list[bytes]) -> Optional[HeaderColumns]:
+        """The columns of these header lines; None when some line is not one.
+
+        A header line is `start-end perms offset major:minor inode`, one space apart (numbers in
+        lowercase hex, the inode in decimal), then spaces and the name, if any: what `_HEADER`
+        takes. Each line is split at its first five spaces, and every condition is then checked
+        for all lines at once, in C-level passes over the columns.
+        """
+        parts = list(map(bytes.split, lines, repeat(b" "), repeat(5)))
+        if not parts:
+            return cls([], [], [], [], [], [])
+        if min(map(len, parts)) < 5:
+            return None
+        perms = list(map(_SECOND, parts))
+        offsets, inodes = list(map(_THIRD, parts)), list(map(_FIFTH, parts))
+        addresses = _pairs(list(map(_FIRST, parts)), b"-")
+        if (
+            addresses is None
+            or not _PERMS.issuperset(perms)
+            or not all(offsets) or b"".join(offsets).translate(None, _HEX)
+            or not all(inodes) or not b"".join(inodes).isdigit()
+            or _pairs(list(map(_FOURTH, parts)), b":") is None
+        ):
+            return None
+        as_text = {p: p.decode() for p in set(perms)}
+        names = [p[5] if len(p) == 6 else b"" for p in parts]
+        unpadded = {name: name.lstrip(b" ") for name in set(names)}
+        start_texts = addresses[0::2]
+        return cls(
+            list(map(int, start_texts, repeat(16))),
+            list(map(int, addresses[1::2], repeat(16))),
+            list(map(as_text.__getitem__, perms)),
+            list(map(unpadded.__getitem__, names)),
+            start_texts,
+            parts,
+        )
+
+    def ids(self) -> tuple[list[int], list[int], list[int], list[int]]:
+        """Every block's offset, device major and minor, and inode, parsed on the first call."""
+        if not self._ids:
+            parts = self._parts
+            devices = _split_pairs(list(map(_FOURTH, parts)), b":")
+            self._ids.extend((
+                list(map(int, map(_THIRD, parts), repeat(16))),
+                list(map(int, devices[0::2], repeat(16))),
+                list(map(int, devices[1::2], repeat(16))),
+                list(map(int, map(_FIFTH, parts))),
+            ))
+        offsets, majors, minors, inodes = self._ids
+        return offsets, majors, minors, inodes
+
+
+def _pairs(texts: list[bytes], separator: bytes) -> Optional[list[str]]:
+    """`_split_pairs`, or None unless every text is two hex numbers with the separator between."""
+    if b" ".join(texts).translate(None, _HEX) != b" ".join(repeat(separator, len(texts))):
+        return None  # not one separator in each text, and only hex digits around it
+    numbers = _split_pairs(texts, separator)
+    return numbers if len(numbers) == 2 * len(texts) else None  # a number on either side
+
+
+def _split_pairs(texts: list[bytes], separator: bytes) -> list[str]:
+    """The two numbers of each `a-b` text (for separator `-`), as text, one after the other."""
+    return b" ".join(texts).replace(separator, b" ").decode("ascii").split()
+
+
+_HEX = b"0123456789abcdef"
+_PERMS = frozenset(f"{r}{w}{x}{s}".encode() for r in "-r" for w in "-w" for x in "-x" for s in "-sp")
+_FIRST, _SECOND, _THIRD, _FOURTH, _FIFTH = map(itemgetter, range(5))
+
+
+@dataclass(frozen=True, eq=False)
 class Run:
     """The mapping blocks of one text buffer, by position.
 
@@ -150,6 +244,7 @@ class Run:
     """The line number, in the whole file, of the first line of `text` (for error messages)."""
     columns: dict[bytes, list[Optional[Size]]] = field(default_factory=dict, repr=False)
     """The `numbers()` read so far, by key."""
+    _parsed: list[HeaderColumns] = field(default_factory=list, repr=False)
     _headers: list[HeaderFields] = field(default_factory=list, repr=False)
 
     def __len__(self) -> int:
@@ -175,22 +270,25 @@ class Run:
         except SmapsParseError:
             return parse_fields(body, self.line_number(i) + 1)  # raises again, naming the line
 
-    def headers(self) -> list[HeaderFields]:
-        """Every block's parsed header line; a line that is not one raises `SmapsParseError` naming it."""
-        if not self._headers and self.heads:
-            lines = list(map(self.text.__getitem__, map(slice, self.heads, self.nls)))
-            parsed = _parse_headers(lines)
-            if parsed is None:  # some line is not one the bulk pattern takes: one at a time
-                parsed = [self._header(i, line) for i, line in enumerate(lines)]
-            self._headers.extend(parsed)
-        return self._headers
+    def header_columns(self) -> HeaderColumns:
+        """Every block's header, column by column; a line that is not a header raises
+        `SmapsParseError` naming it."""
+        if not self._parsed:
+            text = self.text
+            lines = [text[head:nl] for head, nl in zip(self.heads, self.nls)]
+            columns = HeaderColumns.parse(lines)
+            if columns is None:  # name the first line the pattern did not take
+                i = next(i for i, line in enumerate(lines) if not _HEADER.fullmatch(line))
+                raise _not_a_header(lines[i], self.line_number(i))
+            self._parsed.append(columns)
+        return self._parsed[0]
 
-    def _header(self, i: int, line: bytes) -> HeaderFields:
-        """Block i's header `line`, by `parse_header`."""
-        try:
-            return parse_header(line)
-        except SmapsParseError:
-            return parse_header(line, self.line_number(i))  # raises again, naming the line
+    def headers(self) -> list[HeaderFields]:
+        """Every block's header as one tuple; a line that is not one raises `SmapsParseError` naming it."""
+        if not self._headers and self.heads:
+            c = self.header_columns()
+            self._headers.extend(zip(c.starts, c.ends, c.perms, *c.ids(), c.names))
+        return self._headers
 
     def numbers(self, key: bytes) -> list[Optional[Size]]:
         """Every block's value of the `key` field (`b"\\nRss:"`), as `number_at` reads it."""
@@ -198,20 +296,6 @@ class Run:
         if column is None:
             column = self.columns[key] = _number_column(self, key)
         return column
-
-
-def _parse_headers(lines: list[bytes]) -> Optional[list[HeaderFields]]:
-    """Every header line parsed in one pass of the bulk pattern; None when not every line matched."""
-    found = _HEADERS.findall(b"\n".join(lines))
-    if len(found) != len(lines):
-        return None
-    starts, ends, perms, offsets, majors, minors, inodes, names = zip(*found)
-    as_text = {p: p.decode() for p in set(perms)}
-    return list(zip(
-        map(int, starts, repeat(16)), map(int, ends, repeat(16)), map(as_text.__getitem__, perms),
-        map(int, offsets, repeat(16)), map(int, majors, repeat(16)), map(int, minors, repeat(16)),
-        map(int, inodes), names,
-    ))
 
 
 def _number_column(run: Run, key: bytes) -> list[Optional[Size]]:

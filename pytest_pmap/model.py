@@ -7,7 +7,8 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from itertools import repeat
+from itertools import compress, repeat
+from operator import sub
 from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 from . import _smaps
@@ -28,7 +29,7 @@ __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["Mapping", "Snapshot", "Totals", "METRICS", "mappings_of", "snapshot"]
+__all__ = ["Mapping", "Snapshot", "Totals", "METRICS", "mappings_of", "snapshot", "spans"]
 
 #: The metrics a budget can name, in the order reports show them.
 METRICS = ("mapped", "writeable_private", "shared", "rss", "pss", "uss", "private_dirty", "anonymous", "swap")
@@ -298,22 +299,42 @@ class Totals:
 def mode_totals(mappings: Iterable[Mapping]) -> tuple[int, int, int]:
     """pmap -d's (mapped, writeable/private, shared), in bytes: shared mappings count as shared,
     private writeable ones as writeable/private, and every mapping towards mapped."""
-    shared = writeable = readonly = 0
-    run = None
-    headers: list[_smaps.HeaderFields] = []
-    for m in mappings:
-        if m._run is not run:
-            run = m._run
-            headers = run.headers()
-        start, end, perms = headers[m._i][:3]
-        if perms[3] == "s":
-            shared += end - start
-        elif perms[3] == "p":
-            if perms[1] == "w":
-                writeable += end - start
-            else:
-                readonly += end - start
+    by_perms: dict[str, int] = {}
+    for run, first, stop in spans(mappings):
+        columns = run.header_columns()
+        add_sizes_by_perms(by_perms, columns.perms[first:stop], columns.starts[first:stop], columns.ends[first:stop])
+    return mode_totals_of(by_perms)
+
+
+def add_sizes_by_perms(by_perms: dict[str, int], perms: list[str], starts: list[int], ends: list[int]) -> None:
+    """Add the sizes of these mappings (given column by column) to `by_perms`, by permissions."""
+    sizes = list(map(sub, ends, starts))
+    for p in set(perms):
+        by_perms[p] = by_perms.get(p, 0) + sum(compress(sizes, map(p.__eq__, perms)))
+
+
+def mode_totals_of(by_perms: dict[str, int]) -> tuple[int, int, int]:
+    """`mode_totals` from the sizes mapped with each permission (`rw-p`)."""
+    shared = sum(size for perms, size in by_perms.items() if perms[3] == "s")
+    writeable = sum(size for perms, size in by_perms.items() if perms[3] == "p" and perms[1] == "w")
+    readonly = sum(size for perms, size in by_perms.items() if perms[3] == "p" and perms[1] != "w")
     return shared + writeable + readonly, writeable, shared
+
+
+def spans(mappings: Iterable[Mapping]) -> Iterator[tuple[_smaps.Run, int, int]]:
+    """The mappings as spans of consecutive blocks of one run, `(run, first, stop)`: what the
+    column-wise readers of a run work on."""
+    run: Optional[_smaps.Run] = None
+    first = stop = 0
+    for m in mappings:
+        if m._run is run and m._i == stop:
+            stop += 1
+            continue
+        if run is not None:
+            yield run, first, stop
+        run, first, stop = m._run, m._i, m._i + 1
+    if run is not None:
+        yield run, first, stop
 
 
 def mappings_of(runs: Iterable[_smaps.Run]) -> list[Mapping]:
@@ -327,18 +348,12 @@ def mappings_of(runs: Iterable[_smaps.Run]) -> list[Mapping]:
 def _sum_fields(mappings: list[Mapping]) -> dict[str, int]:
     """Sum the smaps fields the metrics need over all mappings, column by column; a field no
     mapping has is left out."""
-    spans: dict[int, list[Any]] = {}  # id(run) -> [run, first index, last index]
-    for m in mappings:
-        span = spans.get(id(m._run))
-        if span is None:
-            spans[id(m._run)] = [m._run, m._i, m._i]
-        else:
-            span[2] = m._i
+    runs = list(spans(mappings))
     sums: dict[str, int] = {}
     for name in _SUMMED:
         key = b"\n" + name.encode() + b":"
-        for run, first, last in spans.values():
-            present = [v for v in run.numbers(key)[first : last + 1] if v is not None]
+        for run, first, stop in runs:
+            present = [v for v in run.numbers(key)[first:stop] if v is not None]
             if present:
                 sums[name] = sums.get(name, 0) + sum(map(int, present))
     return sums

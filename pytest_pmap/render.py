@@ -8,14 +8,17 @@ gives pmap's bytes.
 from __future__ import annotations
 
 import locale
-from collections.abc import Iterator, Sequence
-from typing import Optional
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from itertools import compress, repeat
+from operator import add, and_, ge, is_, is_not, rshift, sub
+from typing import Optional, TypeVar, cast
 
 from . import _smaps
 from .errors import PmapError
-from .model import Mapping, Snapshot, mode_totals
+from .model import Mapping, Snapshot, add_sizes_by_perms, mode_totals_of, spans
 
-__all__ = ["FORMATS", "render", "header_line", "display_name", "mode", "locale_is_utf8", "pmap_bytes"]
+__all__ = ["FORMATS", "render", "render_runs", "header_line", "display_name", "mode", "locale_is_utf8", "pmap_bytes"]
 
 FORMATS = ("default", "x", "d", "X", "XX")
 FULL_RANGE = (0, (1 << 64) - 1)
@@ -27,6 +30,9 @@ _X_HIDDEN = {
 _CMDLINE_MAX = 131071
 _PRINTABLE = bytes(range(0x20, 0x7F))
 _CLEAN_TABLE = bytes(b if b in _PRINTABLE else ord("?") for b in range(256))
+_T = TypeVar("_T")
+#: Blocks first..stop-1 of a run: `(run, first, stop)`.
+_Span = tuple[_smaps.Run, int, int]
 
 
 def locale_is_utf8() -> bool:
@@ -89,49 +95,102 @@ def mode(perms: str) -> str:
 
 
 class _Names:
-    """pmap's Mapping column, by header: a file's shown name is worked out once per file."""
+    """pmap's Mapping column, a run at a time: a file's shown name is worked out once per file."""
 
     def __init__(self, snap: Snapshot, show_path: bool) -> None:
         self.start_stack = snap.start_stack
         self.shm_minor = snap.shm_minor
         self.show_path = show_path
-        self.files: dict[bytes, str] = {}
+        self.shown: dict[bytes, str] = {}
+        """Raw name -> shown name, for names that do not depend on the mapping (not the stack, not SysV)."""
 
-    def __call__(self, header: _smaps.HeaderFields) -> str:
-        start, end, _, _, major, minor, inode, raw = header
+    def column(self, columns: _smaps.HeaderColumns, first: int, stop: int) -> list[str]:
+        """The Mapping column of blocks first..stop-1 of a run."""
+        raws = columns.names[first:stop]
+        distinct = set(raws)
+        shown = self.shown
+        for raw in distinct.difference(shown):
+            shown[raw] = self._shown(raw)
+        out = list(map(shown.__getitem__, raws))
+        # Two names depend on the mapping: the stack's (the anonymous mapping holding its start) ...
+        stack, starts = self.start_stack, columns.starts
+        for i in compress(range(first, stop), map(ge, columns.ends[first:stop], repeat(stack))):
+            if starts[i] <= stack and b"/" not in raws[i - first]:
+                out[i - first] = "  [ stack ]"
+        # ... and a SysV shared memory segment's, on the kernel's shmem device.
+        if any(b"/SYSV" in raw for raw in distinct):
+            _, majors, minors, inodes = columns.ids()
+            for i, raw in enumerate(raws, first):
+                if b"/SYSV" in raw and majors[i] == 0 and minors[i] == self.shm_minor:
+                    out[i - first] = f"  [ shmid=0x{inodes[i]:x} ]"
+        return out
+
+    def _shown(self, raw: bytes) -> str:
         if b"/" not in raw:  # no file: pmap does not show [heap], [vdso] or [anon:...] by name
-            return "  [ stack ]" if start <= self.start_stack <= end else "  [ anon ]"
+            return "  [ anon ]"
         name = raw.translate(_CLEAN_TABLE)
-        if major == 0 and minor == self.shm_minor and b"/SYSV" in name:
-            return f"  [ shmid=0x{inode:x} ]"
-        shown = self.files.get(raw)
-        if shown is None:
-            shown = self.files[raw] = _text(name[name.find(b"/") :] if self.show_path else name[name.rfind(b"/") + 1 :])
-        return shown
+        return _text(name[name.find(b"/") :] if self.show_path else name[name.rfind(b"/") + 1 :])
 
 
 def display_name(m: Mapping, snap: Snapshot, show_path: bool = False) -> str:
     """The Mapping column of pmap's default, -x and -d listings."""
-    return _Names(snap, show_path)(m._parsed())
+    return _Names(snap, show_path).column(m._run.header_columns(), m._i, m._i + 1)[0]
 
 
 _MODES = {perms: mode(perms) for perms in (f"{r}{w}{x}{s}" for r in "-r" for w in "-w" for x in "-x" for s in "-sp")}
 
 
-def _headers(mappings: Sequence[Mapping], rng: tuple[int, int]) -> Iterator[tuple[Mapping, _smaps.HeaderFields, bool]]:
-    """(mapping, its header, shown) for every mapping pmap reads: those before the range are read
-    but not shown, and reading stops at the first mapping past it."""
-    low, high = rng
-    run = None
-    headers: list[_smaps.HeaderFields] = []
-    for m in mappings:
-        if m._run is not run:
-            run = m._run
-            headers = run.headers()
-        header = headers[m._i]
-        if header[0] > high:
+@dataclass(frozen=True)
+class _Rows:
+    """The blocks of one span that pmap reads, and which of them it shows.
+
+    pmap reads every mapping until the first that starts past the range (so it reads blocks
+    `first` to `stop` - 1 of the span; `last` says it stopped in this span) and shows those
+    that end inside or after the range.
+    """
+
+    first: int
+    stop: int
+    shown: Optional[list[bool]]
+    """For each block read, whether it is shown; None when every one is."""
+    last: bool
+
+    @classmethod
+    def of(cls, columns: _smaps.HeaderColumns, first: int, stop: int, rng: tuple[int, int]) -> _Rows:
+        """The rows of blocks first..stop-1 of a run, for the range `rng` (both ends inclusive)."""
+        low, high = rng
+        read = stop
+        if high != FULL_RANGE[1]:
+            starts = columns.starts
+            read = next((i for i in range(first, stop) if starts[i] > high), stop)
+        shown = [end - 1 >= low for end in columns.ends[first:read]] if low else None
+        return cls(first, read, shown, read < stop)
+
+    def only(self, keep: Iterable[bool]) -> _Rows:
+        """These rows, showing only those of the shown ones that `keep` says (one flag per block read)."""
+        return replace(self, shown=list(keep) if self.shown is None else list(map(and_, self.shown, keep)))
+
+    def pick(self, values: list[_T]) -> list[_T]:
+        """The shown ones of values for the blocks read."""
+        return values if self.shown is None else list(compress(values, self.shown))
+
+    def take(self, column: list[_T]) -> list[_T]:
+        """The shown ones of a column of the whole run."""
+        return self.pick(column[self.first : self.stop])
+
+    def names(self, names: _Names, columns: _smaps.HeaderColumns) -> list[str]:
+        """The Mapping column of the shown blocks."""
+        return self.pick(names.column(columns, self.first, self.stop))
+
+
+def _row_spans(spans: Iterable[_Span], rng: tuple[int, int]) -> Iterator[tuple[_smaps.Run, _smaps.HeaderColumns, _Rows]]:
+    """Each span's run, header columns and rows, up to the first block past the range."""
+    for run, first, stop in spans:
+        columns = run.header_columns()
+        rows = _Rows.of(columns, first, stop, rng)
+        yield run, columns, rows
+        if rows.last:
             return
-        yield m, header, header[1] - 1 >= low
 
 
 def render(
@@ -144,106 +203,160 @@ def render(
     utf8: Optional[bool] = None,
 ) -> str:
     """What `pmap [-x|-d|-X|-XX] [-q] [-p] [-A L,H] PID` prints for `snap`, header line included."""
-    if fmt not in FORMATS:
-        raise PmapError(f"unknown pmap format {fmt!r}: use one of {', '.join(FORMATS)}")
-    lines = [header_line(snap, utf8)]
-    rng = range or FULL_RANGE
     if fmt in ("x", "X", "XX") and not snap.detail and snap.mappings:
         raise PmapError(
             f"PID {snap.pid}: this snapshot was taken with detail=False (maps only); "
             f"pmap -{fmt} needs smaps: take it with detail=True"
         )
+    return _render(snap, spans(snap.mappings), fmt, quiet, show_path, range or FULL_RANGE, utf8)
+
+
+def render_runs(
+    snap: Snapshot,
+    runs: Iterable[_smaps.Run],
+    fmt: str = "default",
+    *,
+    quiet: bool = False,
+    show_path: bool = False,
+    range: Optional[tuple[int, int]] = None,  # noqa: A002 - pmap's own word for -A
+    utf8: Optional[bool] = None,
+) -> str:
+    """`render` for the mappings of the parser's runs, each rendered as it comes: the command
+    renders a run while the next is read. `snap` gives the header line and what names depend
+    on (PID, command line, stack); its mappings are not used."""
+    whole = ((run, 0, len(run)) for run in runs)
+    return _render(snap, whole, fmt, quiet, show_path, range or FULL_RANGE, utf8)
+
+
+def _render(snap: Snapshot, spans: Iterable[_Span], fmt: str, quiet: bool, show_path: bool,
+            rng: tuple[int, int], utf8: Optional[bool]) -> str:
+    if fmt not in FORMATS:
+        raise PmapError(f"unknown pmap format {fmt!r}: use one of {', '.join(FORMATS)}")
+    lines = [header_line(snap, utf8)]
+    names = _Names(snap, show_path)
     if fmt == "default":
-        _default(snap, rng, quiet, show_path, lines)
+        _default(spans, names, rng, quiet, lines)
     elif fmt == "d":
-        _device(snap, rng, quiet, show_path, lines)
+        _device(spans, names, rng, quiet, lines)
     elif fmt == "x":
-        _extended(snap, rng, quiet, show_path, lines)
+        _extended(spans, names, rng, quiet, lines)
     else:
-        _smaps_table(snap, fmt == "XX", quiet, show_path, lines)
+        _smaps_table(snap.pid, spans, fmt == "XX", quiet, show_path, lines)
     return "\n".join(lines) + "\n"
 
 
-def _default(snap: Snapshot, rng: tuple[int, int], quiet: bool, show_path: bool, lines: list[str]) -> None:
+def _default(spans: Iterable[_Span], names: _Names, rng: tuple[int, int], quiet: bool, lines: list[str]) -> None:
     total = 0
-    name = _Names(snap, show_path)
-    for _, header, shown in _headers(snap.mappings, rng):
-        if shown:
-            start, end, perms = header[:3]
-            total += end - start
-            lines.append("%016x %6dK %s %s" % (start, (end - start) >> 10, _MODES[perms], name(header)))
+    for _, columns, rows in _row_spans(spans, rng):
+        starts = rows.take(columns.starts)
+        sizes = list(map(sub, rows.take(columns.ends), starts))
+        total += sum(sizes)
+        modes = map(_MODES.__getitem__, rows.take(columns.perms))
+        lines += map(" ".join, zip(
+            _addresses(rows.take(columns.start_texts)), _formatted("%6dK", _kib(sizes)), modes, rows.names(names, columns),
+        ))
     if not quiet:
         lines.append(f" total {total >> 10:16d}K")
 
 
-def _device(snap: Snapshot, rng: tuple[int, int], quiet: bool, show_path: bool, lines: list[str]) -> None:
+def _device(spans: Iterable[_Span], names: _Names, rng: tuple[int, int], quiet: bool, lines: list[str]) -> None:
     if not quiet:
         lines.append(f"{'Address':<16} {'Kbytes':>7} {'Mode':<5} {'Offset':<16} {'Device':<9} Mapping")
-    name = _Names(snap, show_path)
-    shown = []
-    for m, header, in_range in _headers(snap.mappings, rng):
-        if in_range:
-            start, end, perms, offset, major, minor = header[:6]
-            lines.append(
-                "%016x %7d %s %016x %03x:%05x %s"
-                % (start, (end - start) >> 10, _MODES[perms], offset, major, minor, name(header))
-            )
-            shown.append(m)
+    by_perms: dict[str, int] = {}
+    for _, columns, rows in _row_spans(spans, rng):
+        starts, ends, perms = rows.take(columns.starts), rows.take(columns.ends), rows.take(columns.perms)
+        offsets, majors, minors, _ = map(rows.take, columns.ids())
+        add_sizes_by_perms(by_perms, perms, starts, ends)
+        lines += map(
+            "%016x %7d %s %016x %03x:%05x %s".__mod__,
+            zip(starts, _kib(list(map(sub, ends, starts))), map(_MODES.__getitem__, perms), offsets, majors, minors,
+                rows.names(names, columns)),
+        )
     if not quiet:
-        mapped, writeable, shared = mode_totals(shown)
+        mapped, writeable, shared = mode_totals_of(by_perms)
         lines.append(f"mapped: {mapped >> 10}K    writeable/private: {writeable >> 10}K    shared: {shared >> 10}K")
 
 
-def _extended(snap: Snapshot, rng: tuple[int, int], quiet: bool, show_path: bool, lines: list[str]) -> None:
+#: The fields pmap -x reads: RSS, and Dirty as the sum of the middle two. A mapping without a
+#: `Swap:` line is read (it counts in the totals) but not printed.
+_EXTENDED_KEYS = (b"\nRss:", b"\nShared_Dirty:", b"\nPrivate_Dirty:", b"\nSwap:")
+
+
+def _extended(spans: Iterable[_Span], names: _Names, rng: tuple[int, int], quiet: bool, lines: list[str]) -> None:
     if not quiet:
         lines.append(f"{'Address':<16} {'Kbytes':>7} {'RSS':>7} {'Dirty':>7} {'Mode':<5} Mapping")
     total = total_rss = total_dirty = 0
-    name = _Names(snap, show_path)
-    run = None
-    for m, header, shown in _headers(snap.mappings, rng):
-        if m._run is not run:  # read the columns once per run
-            run = m._run
-            rss_kb, shared_dirty, private_dirty, swap = (
-                run.numbers(key) for key in (b"\nRss:", b"\nShared_Dirty:", b"\nPrivate_Dirty:", b"\nSwap:")
-            )
-        i = m._i
-        rss = (rss_kb[i] or 0) >> 10
-        dirty = ((shared_dirty[i] or 0) >> 10) + ((private_dirty[i] or 0) >> 10)
-        total_rss += rss
-        total_dirty += dirty
-        if not shown or swap[i] is None:  # pmap prints a row when it reads the `Swap:` line
-            continue
-        start, end, perms = header[:3]
-        total += end - start
-        lines.append("%016x %7d %7d %7d %5s %s" % (start, (end - start) >> 10, rss, dirty, _MODES[perms], name(header)))
+    for run, columns, rows in _row_spans(spans, rng):
+        rss, shared_dirty, private_dirty, swap = (run.numbers(key)[rows.first : rows.stop] for key in _EXTENDED_KEYS)
+        rss_kib, dirty_kib = _kib(rss), list(map(add, _kib(shared_dirty), _kib(private_dirty)))
+        total_rss += sum(rss_kib)  # every mapping read counts, shown or not
+        total_dirty += sum(dirty_kib)
+        if _has_none(swap):
+            rows = rows.only(map(is_not, swap, repeat(None)))
+        starts = rows.take(columns.starts)
+        sizes = list(map(sub, rows.take(columns.ends), starts))
+        total += sum(sizes)
+        modes = map(_MODES.__getitem__, rows.take(columns.perms))
+        lines += map(" ".join, zip(
+            _addresses(rows.take(columns.start_texts)), _formatted("%7d", _kib(sizes)), _formatted("%7d", rows.pick(rss_kib)),
+            _formatted("%7d", rows.pick(dirty_kib)), modes, rows.names(names, columns),
+        ))
     if not quiet:
         lines.append("---------------- ------- ------- ------- ")
         lines.append(f"{'total kB':<16} {total >> 10:7d} {total_rss:7d} {total_dirty:7d}")
 
 
-def _smaps_table(snap: Snapshot, everything: bool, quiet: bool, show_path: bool, lines: list[str]) -> None:
-    if not snap.mappings:
-        return
+def _kib(sizes: Sequence[Optional[int]]) -> list[int]:
+    """Sizes in bytes as whole KiB, as pmap prints them; a missing one counts as 0."""
+    if _has_none(sizes):
+        return [(size or 0) >> 10 for size in sizes]
+    return list(map(rshift, cast("Sequence[int]", sizes), repeat(10)))
+
+
+def _formatted(fmt: str, values: list[int]) -> Iterator[str]:
+    """Each value `fmt % value`; a column's values repeat, so each distinct one is formatted once."""
+    text = {value: fmt % value for value in set(values)}
+    return map(text.__getitem__, values)
+
+
+def _addresses(texts: list[str]) -> Iterator[str]:
+    """pmap's `%016lx` of each start address, from the kernel's hex text (the same number)."""
+    if max(map(len, texts), default=0) > 16:  # leading zeros a kernel does not write
+        return map("%016x".__mod__, map(int, texts, repeat(16)))
+    return map(str.zfill, texts, repeat(16))
+
+
+def _has_none(values: Iterable[object]) -> bool:
+    """`None in values`, without asking each value whether it equals None (`Size` would parse it)."""
+    return any(map(is_, values, repeat(None)))
+
+
+def _smaps_table(
+    pid: int, spans: Iterable[_Span], everything: bool, quiet: bool, show_path: bool, lines: list[str]
+) -> None:
     rows = []
     field_names: Optional[list[bytes]] = None
-    for m in snap.mappings:
-        run, i = m._run, m._i
-        body = run.text[run.nls[i] : run.ends[i]]
-        values = _smaps.numeric_fields(body)
-        names = [name for name, _ in values]
-        if field_names is None:
-            field_names = names
-        elif names != field_names:
-            raise PmapError(f"PID {snap.pid}: inconsistent detail field in smaps file, line: {_text(m.header_line)}")
-        fixed = m.header_line.split(None, 5)
-        if len(fixed) < 5:
-            raise PmapError(f"PID {snap.pid}: Unknown format in smaps file: {_text(m.header_line)}")
-        name = (fixed[5].lstrip() if len(fixed) > 5 else b"")[:127]
-        if not show_path:
-            name = name[name.rfind(b"/") + 1 :]
-        start = fixed[0].split(b"-", 1)[0]
-        flags = _smaps.text_at(body, b"\nVmFlags:", 0, len(body))
-        rows.append(([start] + fixed[1:5], [int(v) for _, v in values], flags, name))
+    for run, first, stop in spans:
+        for i in range(first, stop):
+            body = run.text[run.nls[i] : run.ends[i]]
+            header_line = run.header_line(i)
+            values = _smaps.numeric_fields(body)
+            names = [name for name, _ in values]
+            if field_names is None:
+                field_names = names
+            elif names != field_names:
+                raise PmapError(f"PID {pid}: inconsistent detail field in smaps file, line: {_text(header_line)}")
+            fixed = header_line.split(None, 5)
+            if len(fixed) < 5:
+                raise PmapError(f"PID {pid}: Unknown format in smaps file: {_text(header_line)}")
+            name = (fixed[5].lstrip() if len(fixed) > 5 else b"")[:127]
+            if not show_path:
+                name = name[name.rfind(b"/") + 1 :]
+            start = fixed[0].split(b"-", 1)[0]
+            flags = _smaps.text_at(body, b"\nVmFlags:", 0, len(body))
+            rows.append(([start] + fixed[1:5], [int(v) for _, v in values], flags, name))
+    if not rows:
+        return
     assert field_names is not None
     show = [i for i, n in enumerate(field_names) if everything or n not in _X_HIDDEN]
     flags_shown = everything and any(flags is not None for _, _, flags, _ in rows)

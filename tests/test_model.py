@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -164,6 +165,28 @@ def test_save_and_load_round_trip_with_odd_names(python_fixture: int, tmp_path: 
     assert {b"t\tab\xc3\xbc.bin", b"new\\012line.bin", b"bad\xff\xfe.bin",
             b"00400000-00452000 r-xp 00000000 08:02 173521 x.bin", b"del.bin (deleted)"} <= names, names
     assert again.totals == snap.totals
+
+
+def test_a_snapshot_of_some_mappings_renders_just_those(python_fixture: int) -> None:
+    """Rendering works on runs of consecutive blocks: a snapshot holding every other mapping (or
+    the same mappings in another order) shows just those rows, and totals of just those."""
+    snap = snapshot(python_fixture)
+    some = snap.mappings[::2]
+    for fmt, first_row, last_row in (("default", 1, -1), ("x", 2, -2), ("d", 2, -1)):
+        rows = render(snap, fmt).splitlines()[first_row:last_row]
+        picked = render(replace(snap, mappings=some), fmt).splitlines()
+        assert picked[first_row:last_row] == rows[::2], fmt
+        backwards = render(replace(snap, mappings=some[::-1]), fmt).splitlines()
+        assert backwards[first_row:last_row] == rows[::2][::-1], fmt
+    kib = [int(row.split()[1]) for row in render(snap, "x").splitlines()[2:-2]][::2]
+    assert render(replace(snap, mappings=some), "x").splitlines()[-1].split()[2] == str(sum(kib))
+    mapped, writeable, shared = (int(n) for n in re.findall(r"(\d+)K", render(replace(snap, mappings=some), "d").splitlines()[-1]))
+    assert mapped == sum(m.size for m in some) >> 10
+    assert writeable == sum(m.size for m in some if m.is_writeable_private) >> 10
+    assert shared == sum(m.size for m in some if m.is_shared) >> 10
+    totals = replace(snap, mappings=some).totals
+    assert (totals.rss, totals.pss, totals.uss) == (sum(m.rss for m in some), sum(m.pss for m in some),
+                                                    sum(m.uss for m in some))
 
 
 @pytest.mark.parametrize(("name", "shown"), [

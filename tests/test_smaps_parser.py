@@ -160,3 +160,62 @@ def test_names_are_bytes_faithful(name: bytes) -> None:
 def test_a_field_on_the_last_line_without_a_newline() -> None:
     (m,) = parse([b"1000-2000 rw-p 00000000 00:00 0 \nSize:  4 kB\nTHPeligible:  1\nRss:  8 kB"])
     assert m.rss == 8192 and m.field("THPeligible") == 1 and m.field("Size") == 4096
+
+
+_HEADER_LINES = st.builds(
+    lambda start, size, perms, offset, major, minor, inode, pad, name: b"%x-%x %s %08x %02x:%02x %d%s%s" % (
+        start, start + size, perms, offset, major, minor, inode, b" " * pad if name or pad else b"", name),
+    st.one_of(st.integers(0, 0xfff), st.integers(0, 1 << 48)), st.integers(1, 1 << 32), st.sampled_from([b"r--p", b"rw-p", b"r-xp", b"---p", b"rw-s"]),
+    st.integers(0, 1 << 36), st.integers(0, 255), st.integers(0, 255), st.integers(0, 1 << 40), st.integers(0, 30),
+    st.sampled_from([b"", b"/usr/lib/libc.so.6", b"[heap]", b"/tmp/a b  c ", b"\tx", b"/x:y-z"]),
+)
+#: Edits that may or may not leave a header line (the kernel never writes them): at a place,
+#: replace up to three bytes with a piece of text.
+_EDITS = st.tuples(st.integers(0, 200), st.sampled_from([b"", b" ", b"  ", b"\t", b"-", b":", b"0", b"A", b"g", b"_",
+                                                          b"+", b"x", b"\x00", b"\xff", b"0x1f"]), st.integers(0, 3))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.tuples(_HEADER_LINES, st.one_of(st.none(), _EDITS)), min_size=1, max_size=6))
+def test_header_columns_take_exactly_the_lines_the_header_pattern_takes(lines: list[tuple[bytes, object]]) -> None:
+    """The column-wise parse (C-level checks over all lines) against the one-line pattern, line by line."""
+    edited = []
+    for line, edit in lines:
+        if edit is not None:
+            at, text, replaced = edit  # type: ignore[misc]
+            at %= len(line) + 1
+            line = line[:at] + text + line[at + replaced :]
+        edited.append(line)
+    columns = _smaps.HeaderColumns.parse(edited)
+    expected = [_smaps._HEADER.fullmatch(line) for line in edited]
+    if not all(expected):
+        assert columns is None
+        return
+    assert columns is not None
+    parsed = [_smaps.parse_header(line) for line in edited]
+    assert list(zip(columns.starts, columns.ends, columns.perms, *columns.ids(), columns.names)) == parsed
+    assert [int(text, 16) for text in columns.start_texts] == columns.starts
+
+
+_GOOD = b"1000-2000 rw-p 00000000 fe:01 42                        /usr/lib/x.so"
+
+
+@pytest.mark.parametrize("bad", [
+    b"-2000 rw-p 00000000 fe:01 42", b"1000- rw-p 00000000 fe:01 42", b"1000-2000-3000 rw-p 00000000 fe:01 42",
+    b"1000 rw-p 00000000 fe:01 42", b"1000-2000 rw-p 00000000 :01 42", b"1000-2000 rw-p 00000000 fe: 42",
+    b"1000-2000 rw-p 00000000 fe:01:02 42", b"1000-2000 rw-p 00000000 fe01 42", b"1000-2000 rw-p  00000000 fe:01 42",
+    b"1000-2000 rw-p 00000000 fe:01 4a2", b"1000-2000 rw-p 0x000000 fe:01 42", b"1000-2000 rw-P 00000000 fe:01 42",
+    b"1000-2000 rw-p 00000000 fe:01", b"1000-2000 rw-p 00000000 fe:01 42\t/x", b"1000-2000 rw-p 00000000 fe:01 +42",
+    b" 1000-2000 rw-p 00000000 fe:01 42", b"1000-2000 rw-p 00000000 Fe:01 42",
+    b"1000-2000 rw-p  fe:01 42 /x", b"1000-2000 rw-p 00000000 fe:01  /x",  # no offset, no inode
+])
+@pytest.mark.parametrize("where", ["alone", "after a good line", "before a line that balances it"])
+def test_header_columns_refuse_what_the_header_pattern_refuses(bad: bytes, where: str) -> None:
+    """Lines with a number missing or doubled, in a place where a count over all lines would not notice."""
+    assert _smaps._HEADER.fullmatch(bad) is None
+    balance = _GOOD.replace(b"1000-2000", b"3000").replace(b"fe:01", b"fe")  # one number short where bad has one more
+    lines = {"alone": [bad], "after a good line": [_GOOD, bad], "before a line that balances it": [bad, balance]}[where]
+    assert _smaps.HeaderColumns.parse(lines) is None
+    (run,) = _smaps.locate_maps(b"\n".join(lines))
+    with pytest.raises(SmapsParseError, match=f"line {lines.index(bad) + 1} is not a mapping line"):
+        run.headers()
