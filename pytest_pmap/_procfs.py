@@ -359,7 +359,7 @@ def _batches(read: Callable[[], bytes], batch: int, stop_after: int = -1) -> Gen
 
 
 def _spawn_reader(fd: int) -> tuple[int, int] | None:
-    """Start `cat` copying `fd` (from its current offset) into a pipe: (its PID, the pipe's read
+    """Start `dd` copying `fd` (from its current offset) into a pipe: (its PID, the pipe's read
     end); None when it cannot be started, and the caller reads on by itself."""
     import fcntl
 

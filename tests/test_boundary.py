@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Optional
 
 import pytest
 
@@ -39,23 +40,44 @@ def test_readings_carried_forward_agree_with_the_kernel() -> None:
     procfs = ProcFS()
     status, rollup = procfs.reader(os.getpid(), "status"), procfs.reader(os.getpid(), "smaps_rollup")
     keep = []
-    reader.read()
-    carried = checked = 0
-    for i in range(80):
-        keep.append(b"x" * (16 * KiB * (i % 6 + 1)))  # new anonymous pages, nothing else
+
+    def shared_pss(kernel: dict[str, int]) -> int:
+        return kernel["Pss_File"] + kernel.get("Pss_Shmem", 0)
+
+    def read() -> tuple[Boundary, Optional[int]]:
+        """A reading, and when the reader read the rollup for it: the Pss of file and shmem pages then
+        (None when other processes moved it while the reader read)."""
+        before = shared_pss(_numbers(rollup(), "Pss_File|Pss_Shmem"))
         reading = reader.read()
+        after = shared_pss(_numbers(rollup(), "Pss_File|Pss_Shmem"))
+        return reading, before if before == after else None
+
+    _, fresh = read()  # the shared Pss when the reader last read the rollup
+    carried = checked = 0
+    for i in range(120):
+        keep.append(b"x" * (16 * KiB * (i % 6 + 1)))  # new anonymous pages, nothing else
+        reading, shared = read()
         carried += reader._carried > 0
+        if reader._carried == 0:
+            fresh = shared
         # The kernel's rollup, taken while the counters stood still; our own reads between the
         # reading and this may fault in pages, which the counters show and we account for.
         before = _numbers(status(), "RssAnon|RssFile|RssShmem|VmSwap")
-        kernel = _numbers(rollup(), "Pss|Private_Dirty")
+        kernel = _numbers(rollup(), "Pss|Pss_File|Pss_Shmem|Private_Dirty|Anonymous")
         if _numbers(status(), "RssAnon|RssFile|RssShmem|VmSwap") != before:
             continue
-        if any(before[k] != reading.status[k] for k in ("RssFile", "RssShmem", "VmSwap")):
+        if kernel["Anonymous"] != before["RssAnon"]:
+            continue  # the kernel's counters and its page walk disagree: not a moment to compare at
+        if any(before[k] != reading.status[k] for k in ("RssFile", "RssShmem", "VmSwap")) or fresh is None:
             continue
         faulted_since = before["RssAnon"] - reading.rollup["Anonymous"]
         assert kernel["Private_Dirty"] - reading.rollup["Private_Dirty"] == faulted_since, (i, reader._carried)
-        assert abs(kernel["Pss"] - reading.rollup["Pss"] - faulted_since) <= 16 * KiB, (i, reader._carried)
+        # Other processes mapping or unmapping the libraries we map move our Pss of those pages
+        # (tests run in parallel spawn processes all the time): only the anonymous part is ours.
+        # That part moves too, by a few pages, with no fault of ours (up to 23 KiB measured under
+        # load, on a fresh reading); a missing update would be off by the 16-96 KiB of each fault.
+        moved = shared_pss(kernel) - fresh
+        assert abs(kernel["Pss"] - reading.rollup["Pss"] - faulted_since - moved) <= 64 * KiB, (i, reader._carried, moved)
         checked += 1
     assert carried >= 20, "the carried-forward path was not exercised"
     assert checked >= 40, f"only {checked} readings could be checked"
