@@ -594,8 +594,15 @@ def test_another_pid_namespace_is_read_through_its_own_procfs() -> None:
             time.sleep(0.02)
         host_pid = int(children[0])
         inner = f"/proc/{host_pid}/root/proc"  # the namespace's own procfs, where sleep is PID 1
-        while not os.path.exists(f"{inner}/1/stat"):
-            assert time.monotonic() < deadline, "the namespace has no procfs"
+
+        def sleeping() -> bool:  # until unshare has mounted it, this path shows the host's procfs
+            try:
+                return Path(f"{inner}/1/cmdline").read_bytes() == b"sleep\x0060\x00"
+            except OSError:
+                return False
+
+        while not sleeping():
+            assert time.monotonic() < deadline, "the namespace has no procfs with sleep as PID 1"
             time.sleep(0.02)
         snap = snapshot(1, procfs=ProcFS(inner))
         assert snap.pid == 1 and snap.argv == ["sleep", "60"]
