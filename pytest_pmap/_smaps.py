@@ -197,7 +197,7 @@ class HeaderColumns:
         """Every block's offset, device major and minor, and inode, parsed on the first call."""
         if not self._ids:
             parts = self._parts
-            devices = _split_pairs(list(map(_FOURTH, parts)), b":")
+            devices = _split_pairs(b" ".join(map(_FOURTH, parts)), b":")
             self._ids.extend((
                 list(map(int, map(_THIRD, parts), repeat(16))),
                 list(map(int, devices[0::2], repeat(16))),
@@ -210,15 +210,17 @@ class HeaderColumns:
 
 def _pairs(texts: list[bytes], separator: bytes) -> Optional[list[str]]:
     """`_split_pairs`, or None unless every text is two hex numbers with the separator between."""
-    if b" ".join(texts).translate(None, _HEX) != b" ".join(repeat(separator, len(texts))):
+    joined = b" ".join(texts)
+    if joined.translate(None, _HEX) != b" ".join(repeat(separator, len(texts))):
         return None  # not one separator in each text, and only hex digits around it
-    numbers = _split_pairs(texts, separator)
+    numbers = _split_pairs(joined, separator)
     return numbers if len(numbers) == 2 * len(texts) else None  # a number on either side
 
 
-def _split_pairs(texts: list[bytes], separator: bytes) -> list[str]:
-    """The two numbers of each `a-b` text (for separator `-`), as text, one after the other."""
-    return b" ".join(texts).replace(separator, b" ").decode("ascii").split()
+def _split_pairs(joined: bytes, separator: bytes) -> list[str]:
+    """The two numbers of each of the space-separated `a-b` texts (for separator `-`), as text,
+    one after the other."""
+    return joined.replace(separator, b" ").decode("ascii").split()
 
 
 _HEX = b"0123456789abcdef"

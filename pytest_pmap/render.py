@@ -182,6 +182,14 @@ class _Rows:
         """The Mapping column of the shown blocks."""
         return self.pick(names.column(columns, self.first, self.stop))
 
+    def sizes(self, columns: _smaps.HeaderColumns) -> list[int]:
+        """The shown blocks' sizes in bytes."""
+        return list(map(sub, self.take(columns.ends), self.take(columns.starts)))
+
+    def modes(self, columns: _smaps.HeaderColumns) -> Iterator[str]:
+        """The shown blocks' pmap modes (`rw---`)."""
+        return map(_MODES.__getitem__, self.take(columns.perms))
+
 
 def _row_spans(spans: Iterable[_Span], rng: tuple[int, int]) -> Iterator[tuple[_smaps.Run, _smaps.HeaderColumns, _Rows]]:
     """Each span's run, header columns and rows, up to the first block past the range."""
@@ -248,12 +256,11 @@ def _render(snap: Snapshot, spans: Iterable[_Span], fmt: str, quiet: bool, show_
 def _default(spans: Iterable[_Span], names: _Names, rng: tuple[int, int], quiet: bool, lines: list[str]) -> None:
     total = 0
     for _, columns, rows in _row_spans(spans, rng):
-        starts = rows.take(columns.starts)
-        sizes = list(map(sub, rows.take(columns.ends), starts))
+        sizes = rows.sizes(columns)
         total += sum(sizes)
-        modes = map(_MODES.__getitem__, rows.take(columns.perms))
         lines += map(" ".join, zip(
-            _addresses(rows.take(columns.start_texts)), _formatted("%6dK", _kib(sizes)), modes, rows.names(names, columns),
+            _addresses(rows.take(columns.start_texts)), _formatted("%6dK", _kib(sizes)), rows.modes(columns),
+            rows.names(names, columns),
         ))
     if not quiet:
         lines.append(f" total {total >> 10:16d}K")
@@ -269,8 +276,7 @@ def _device(spans: Iterable[_Span], names: _Names, rng: tuple[int, int], quiet: 
         add_sizes_by_perms(by_perms, perms, starts, ends)
         lines += map(
             "%016x %7d %s %016x %03x:%05x %s".__mod__,
-            zip(starts, _kib(list(map(sub, ends, starts))), map(_MODES.__getitem__, perms), offsets, majors, minors,
-                rows.names(names, columns)),
+            zip(starts, _kib(rows.sizes(columns)), rows.modes(columns), offsets, majors, minors, rows.names(names, columns)),
         )
     if not quiet:
         mapped, writeable, shared = mode_totals_of(by_perms)
@@ -293,13 +299,11 @@ def _extended(spans: Iterable[_Span], names: _Names, rng: tuple[int, int], quiet
         total_dirty += sum(dirty_kib)
         if _has_none(swap):
             rows = rows.only(map(is_not, swap, repeat(None)))
-        starts = rows.take(columns.starts)
-        sizes = list(map(sub, rows.take(columns.ends), starts))
+        sizes = rows.sizes(columns)
         total += sum(sizes)
-        modes = map(_MODES.__getitem__, rows.take(columns.perms))
         lines += map(" ".join, zip(
             _addresses(rows.take(columns.start_texts)), _formatted("%7d", _kib(sizes)), _formatted("%7d", rows.pick(rss_kib)),
-            _formatted("%7d", rows.pick(dirty_kib)), modes, rows.names(names, columns),
+            _formatted("%7d", rows.pick(dirty_kib)), rows.modes(columns), rows.names(names, columns),
         ))
     if not quiet:
         lines.append("---------------- ------- ------- ------- ")
