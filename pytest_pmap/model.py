@@ -321,7 +321,11 @@ def mode_totals_of(by_perms: dict[str, int]) -> tuple[int, int, int]:
     return shared + writeable + readonly, writeable, shared
 
 
-def spans(mappings: Iterable[Mapping]) -> Iterator[tuple[_smaps.Run, int, int]]:
+#: Blocks first..stop-1 of one run: `(run, first, stop)`.
+Span = tuple[_smaps.Run, int, int]
+
+
+def spans(mappings: Iterable[Mapping]) -> Iterator[Span]:
     """The mappings as spans of consecutive blocks of one run, `(run, first, stop)`: what the
     column-wise readers of a run work on."""
     run: Optional[_smaps.Run] = None

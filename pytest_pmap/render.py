@@ -16,7 +16,7 @@ from typing import Optional, TypeVar, cast
 
 from . import _smaps
 from .errors import PmapError
-from .model import Mapping, Snapshot, add_sizes_by_perms, mode_totals_of, spans
+from .model import Mapping, Snapshot, Span, add_sizes_by_perms, mode_totals_of, spans
 
 __all__ = ["FORMATS", "render", "render_runs", "header_line", "display_name", "mode", "locale_is_utf8", "pmap_bytes"]
 
@@ -31,8 +31,6 @@ _CMDLINE_MAX = 131071
 _PRINTABLE = bytes(range(0x20, 0x7F))
 _CLEAN_TABLE = bytes(b if b in _PRINTABLE else ord("?") for b in range(256))
 _T = TypeVar("_T")
-#: Blocks first..stop-1 of a run: `(run, first, stop)`.
-_Span = tuple[_smaps.Run, int, int]
 
 
 def locale_is_utf8() -> bool:
@@ -191,7 +189,7 @@ class _Rows:
         return map(_MODES.__getitem__, self.take(columns.perms))
 
 
-def _row_spans(spans: Iterable[_Span], rng: tuple[int, int]) -> Iterator[tuple[_smaps.Run, _smaps.HeaderColumns, _Rows]]:
+def _row_spans(spans: Iterable[Span], rng: tuple[int, int]) -> Iterator[tuple[_smaps.Run, _smaps.HeaderColumns, _Rows]]:
     """Each span's run, header columns and rows, up to the first block past the range."""
     for run, first, stop in spans:
         columns = run.header_columns()
@@ -236,7 +234,7 @@ def render_runs(
     return _render(snap, whole, fmt, quiet, show_path, range or FULL_RANGE, utf8)
 
 
-def _render(snap: Snapshot, spans: Iterable[_Span], fmt: str, quiet: bool, show_path: bool,
+def _render(snap: Snapshot, spans: Iterable[Span], fmt: str, quiet: bool, show_path: bool,
             rng: tuple[int, int], utf8: Optional[bool]) -> str:
     if fmt not in FORMATS:
         raise PmapError(f"unknown pmap format {fmt!r}: use one of {', '.join(FORMATS)}")
@@ -253,7 +251,7 @@ def _render(snap: Snapshot, spans: Iterable[_Span], fmt: str, quiet: bool, show_
     return "\n".join(lines) + "\n"
 
 
-def _default(spans: Iterable[_Span], names: _Names, rng: tuple[int, int], quiet: bool, lines: list[str]) -> None:
+def _default(spans: Iterable[Span], names: _Names, rng: tuple[int, int], quiet: bool, lines: list[str]) -> None:
     total = 0
     for _, columns, rows in _row_spans(spans, rng):
         sizes = rows.sizes(columns)
@@ -266,7 +264,7 @@ def _default(spans: Iterable[_Span], names: _Names, rng: tuple[int, int], quiet:
         lines.append(f" total {total >> 10:16d}K")
 
 
-def _device(spans: Iterable[_Span], names: _Names, rng: tuple[int, int], quiet: bool, lines: list[str]) -> None:
+def _device(spans: Iterable[Span], names: _Names, rng: tuple[int, int], quiet: bool, lines: list[str]) -> None:
     if not quiet:
         lines.append(f"{'Address':<16} {'Kbytes':>7} {'Mode':<5} {'Offset':<16} {'Device':<9} Mapping")
     by_perms: dict[str, int] = {}
@@ -288,7 +286,7 @@ def _device(spans: Iterable[_Span], names: _Names, rng: tuple[int, int], quiet: 
 _EXTENDED_KEYS = (b"\nRss:", b"\nShared_Dirty:", b"\nPrivate_Dirty:", b"\nSwap:")
 
 
-def _extended(spans: Iterable[_Span], names: _Names, rng: tuple[int, int], quiet: bool, lines: list[str]) -> None:
+def _extended(spans: Iterable[Span], names: _Names, rng: tuple[int, int], quiet: bool, lines: list[str]) -> None:
     if not quiet:
         lines.append(f"{'Address':<16} {'Kbytes':>7} {'RSS':>7} {'Dirty':>7} {'Mode':<5} Mapping")
     total = total_rss = total_dirty = 0
@@ -336,7 +334,7 @@ def _has_none(values: Iterable[object]) -> bool:
 
 
 def _smaps_table(
-    pid: int, spans: Iterable[_Span], everything: bool, quiet: bool, show_path: bool, lines: list[str]
+    pid: int, spans: Iterable[Span], everything: bool, quiet: bool, show_path: bool, lines: list[str]
 ) -> None:
     rows = []
     field_names: Optional[list[bytes]] = None
