@@ -36,7 +36,7 @@ MANY_MAPPINGS = HERE.parent / "tests" / "helpers" / "many_mappings.py"
 sys.path.insert(0, str(HERE.parent))
 
 from pytest_pmap import snapshot  # noqa: E402
-from pytest_pmap._procfs import ProcFS  # noqa: E402
+from pytest_pmap._engine.procfs import ProcFS  # noqa: E402
 
 
 def raw_read(pid: int) -> int:
@@ -166,7 +166,7 @@ def main() -> int:
             python = str(Path(scratch.name) / "venv" / "bin" / "python")
             start = interleaved({
                 "python": lambda: run_quiet([python, "-c", "pass"]),
-                "imports": lambda: run_quiet([python, "-c", "import pytest_pmap._pmapcli"]),
+                "imports": lambda: run_quiet([python, "-c", "import pytest_pmap._cli.pmap"]),
             }, 7)
             print(f"  the command's fixed cost: its Python starts in {start['python'] * 1000:.0f} ms, "
                   f"and imports what it needs in {(start['imports'] - start['python']) * 1000:.0f} ms more")

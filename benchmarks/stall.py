@@ -28,7 +28,7 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent))
 
 from pytest_pmap import snapshot  # noqa: E402
-from pytest_pmap._procfs import ProcFS  # noqa: E402
+from pytest_pmap._engine.procfs import ProcFS  # noqa: E402
 
 STALL_FLOOR = 0.0002
 """Loop iterations slower than this (200 µs) count as stalls; a free iteration takes ~3 µs."""

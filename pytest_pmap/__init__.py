@@ -15,24 +15,28 @@ from .errors import (
     SnapshotFileError,
     UsageError,
 )
-from ._procfs import ProcFS
-from .model import METRICS, Mapping, Snapshot, Totals, snapshot
+from ._engine.acquire import snapshot
+from ._engine.mapping import Mapping
+from ._engine.procfs import ProcFS
+from ._engine.snapshot import Snapshot
+from ._engine.totals import METRICS, Totals
 from .size import GiB, KiB, MiB, Size, TiB, parse_size
 
 if TYPE_CHECKING:
-    from .budget import Violation
-    from .diff import MapDiff, MappingChange
-    from .probe import NewMappings, Probe, Reading
-    from .plugin import PmapWarning
-    from .results import MemoryResult, RunResults
+    from ._engine.diff import MapDiff, MappingChange
+    from ._gate.results import RunResults
+    from ._measure.budget import Violation
+    from ._measure.probe import NewMappings, Probe, Reading
+    from ._measure.result import MemoryResult
+    from .warnings import PmapWarning
 
 #: Names imported on first use, so that the `pytest-pmap` command starts fast.
 _LAZY = {
-    "MapDiff": "diff", "MappingChange": "diff",
-    "NewMappings": "probe", "Probe": "probe", "Reading": "probe",
-    "Violation": "budget",
-    "MemoryResult": "results", "RunResults": "results",
-    "PmapWarning": "plugin",
+    "MapDiff": "_engine.diff", "MappingChange": "_engine.diff",
+    "NewMappings": "_measure.probe", "Probe": "_measure.probe", "Reading": "_measure.probe",
+    "Violation": "_measure.budget",
+    "MemoryResult": "_measure.result", "RunResults": "_gate.results",
+    "PmapWarning": "warnings",
 }
 
 

@@ -1,5 +1,5 @@
 """`python -m pytest_pmap`: the `pytest-pmap` command."""
 
-from .cli import main
+from ._cli import main
 
 raise SystemExit(main())

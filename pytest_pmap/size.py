@@ -9,7 +9,7 @@ from .errors import BudgetSyntaxError, hide_from_tracebacks
 
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
 
-__all__ = ["KiB", "MiB", "GiB", "TiB", "Size", "SizeLike", "change", "parse_size"]
+__all__ = ["KiB", "MiB", "GiB", "TiB", "Size", "SizeLike", "parse_size", "signed"]
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -100,8 +100,7 @@ class Size(int):
 
     def signed(self) -> str:
         """The size as a signed change in pmap's unit: `+1024K`, `-4K`, `+0K`."""
-        n = int(self)
-        return f"{'-' if n < 0 else '+'}{abs(n) >> 10}K"
+        return signed(self)
 
     def human(self) -> str:
         """The size in the largest binary unit that keeps it at or above 1: `1.5 MiB`, `-512 KiB`."""
@@ -161,6 +160,11 @@ class Size(int):
     __hash__ = int.__hash__
 
 
-def change(value: Optional[int]) -> str:
-    """A measured change in pmap's unit (`+1024K`), or `n/a` when it was not measured."""
-    return "n/a" if value is None else Size.of(value).signed()
+def signed(value: Optional[int], *, unit: bool = True, missing: str = "n/a") -> str:
+    """A change in pmap's unit, whole KiB rounded towards zero: `+1024K`, `-4K`, `+0K` (no `K`
+    when `unit` is false); `missing` when it was not measured (None). The one way every output of
+    pytest-pmap writes a change."""
+    if value is None:
+        return missing
+    n = int(value)
+    return f"{'-' if n < 0 else '+'}{abs(n) >> 10}{'K' if unit else ''}"

@@ -9,7 +9,7 @@ import pytest
 
 from pytest_pmap import KiB, MiB, ProcFS
 from pytest_pmap import Snapshot
-from pytest_pmap.boundary import Boundary, BoundaryReader, _anon_faults
+from pytest_pmap._measure.boundary import Boundary, BoundaryReader, _anon_faults
 
 BASE = {"RssAnon": 10 * MiB, "RssFile": 5 * MiB, "RssShmem": 0, "VmSwap": 0}
 LAST = Boundary(BASE, {"Anonymous": 10 * MiB - 4 * KiB, "Pss": 12 * MiB, "Private_Dirty": 10 * MiB},

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from pytest_pmap._pmapcli import UsageExit, parse_args, parse_pid, parse_range
+from pytest_pmap._cli.pmap import UsageExit, parse_args, parse_pid, parse_range
 
 ULONG = (1 << 64) - 1
 
@@ -115,7 +115,7 @@ def test_help_lists_the_subcommands() -> None:
 
 
 def test_cli_does_not_import_pytest() -> None:
-    code = "import sys, pytest_pmap.cli, pytest_pmap._pmapcli, pytest_pmap._subcommands; print('pytest' in sys.modules)"
+    code = "import sys, pytest_pmap.cli, pytest_pmap._cli.pmap, pytest_pmap._cli.commands; print('pytest' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.stdout.strip() == "False"

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pytest_pmap.budget import KEYS
+from pytest_pmap._measure.budget import KEYS
 
 REPO = Path(__file__).parent.parent
 
@@ -50,7 +50,7 @@ def test_every_pmap_option_the_docs_and_the_workflow_use_exists() -> None:
 
 
 def test_the_gate_docs_list_every_metric() -> None:
-    from pytest_pmap.results import GATE_METRICS
+    from pytest_pmap._measure.result import GATE_METRICS
 
     text = (REPO / "docs" / "gate.md").read_text()
     listed = text.split("or the\npeak: ")[1].split(".\n")[0]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from pytest_pmap import MiB, PidReused, Probe, ProcessGone, ProcFS, snapshot
-from pytest_pmap.boundary import BoundaryReader
+from pytest_pmap._measure.boundary import BoundaryReader
 
 #: The mappings every complete map of `sh` ends with: a read cut short loses them.
 TAIL = {"[stack]", "[vdso]"}
@@ -52,8 +52,8 @@ def test_processes_exiting_while_they_are_read_give_a_whole_map_or_processgone()
 def _as_nobody(code: str, wrapper: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
     """Run `code` in a Python that imported pytest_pmap as root and then became `nobody`
     (started through `wrapper`, a command that ends by running its arguments)."""
-    prelude = ("import locale, os, pytest_pmap, pytest_pmap.cli, pytest_pmap._pmapcli, pytest_pmap._subcommands, "
-               "pytest_pmap.results, json, argparse, tempfile, textwrap, difflib, platform\n"  # imported while files are readable
+    prelude = ("import locale, os, pytest_pmap, pytest_pmap.cli, pytest_pmap._cli.pmap, pytest_pmap._cli.commands, "
+               "pytest_pmap._gate.results, json, argparse, tempfile, textwrap, difflib, platform\n"  # imported while files are readable
                "os.setgroups([]); os.setgid(65534); os.setuid(65534)\n")
     return subprocess.run([*wrapper, sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True,
                           text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
@@ -358,8 +358,8 @@ def test_without_smaps_rollup_totals_are_summed_from_smaps_and_labelled(tmp_path
         assert summed.rollup is None and summed.mappings[0].rss is not None
         assert summed.uss > 32 * MiB and abs(summed.uss - rolled.uss) < MiB, (summed.totals, rolled.totals)
 
-        for_pmap, reference = BoundaryReader(procfs=old_kernel, pid=holder.pid, fix_malloc=False), \
-            BoundaryReader(pid=holder.pid, fix_malloc=False)
+        for_pmap, reference = BoundaryReader(procfs=old_kernel, pid=holder.pid), \
+            BoundaryReader(pid=holder.pid)
         summed_rollup, real_rollup = for_pmap.read().rollup, reference.read().rollup
         assert (for_pmap.totals_from, reference.totals_from) == ("smaps", "smaps_rollup")
         assert set(summed_rollup) == set(real_rollup) >= {"Pss", "Private_Clean", "Private_Dirty", "Anonymous"}
@@ -531,7 +531,7 @@ def test_bad_settings_are_usage_errors_naming_the_file(pytester: pytest.Pytester
 
 def test_spawned_processes_that_exit_early_crash_or_hang_are_reported_and_reaped(pytester: pytest.Pytester) -> None:
     pids = pytester.path / "pids"
-    pytester.makeconftest("import pytest_pmap.plugin\npytest_pmap.plugin.STOP_TIMEOUT = 0.5\n")
+    pytester.makeconftest("import pytest_pmap._plugin.fixtures\npytest_pmap._plugin.fixtures.STOP_TIMEOUT = 0.5\n")
     pytester.makepyfile(f"""
         import os, signal, subprocess, sys, time
         PY = sys.executable

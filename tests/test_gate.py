@@ -11,13 +11,13 @@ import jsonschema
 import pytest
 
 from pytest_pmap import KiB, MiB, PmapError
-from pytest_pmap._files import write_atomic
+from pytest_pmap._engine.files import write_atomic
 from pytest_pmap.errors import BudgetSyntaxError
-from pytest_pmap.gate import Tolerance, compare, parse_metric
-from pytest_pmap.reports import benchmark_action, bencher, markdown, write_report
-from pytest_pmap.results import (
-    GATE_METRICS, Environment, MemoryResult, NewRegion, ResultsFileError, RunResults, current_environment,
-)
+from pytest_pmap._gate.compare import Tolerance, compare, parse_metric
+from pytest_pmap._gate.reports import benchmark_action, bencher, markdown, write_report
+from pytest_pmap._gate.environment import Environment, current_environment
+from pytest_pmap._gate.results import ResultsFileError, RunResults
+from pytest_pmap._measure.result import GATE_METRICS, MemoryResult, NewRegion
 
 
 def result(nodeid: str, uss: Optional[int], *, peak: Optional[int] = None, huge: Optional[int] = 0,

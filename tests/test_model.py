@@ -13,8 +13,9 @@ import pytest
 
 from conftest import PMAP
 from pytest_pmap import METRICS, Mapping, PmapError, ProcessGone, Snapshot, SnapshotFileError, snapshot
-from pytest_pmap._procfs import ProcFS, parse_stat
-from pytest_pmap.render import render
+from pytest_pmap._engine.parse.status import parse_stat
+from pytest_pmap._engine.procfs import ProcFS
+from pytest_pmap._engine.render.listing import render
 
 STAT = "{pid} (my (odd) cmd) {state} 1 1 1 0 -1 {flags} 0 0 0 0 0 0 0 0 20 0 1 0 777 1000 10 18446744073709551615 1 1 {stack} 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n"
 SMAPS_BLOCK = """{start:x}-{end:x} rw-p 00000000 00:00 0 
@@ -206,7 +207,7 @@ def test_names_this_kernel_cannot_make_round_trip_and_render_as_pmap_does(name: 
 def test_bad_snapshot_files_are_clear_errors_and_left_alone(tmp_path: Path) -> None:
     cases = {
         "missing.json": (None, "does not exist"),
-        "empty.json": (b"", "not valid JSON"),
+        "empty.json": (b"", "is empty"),
         "corrupt.json": (b'{"format": "pytest-pmap-snapshot", "version": 1, "pid": 1}', "corrupt"),
         "foreign.json": (b'{"hello": 1}', "not a pytest-pmap snapshot"),
         "newer.json": (b'{"format": "pytest-pmap-snapshot", "version": 99}', "version 99"),

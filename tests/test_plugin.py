@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pytest_pmap import MiB, ProcFS
-from pytest_pmap.probe import Probe
+from pytest_pmap._measure.probe import Probe
 from test_model import fake_proc
 
 ANON_ROW = r"E? *[+~] [0-9a-f]{16} +\+\d+ +\+\d+ +\+\d+ +rw--- +\[ anon \]"
@@ -224,7 +224,7 @@ def _alive(pid: int) -> bool:
 
 def test_spawned_processes_are_stopped_and_reaped_even_when_the_test_fails(pytester: pytest.Pytester) -> None:
     pids = pytester.path / "pids"
-    pytester.makeconftest("import pytest_pmap.plugin\npytest_pmap.plugin.STOP_TIMEOUT = 0.5\n")
+    pytester.makeconftest("import pytest_pmap._plugin.fixtures\npytest_pmap._plugin.fixtures.STOP_TIMEOUT = 0.5\n")
     pytester.makepyfile(f"""
         import sys
         SLEEP = [sys.executable, "-c", "import time; time.sleep(600)"]
@@ -407,4 +407,3 @@ def test_readings_remember_their_snapshots() -> None:
     growth = probe.growth.rss
     assert growth is not None and growth.before is probe.baseline and growth.after is probe.last
     assert "[ anon ]" in growth.explain() and keep
-    assert ProcFS().read_ahead in (True, False)

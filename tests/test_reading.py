@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 import random
 import re
+import threading
 from pathlib import Path
 
 import pytest
 
-from pytest_pmap import Mapping, NotSupported, SmapsParseError, _procfs, _smaps
-from pytest_pmap.model import mappings_of
+from pytest_pmap import Mapping, NotSupported, ProcessGone, SmapsParseError, snapshot
+from pytest_pmap._engine import procfs as _procfs
+from pytest_pmap._engine.parse import fields, locate
+from pytest_pmap._engine.procfs import BATCH, ProcFS
+from pytest_pmap._engine.mapping import mappings_of
 
 KERNEL_TEXT = Path("/proc/self/smaps").read_bytes()
 NUMBER_KEYS = [b"\n" + k + b":" for k in (b"Size", b"Rss", b"Pss", b"Private_Dirty", b"Swap", b"THPeligible", b"Nope")]
@@ -20,7 +24,7 @@ def blocks(text: bytes) -> list[bytes]:
     """The mappings' texts, split at header lines the slow and simple way."""
     out: list[bytes] = []
     for line in text.splitlines(keepends=True):
-        if _smaps._HEADER.fullmatch(line.rstrip(b"\n")):
+        if fields.HEADER.fullmatch(line.rstrip(b"\n")):
             out.append(line)
         else:
             out[-1] += line
@@ -30,15 +34,15 @@ def blocks(text: bytes) -> list[bytes]:
 def check_reading(chunks: list[bytes]) -> list[Mapping]:
     """Parse `chunks` and compare every mapping and field with a block-by-block reading."""
     text = b"".join(chunks)
-    got = mappings_of(_smaps.locate_smaps(chunks))
+    got = mappings_of(locate.locate_smaps(chunks))
     assert [m.text for m in got] == blocks(text)
     for key in NUMBER_KEYS:
         expected = []
         for block in blocks(text):
             nl = block.find(b"\n")
-            expected.append(_smaps.number_at(block, key, nl, len(block)))
+            expected.append(fields.number_at(block, key, nl, len(block)))
         assert [m._run.numbers(key)[m._i] for m in got] == expected, key
-    assert [m._parsed() for m in got] == [_smaps.parse_header(b.split(b"\n", 1)[0]) for b in blocks(text)]
+    assert [m._parsed() for m in got] == [fields.parse_header(b.split(b"\n", 1)[0]) for b in blocks(text)]
     return got
 
 
@@ -86,10 +90,10 @@ def test_a_stray_line_between_blocks_is_an_error_naming_it(junk: bytes) -> None:
     parts = blocks(KERNEL_TEXT)[:5]
     text = b"".join(parts[:3]) + junk + b"".join(parts[3:])
     if junk == b"\n":  # a blank line is tolerated, as the line-by-line reader always has
-        assert len(mappings_of(_smaps.locate_smaps([text]))) == 5
+        assert len(mappings_of(locate.locate_smaps([text]))) == 5
         return
     with pytest.raises(SmapsParseError, match=repr(junk.strip())[1:-1]):
-        for m in mappings_of(_smaps.locate_smaps([text])):
+        for m in mappings_of(locate.locate_smaps([text])):
             m.start  # noqa: B018 - headers are parsed when asked for
 
 
@@ -99,63 +103,44 @@ def test_columns_agree_with_reading_each_mapping_on_a_live_process(many_mappings
     assert len(got) > 3000
 
 
-# -- the read-ahead helper ----------------------------------------------------------------------
+# -- reading in this process --------------------------------------------------------------------
 
 
-def helper_children() -> list[int]:
-    """Children of this process that are the read-ahead helper."""
-    pids = []
-    for task in Path("/proc/self/task").iterdir():
-        for pid in (task / "children").read_text().split():
+def test_a_snapshot_starts_no_process(many_mappings: int) -> None:
+    """Measuring must not change what is measured: reading a large map starts no helper."""
+    seen: set[int] = set()
+    done = threading.Event()
+
+    def look() -> None:
+        for task in Path("/proc/self/task").iterdir():
             try:
-                exe = os.readlink(f"/proc/{pid}/exe")
+                seen.update(int(pid) for pid in (task / "children").read_text().split())
             except OSError:
                 continue
-            if exe == os.path.realpath(_procfs.READ_AHEAD_HELPER):
-                pids.append(int(pid))
-    return pids
+
+    def watch() -> None:
+        while not done.is_set():
+            look()
+
+    look()
+    known = {many_mappings, *seen}
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        for _ in range(3):
+            snap = snapshot(many_mappings)
+            assert len(snap.mappings) > 1000 and len(ProcFS().read(many_mappings, "smaps")) > 4 * BATCH
+    finally:
+        done.set()
+        watcher.join()
+    assert seen - known == set()
 
 
-def test_read_ahead_gives_what_an_in_process_read_gives(many_mappings: int) -> None:
-    ahead = _procfs.ProcFS(read_ahead=True)
-    assert ahead.read_ahead, "the read-ahead helper is missing on this machine"
-    chunks = list(ahead.chunks(many_mappings, "smaps"))
-    assert len(chunks) > 2 and sum(map(len, chunks)) > 4 * _procfs.READ_AHEAD_AFTER
-    ahead_text = b"".join(chunks)
-    in_process = _procfs.ProcFS(read_ahead=False).read(many_mappings, "smaps")
-    # The process is asleep, but Pss moves: the helper maps the same libc while it runs.
-    assert re.sub(rb" *\d+ kB", b"", ahead_text) == re.sub(rb" *\d+ kB", b"", in_process)
-    assert helper_children() == []
-
-
-def test_abandoning_a_read_stops_and_reaps_the_helper(many_mappings: int) -> None:
-    chunks = _procfs.ProcFS().chunks(many_mappings, "smaps")
-    next(chunks)
-    next(chunks)  # the helper is reading by now
-    assert len(helper_children()) == 1
-    chunks.close()
-    assert helper_children() == []
-
-
-def test_a_failing_helper_is_an_error_not_a_short_map(many_mappings: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_procfs, "_HELPER_ARGS", ["dd", "if=/nonexistent/file"])
-    with pytest.raises(NotSupported, match="failed part way"):
-        _procfs.ProcFS().read(many_mappings, "smaps")
-    assert helper_children() == []
-
-
-def test_without_the_helper_the_read_stays_in_process(many_mappings: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_procfs, "READ_AHEAD_HELPER", "/nonexistent/dd")
-    fs = _procfs.ProcFS()
-    assert not fs.read_ahead
-    assert len(fs.read(many_mappings, "smaps")) > 4 * _procfs.READ_AHEAD_AFTER
-
-
-def test_the_environment_can_turn_read_ahead_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PYTEST_PMAP_READ_AHEAD", "0")
-    assert not _procfs.default_procfs().read_ahead
-    monkeypatch.setenv("PYTEST_PMAP_READ_AHEAD", "1")
-    assert _procfs.default_procfs().read_ahead
+def test_the_file_comes_whole_in_batches(many_mappings: int) -> None:
+    chunks = list(ProcFS().chunks(many_mappings, "smaps"))
+    assert len(chunks) > 2 and all(len(c) >= BATCH for c in chunks[:-1])
+    assert b"".join(chunks).count(b"\nVmFlags:") == len(snapshot(many_mappings).mappings)
 
 
 def test_a_kept_open_reader_reads_afresh_each_time() -> None:
@@ -164,5 +149,5 @@ def test_a_kept_open_reader_reads_afresh_each_time() -> None:
     ballast = bytearray(64 << 20)
     after = int(re.search(rb"VmRSS:\s*(\d+)", read()).group(1))  # type: ignore[union-attr]
     assert after - before >= 60 << 10 and ballast
-    with pytest.raises(_procfs.ProcessGone):
+    with pytest.raises(ProcessGone):
         _procfs.ProcFS().reader(999_999_999, "status")

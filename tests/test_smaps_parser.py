@@ -9,12 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_pmap import Mapping, SmapsParseError, _smaps
-from pytest_pmap.model import mappings_of
+from pytest_pmap import Mapping, SmapsParseError
+from pytest_pmap._engine.parse import fields, locate
+from pytest_pmap._engine.parse.run import HeaderColumns
+from pytest_pmap._engine.mapping import mappings_of
 
 
 def parse(chunks: list[bytes]) -> list[Mapping]:
-    return mappings_of(_smaps.locate_smaps(chunks))
+    return mappings_of(locate.locate_smaps(chunks))
 
 SMAPS = b"""\
 55be969d6000-55be969d8000 r--p 00000000 fe:00 260131                     /usr/bin/cat
@@ -64,7 +66,7 @@ def test_any_chunking_gives_the_same_mappings(size: int) -> None:
 def test_fast_path_agrees_with_the_line_by_line_path_on_this_machine() -> None:
     text = Path("/proc/self/smaps").read_bytes()
     fast = parse([text])
-    slow = mappings_of(_smaps._locate_general(text))
+    slow = mappings_of(locate._locate_general(text))
     assert [m.text for m in fast] == [m.text for m in slow]
     assert len(fast) == text.count(b"\nVmFlags:") or b"VmFlags" not in text
 
@@ -186,13 +188,13 @@ def test_header_columns_take_exactly_the_lines_the_header_pattern_takes(lines: l
             at %= len(line) + 1
             line = line[:at] + text + line[at + replaced :]
         edited.append(line)
-    columns = _smaps.HeaderColumns.parse(edited)
-    expected = [_smaps._HEADER.fullmatch(line) for line in edited]
+    columns = HeaderColumns.parse(edited)
+    expected = [fields.HEADER.fullmatch(line) for line in edited]
     if not all(expected):
         assert columns is None
         return
     assert columns is not None
-    parsed = [_smaps.parse_header(line) for line in edited]
+    parsed = [fields.parse_header(line) for line in edited]
     assert list(zip(columns.starts, columns.ends, columns.perms, *columns.ids(), columns.names)) == parsed
     assert [int(text, 16) for text in columns.start_texts] == columns.starts
 
@@ -212,10 +214,10 @@ _GOOD = b"1000-2000 rw-p 00000000 fe:01 42                        /usr/lib/x.so"
 @pytest.mark.parametrize("where", ["alone", "after a good line", "before a line that balances it"])
 def test_header_columns_refuse_what_the_header_pattern_refuses(bad: bytes, where: str) -> None:
     """Lines with a number missing or doubled, in a place where a count over all lines would not notice."""
-    assert _smaps._HEADER.fullmatch(bad) is None
+    assert fields.HEADER.fullmatch(bad) is None
     balance = _GOOD.replace(b"1000-2000", b"3000").replace(b"fe:01", b"fe")  # one number short where bad has one more
     lines = {"alone": [bad], "after a good line": [_GOOD, bad], "before a line that balances it": [bad, balance]}[where]
-    assert _smaps.HeaderColumns.parse(lines) is None
-    (run,) = _smaps.locate_maps(b"\n".join(lines))
+    assert HeaderColumns.parse(lines) is None
+    (run,) = locate.locate_maps(b"\n".join(lines))
     with pytest.raises(SmapsParseError, match=f"line {lines.index(bad) + 1} is not a mapping line"):
         run.headers()

@@ -10,11 +10,12 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
-from ._files import write_atomic
-from .errors import PmapError
-from .gate import Comparison, Row
-from .results import MemoryResult, RunResults
-from .size import change
+from .._engine.files import write_atomic
+from .._measure.result import MemoryResult
+from ..errors import PmapError
+from ..size import signed
+from .compare import Comparison, Row
+from .results import RunResults
 
 __all__ = ["benchmark_action", "bencher", "markdown", "write_report"]
 
@@ -58,7 +59,7 @@ def markdown(run: RunResults, comparison: Optional[Comparison] = None, metric: s
         regressions = comparison.regressions
         if regressions:
             out += ["### Regressions", "", "| Test | Baseline | Now | Change | Allowed |", "| --- | ---: | ---: | ---: | ---: |"]
-            out += [f"| {_code(row.nodeid)} | {change(row.base)} | {change(row.head)} | {change(row.delta)} | {_allowed(row)} |"
+            out += [f"| {_code(row.nodeid)} | {signed(row.base)} | {signed(row.head)} | {signed(row.delta)} | {_allowed(row)} |"
                     for row in regressions[:MAX_ROWS]]
             if len(regressions) > MAX_ROWS:
                 out.append(f"| ... and {len(regressions) - MAX_ROWS} more | | | | |")
@@ -88,8 +89,8 @@ def markdown(run: RunResults, comparison: Optional[Comparison] = None, metric: s
                 "| Test | RSS | USS | Peak | Writeable/private | New mappings |",
                 "| --- | ---: | ---: | ---: | ---: | ---: |"]
         for r in ranked[:top]:
-            out.append(f"| {_code(r.nodeid)} | {change(r.growth.get('rss'))} | {change(r.growth.get('uss'))} | "
-                       f"{change(r.peak_growth)} | {change(r.growth.get('writeable_private'))} | {r.new_mappings or '-'} |")
+            out.append(f"| {_code(r.nodeid)} | {signed(r.growth.get('rss'))} | {signed(r.growth.get('uss'))} | "
+                       f"{signed(r.peak_growth)} | {signed(r.growth.get('writeable_private'))} | {r.new_mappings or '-'} |")
         out.append("")
     counts = [f"{len(run.results)} tests measured (growth during each test's call, in KiB)"]
     if comparison is not None:
@@ -122,7 +123,7 @@ def benchmark_action(run: RunResults, metric: str = "uss_growth") -> list[dict[s
         value = r.value(metric)
         if value is None:
             continue
-        extra = f"rss {change(r.growth.get('rss'))}, peak {change(r.peak_growth)}, new mappings {r.new_mappings}"
+        extra = f"rss {signed(r.growth.get('rss'))}, peak {signed(r.peak_growth)}, new mappings {r.new_mappings}"
         entries.append({"name": f"{r.nodeid} ({metric})", "unit": "bytes", "value": value, "extra": extra})
     return entries
 

@@ -12,10 +12,11 @@ from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from .errors import BudgetSyntaxError, NotSupported, hide_from_tracebacks
-from .model import METRICS, Snapshot
+from .._engine.snapshot import Snapshot
+from .._engine.totals import GROWTH, METRIC_DESCRIPTIONS, METRICS, PEAK_DESCRIPTIONS
+from ..errors import BudgetSyntaxError, NotSupported, hide_from_tracebacks
+from ..size import Size
 from .probe import Probe, Reading
-from .size import Size
 
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
 
@@ -26,10 +27,9 @@ __all__ = [
 
 #: Every budget key, with what it caps.
 KEYS: dict[str, str] = {
-    **{name: f"{name} at the end of the test" for name in METRICS},
-    **{f"{name}_growth": f"growth of {name} during the test" for name in METRICS},
-    "peak_rss": "the highest RSS during the test (VmHWM, reset at the start)",
-    "peak_growth": "how far the RSS peak during the test rose above the RSS at its start",
+    **{name: f"{name} at the end of the test: {what}" for name, what in METRIC_DESCRIPTIONS.items()},
+    **{f"{name}_growth": GROWTH.format(name) for name in METRICS},
+    **PEAK_DESCRIPTIONS,
     "new_anon": "the largest single new anonymous mapping (new address space)",
     "new_mapping": "the largest single new mapping of any kind (new address space)",
 }

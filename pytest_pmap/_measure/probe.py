@@ -12,21 +12,14 @@ import signal
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Optional
 
-from ._procfs import ProcFS, default_procfs, task_file
-from .diff import MapDiff, MappingChange
-from .errors import NotSupported, PmapError, ProcessGone, hide_from_tracebacks
-from .model import (
-    METRICS,
-    Mapping,
-    Snapshot,
-    Totals,
-    check_pid,
-    check_same_process,
-    map_thread,
-    snapshot,
-    tgid_of,
-)
-from .size import Size, SizeLike
+from .._engine.acquire import PeakReset, check_pid, check_same_process, snapshot, tgid_of
+from .._engine.diff import MapDiff, MappingChange
+from .._engine.mapping import Mapping
+from .._engine.procfs import ProcFS, default_procfs
+from .._engine.snapshot import Snapshot
+from .._engine.totals import METRICS, Totals
+from ..errors import NotSupported, ProcessGone, hide_from_tracebacks
+from ..size import Size, SizeLike
 
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
 
@@ -137,6 +130,7 @@ class Probe:
         """The latest snapshot taken: what readings fall back on once the process has exited."""
         self.process: Optional[subprocess.Popen[bytes]] = None
         """The process object, when the probe's owner started it (`pmap_spawn`)."""
+        self._reset_peak = PeakReset(self.procfs, self.pid)
         self.baseline = self.mark()
 
     def __repr__(self) -> str:
@@ -170,17 +164,10 @@ class Probe:
 
     def mark(self) -> Snapshot:
         """Take a new baseline now, and reset the peak RSS so that `peak_rss` counts from here."""
-        self.peak_note = self._reset_peak()
+        why = self._reset_peak()  # refused, or no clear_refs here; a process that is gone fails the snapshot next
+        self.peak_note = f"{why}; peak_rss is the peak since PID {self.pid} started" if why else ""
         self.baseline = self.snapshot()
         return self.baseline
-
-    def _reset_peak(self) -> str:
-        try:  # through a live thread when the main one has exited: the kernel ignores its clear_refs
-            thread = map_thread(self.procfs, self.pid, self.procfs.stat(self.pid))
-            self.procfs.write(self.pid, task_file(thread, "clear_refs"), b"5")
-        except PmapError as exc:  # refused, or no clear_refs here; a process that is gone fails the snapshot next
-            return f"peak RSS could not be reset ({exc}); peak_rss is the peak since PID {self.pid} started"
-        return ""
 
     # -- readings ---------------------------------------------------------------------------------
     def reading(self, what: str, after: Optional[Snapshot] = None) -> Reading:

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, replace
-from functools import partial
+from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
 from typing import Optional
 
-from . import _smaps
-from ._procfs import ProcFS, default_procfs, task_file
-from .errors import AccessDenied, NotSupported, ProcessGone
-from .model import Snapshot, shm_minor, tgid_of
-from .render import header_line, pmap_bytes, render_runs
+from .._engine.acquire import Target, finish, locate, maps_runs, smaps_runs
+from .._engine.parse.run import Run
+from .._engine.procfs import ProcFS, default_procfs
+from .._engine.render.listing import render_runs
+from .._engine.render.text import header_line, pmap_bytes
+from .._engine.snapshot import Snapshot
+from ..errors import AccessDenied, NotSupported, ProcessGone
 
 __all__ = ["main", "Options", "parse_args", "parse_range", "parse_pid", "UsageExit"]
 
@@ -263,56 +265,46 @@ def _options(seen: list[tuple[str, Optional[str]]], operands: list[str]) -> Opti
     )
 
 
-@dataclass(frozen=True)
-class _Target:
-    """What pmap collects for each PID before printing any: the header's data."""
-
-    pid: int
-    tgid: int
-    thread: Optional[int]
-    """The live thread to read the map through when the main thread has exited (`model.map_thread`)."""
-    cmdline: bytes
-    comm: bytes
-    state: str
-    start_stack: int
-
-
-def _collect(fs: ProcFS, pid: int) -> Optional[_Target]:
+def _collect(fs: ProcFS, pid: int) -> Optional[Target]:
+    """Who `pid` is, as pmap collects it for every PID before printing any; None when it is not
+    there. A zombie is listed (with an empty map, as pmap lists it); a process whose main thread
+    has exited is read through a live thread, where pmap would show an empty map."""
     try:
-        tgid = tgid_of(pid, fs)
-        stat = fs.stat(tgid)
-        thread = fs.live_thread(tgid) if stat.is_zombie else None
-        if thread is None:
-            cmdline = fs.cmdline(pid)
-        else:  # pmap would show an empty map: read it through a live thread instead
-            cmdline = fs.cmdline(tgid, thread)
-            stat = replace(fs.stat(tgid, thread), comm=stat.comm)
+        return locate(pid, fs, allow_defunct=True)
     except (ProcessGone, AccessDenied, NotSupported, ValueError):
         return None
-    return _Target(pid, tgid, thread, cmdline, stat.comm, stat.state, stat.start_stack)
 
 
-def _listing(fs: ProcFS, target: _Target, opts: Options) -> tuple[str, int]:
+def _listing(fs: ProcFS, target: Target, opts: Options) -> tuple[str, int]:
     """What pmap prints for one PID, and its exit status: 1, and the header line only, when the
-    map cannot be read to its end. Each run of smaps is rendered as it arrives, while the
-    read-ahead helper reads the next."""
+    map cannot be read to its end (the process exited, or its PID was reused, meanwhile). Each
+    run of smaps is rendered as it arrives."""
     head = Snapshot(
         pid=target.tgid,
         mappings=[],
         raw_cmdline=target.cmdline,
-        comm=target.comm,
-        state=target.state,
-        start_stack=target.start_stack,
+        comm=target.stat.comm,
+        state=target.stat.state,
+        start_stack=target.stat.start_stack,
         detail=opts.fmt in ("x", "X", "XX"),
-        shm_minor=shm_minor(),
+        shm_minor=target.names(fs).shm_minor,
     )
-    render = partial(render_runs, head, fmt=opts.fmt, quiet=opts.quiet, show_path=opts.show_path, range=opts.range)
+    mapped = []
+
+    def counted(runs: Iterable[Run]) -> Iterator[Run]:
+        for run in runs:
+            mapped.append(len(run))
+            yield run
+
     try:
-        if head.detail:
-            return render(_smaps.locate_smaps(fs.chunks(target.tgid, task_file(target.thread, "smaps")))), 0
-        return render(_smaps.locate_maps(fs.read(target.tgid, task_file(target.thread, "maps")))), 0
+        runs = smaps_runs(fs, target) if head.detail else maps_runs(fs, target)
+        text = render_runs(
+            head, counted(runs), opts.fmt, quiet=opts.quiet, show_path=opts.show_path, range=opts.range
+        )
+        finish(fs, target, any(mapped))
     except (ProcessGone, AccessDenied, NotSupported):
         return header_line(head) + "\n", 1
+    return text, 0
 
 
 def main(args: list[str]) -> int:

@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any, Optional
 import pytest
 
 if TYPE_CHECKING:
-    from .budget import Violation
-    from .model import Mapping, Snapshot
-    from .probe import Probe
-    from .results import MemoryResult
+    from .._engine.mapping import Mapping
+    from .._engine.snapshot import Snapshot
+    from .._measure.budget import Violation
+    from .._measure.probe import Probe
+    from .._measure.result import MemoryResult
 
 
 @pytest.hookspec(firstresult=True)

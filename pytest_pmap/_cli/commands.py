@@ -8,12 +8,14 @@ import sys
 import time
 from typing import Optional
 
-from .diff import MapDiff
-from .errors import PmapError
-from ._procfs import default_procfs
-from .model import Snapshot, check_pid, check_same_process, snapshot
-from .render import pmap_bytes, render
-from .size import Size
+from .._engine.acquire import check_pid, check_same_process, snapshot
+from .._engine.diff import MapDiff
+from .._engine.procfs import default_procfs
+from .._engine.render.listing import render
+from .._engine.render.text import pmap_bytes
+from .._engine.snapshot import Snapshot
+from ..errors import PmapError
+from ..size import signed
 
 __all__ = ["run"]
 
@@ -141,7 +143,7 @@ def _watch(args: list[str]) -> int:
             line = f"mapped: {t.mapped.kib}K    writeable/private: {t.writeable_private.kib}K    shared: {t.shared.kib}K"  # type: ignore[union-attr]
             if last is not None:
                 g = t - last.totals
-                line += f"    ({_delta(g.mapped)} / {_delta(g.writeable_private)} / {_delta(g.shared)})"
+                line += f"    ({signed(g.mapped)} / {signed(g.writeable_private)} / {signed(g.shared)})"
             print(f"{time.strftime('%H:%M:%S')}  {line}", flush=True)
             last = snap
             shown += 1
@@ -153,9 +155,9 @@ def _watch(args: list[str]) -> int:
 
 
 def _compare(args: list[str]) -> int:
-    from .gate import DEFAULT_METRIC, Tolerance, compare, parse_metric
-    from .reports import markdown, write_report
-    from .results import RunResults
+    from .._gate.compare import DEFAULT_METRIC, Tolerance, compare, parse_metric
+    from .._gate.reports import markdown, write_report
+    from .._gate.results import RunResults
 
     p = _Parser(
         prog="pytest-pmap compare",
@@ -187,17 +189,13 @@ def _compare(args: list[str]) -> int:
     return 0 if comparison.passed else 1
 
 
-def _delta(value: Optional[Size]) -> str:
-    return "?" if value is None else value.signed()
-
-
-_COMMANDS = {"snapshot": _snapshot, "show": _show, "diff": _diff, "watch": _watch, "compare": _compare}
+_RUNNERS = {"snapshot": _snapshot, "show": _show, "diff": _diff, "watch": _watch, "compare": _compare}
 
 
 def run(name: str, args: list[str]) -> int:
     """Run one subcommand; a `PmapError` becomes a one-line message and exit status 1."""
     try:
-        return _COMMANDS[name](args)
+        return _RUNNERS[name](args)
     except PmapError as exc:
         sys.stderr.write(f"pytest-pmap {name}: {exc}\n")
         return 1

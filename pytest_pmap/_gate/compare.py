@@ -17,9 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from .errors import BudgetSyntaxError
-from .results import GATE_METRICS, MemoryResult, RunResults
-from .size import KiB, Size, change, parse_size
+from .._measure.result import GATE_METRICS, MemoryResult
+from ..errors import BudgetSyntaxError
+from ..size import KiB, Size, parse_size, signed
+from .results import RunResults
 
 __all__ = ["DEFAULT_METRIC", "Comparison", "Row", "Tolerance", "compare", "parse_metric"]
 
@@ -164,7 +165,7 @@ class Comparison:
             lines.append(f"{'baseline':>10} {'now':>10} {'change':>10} {'allowed':>10}  test")
             for r in regressions:
                 lines.append(
-                    f"{change(r.base):>10} {change(r.head):>10} {change(r.delta):>10} {r.allowance:>10}  {r.nodeid}"
+                    f"{signed(r.base):>10} {signed(r.head):>10} {signed(r.delta):>10} {r.allowance:>10}  {r.nodeid}"
                     + (f"  (widened: {r.widened})" if r.widened else "")
                 )
                 regions = r.result.new_regions if r.result else ()

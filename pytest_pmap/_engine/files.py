@@ -1,14 +1,16 @@
-"""Writing files so that a reader never sees half of one and an old file is never lost."""
+"""The files pytest-pmap writes and reads: written so that a reader never sees half of one and an
+old one is never lost, read so that every failure is one line naming the file."""
 
 from __future__ import annotations
 
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
-from .errors import PmapError
+from ..errors import PmapError
 
-__all__ = ["write_atomic"]
+__all__ = ["dumps", "read_json", "write_atomic"]
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -43,3 +45,32 @@ def _mode_for(path: Path) -> int:
         umask = os.umask(0o022)
         os.umask(umask)
         return 0o666 & ~umask
+
+
+def dumps(data: Any) -> bytes:
+    """`data` as the JSON text of our files: indented by one, newline-terminated."""
+    import json
+
+    return json.dumps(data, indent=1).encode() + b"\n"
+
+
+def read_json(path: str | os.PathLike[str], what: str, error: type[PmapError] = PmapError) -> Any:
+    """The JSON document in the file at `path`; any failure raises `error` naming it as `what`
+    (`baseline file 'base.json'`)."""
+    import json
+
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise error(f"{what} does not exist") from None
+    except IsADirectoryError:
+        raise error(f"{what} is a folder, not a file") from None
+    except OSError as exc:
+        raise error(f"cannot read {what}: {exc.strerror}") from None
+    if not raw.strip():
+        raise error(f"{what} is empty")
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise error(f"{what} is not valid JSON: {exc}") from None

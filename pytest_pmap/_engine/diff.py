@@ -9,28 +9,23 @@ means address space that is mapped now and was not mapped before: a 1 MiB mmap m
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Optional
 
-from .model import Mapping, Snapshot, Totals
-from .render import display_name, mode
-from .size import Size, SizeLike, parse_size
+from typing import TYPE_CHECKING
+
+from ..size import Size, SizeLike, parse_size, signed
+from .mapping import Mapping
+from .render.difftext import render_diff
+from .totals import Totals, sum_known
+
+if TYPE_CHECKING:
+    from .snapshot import Snapshot
 
 __all__ = ["MapDiff", "MappingChange"]
 
 Ignore = Callable[[Mapping], bool]
-
-
-def _sum(values: Iterable[Optional[Size]]) -> Optional[int]:
-    """The sum, or None when any value is unknown (a maps-only snapshot, a kernel without Rss)."""
-    total = 0
-    for v in values:
-        if v is None:
-            return None
-        total += v
-    return total
 
 
 def _delta(before: Optional[int], after: Optional[int]) -> Optional[Size]:
@@ -100,16 +95,8 @@ class MappingChange:
         return self.rss_delta if self.rss_delta is not None else self.new
 
     def __repr__(self) -> str:
-        rss = "" if self.rss_delta is None else f" rss {_signed(self.rss_delta)}"
+        rss = "" if self.rss_delta is None else f" rss {signed(self.rss_delta)}"
         return f"<{self.kind} {self.start:016x} new {self.new}{rss} {self.path or '[anon]'}>"
-
-
-def _signed(value: Optional[int], unit: bool = True) -> str:
-    """A signed change in KiB (`+1024K`), or `-` when it is not known; `unit=False` leaves off the K."""
-    if value is None:
-        return "-"
-    text = Size.of(value).signed()
-    return text if unit else text[:-1]
 
 
 def _groups(before: Sequence[Mapping], after: Sequence[Mapping]) -> list[tuple[list[Mapping], list[Mapping]]]:
@@ -159,8 +146,8 @@ class MapDiff:
                 new=Size.of(new_size - overlap),
                 gone=Size.of(old_size - overlap),
                 size_delta=Size.of(new_size - old_size),
-                rss_delta=_delta(_sum(m.rss for m in old), _sum(m.rss for m in new)),
-                dirty_delta=_delta(_sum(m.dirty for m in old), _sum(m.dirty for m in new)),
+                rss_delta=_delta(sum_known(m.rss for m in old), sum_known(m.rss for m in new)),
+                dirty_delta=_delta(sum_known(m.dirty for m in old), sum_known(m.dirty for m in new)),
             ))
 
     @classmethod
@@ -218,7 +205,7 @@ class MapDiff:
 
         `limit` keeps the rows that moved the most (by resident, then mapped change), in address order.
         """
-        return _render(self, fmt, limit, show_path)
+        return render_diff(self, fmt, limit, show_path)
 
     def __str__(self) -> str:
         return self.render()
@@ -226,79 +213,5 @@ class MapDiff:
     def __repr__(self) -> str:
         return (
             f"<MapDiff pid={self.after.pid} +{len(self.added)} -{len(self.removed)} ~{len(self.changed)} "
-            f"mapped {_signed(self.growth.mapped)}>"
+            f"mapped {signed(self.growth.mapped)}>"
         )
-
-
-def _when(t: float) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(t))
-
-
-def _arrow(name: str, before: Optional[Size], after: Optional[Size]) -> str:
-    if before is None or after is None:
-        return f"{name}: n/a"
-    return f"{name}: {before.kib}K -> {after.kib}K ({_signed(after - before)})"
-
-
-def summary_line(before: Snapshot, after: Snapshot) -> str:
-    """pmap -d's summary line, before -> after with the change."""
-    b, a = before.totals, after.totals
-    return "    ".join((
-        _arrow("mapped", b.mapped, a.mapped),
-        _arrow("writeable/private", b.writeable_private, a.writeable_private),
-        _arrow("shared", b.shared, a.shared),
-    ))
-
-
-def _render(diff: MapDiff, fmt: str, limit: Optional[int], show_path: bool) -> str:
-    before, after = diff.before, diff.after
-    changes = diff.changes
-    hidden = 0
-    if limit is not None and len(changes) > limit:
-        ranked = sorted(changes, key=lambda c: (abs(c.rss_delta or 0), abs(c.new) + abs(c.gone)), reverse=True)
-        keep = {id(c) for c in ranked[:limit]}
-        hidden = len(changes) - limit
-        changes = [c for c in changes if id(c) in keep]
-    lines = [
-        f"{after.pid}:   {after.cmdline or '[' + after.comm.decode(errors='replace') + ']'}  "
-        f"(pmap diff {_when(before.taken_at)} -> {_when(after.taken_at)})"
-    ]
-    if fmt == "d":
-        lines.append(f"  {'Address':<16} {'Kbytes':>8} {'Mode':<5} {'Offset':<16} {'Device':<9} Mapping")
-    else:
-        lines.append(f"  {'Address':<16} {'Kbytes':>8} {'RSS':>8} {'Dirty':>8} {'Mode':<5} Mapping")
-    for c in changes:
-        m = c.mapping
-        snap = after if c.after else before
-        name = display_name(m, snap, show_path)
-        if c.kind == "~" and c.new and (len(c.before) != 1 or len(c.after) != 1 or c.new != c.size_delta):
-            name += f"  ({c.new.kib}K new)"
-        if fmt == "d":
-            lines.append(
-                f"{c.kind} {c.start:016x} {_signed(c.size_delta, False):>8} {mode(m.perms)} "
-                f"{m.offset:016x} {m.major:03x}:{m.minor:05x} {name}"
-            )
-        else:
-            lines.append(
-                f"{c.kind} {c.start:016x} {_signed(c.size_delta, False):>8} {_signed(c.rss_delta, False):>8} "
-                f"{_signed(c.dirty_delta, False):>8} {mode(m.perms):>5} {name}"
-            )
-    if not diff.changes:
-        lines.append("  (no mapping appeared, vanished or changed)")
-    if hidden:
-        lines.append(f"  ... and {hidden} smaller change{'s' if hidden != 1 else ''} not shown")
-    growth = diff.growth
-    if fmt != "d":
-        lines.append(f"  {'-' * 16} {'-' * 8} {'-' * 8} {'-' * 8}")
-        lines.append(
-            f"  {'total kB':<16} {_signed(growth.mapped, False):>8} {_signed(growth.rss, False):>8} "
-            f"{_signed(_dirty_total(before, after), False):>8}"
-        )
-    lines.append(summary_line(before, after))
-    b, a = before.totals, after.totals
-    lines.append("    ".join(_arrow(n, getattr(b, n), getattr(a, n)) for n in ("rss", "pss", "uss")))
-    return "\n".join(lines) + "\n"
-
-
-def _dirty_total(before: Snapshot, after: Snapshot) -> Optional[Size]:
-    return _delta(_sum(m.dirty for m in before.mappings), _sum(m.dirty for m in after.mappings))

@@ -1,0 +1,87 @@
+"""Parsing `/proc/PID/stat` and `/proc/PID/status`: the one reader of each, for every caller.
+
+Pure: bytes in, values out.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Optional
+
+from ...errors import ProcessGone
+
+__all__ = ["PF_KTHREAD", "Stat", "kb_bytes", "parse_stat", "parse_status", "status_sizes"]
+
+PF_KTHREAD = 0x00200000
+"""The kernel's flag for a kernel thread (`PF_KTHREAD`, in stat's field 9)."""
+
+_KB_LINE = re.compile(rb"^([A-Za-z_][A-Za-z0-9_]*):\s*(\d+) kB$", re.M)
+
+
+@dataclass(frozen=True)
+class Stat:
+    """The fields of `/proc/PID/stat` that pytest-pmap uses."""
+
+    pid: int
+    """The PID (or thread ID) the file belongs to."""
+    comm: bytes
+    """The command name: everything between the first `(` and the last `)`."""
+    state: str
+    """One letter: R, S, D, T, Z (zombie), X (dead), ..."""
+    flags: int
+    """The kernel's `PF_*` flags (field 9)."""
+    start_time: int
+    """Start time in clock ticks since boot (field 22): a PID plus this names one process for good."""
+    start_stack: int
+    """Address of the bottom of the main stack (field 28); pmap marks the mapping holding it `[ stack ]`."""
+
+    @property
+    def is_zombie(self) -> bool:
+        """True when the process has exited and waits to be reaped (or is being torn down)."""
+        return self.state in ("Z", "X", "x")
+
+    @property
+    def is_kernel_thread(self) -> bool:
+        """True for kernel threads, which have no user memory map at all."""
+        return bool(self.flags & PF_KTHREAD)
+
+
+def parse_stat(data: bytes, pid: int) -> Stat:
+    """Parse `/proc/PID/stat`; the command name may hold spaces and parentheses, so split at the last `)`."""
+    open_paren = data.find(b"(")
+    close_paren = data.rfind(b")")
+    fields = data[close_paren + 2 :].split()
+    if open_paren < 0 or close_paren < open_paren or len(fields) < 26:
+        raise ProcessGone(f"PID {pid}: /proc/{pid}/stat is empty or cut short; the process is exiting")
+    return Stat(
+        pid=pid,
+        comm=data[open_paren + 1 : close_paren],
+        state=fields[0].decode("ascii", "replace"),
+        flags=int(fields[6]),
+        start_time=int(fields[19]),
+        start_stack=int(fields[25]),
+    )
+
+
+def parse_status(data: bytes) -> dict[str, str]:
+    """`/proc/PID/status` as a dict of its `Key:\\tvalue` lines, values stripped (`"VmRSS": "1234 kB"`)."""
+    out: dict[str, str] = {}
+    for line in data.decode("utf-8", "surrogateescape").splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            out[key] = value.strip()
+    return out
+
+
+def status_sizes(data: bytes) -> dict[str, int]:
+    """Every `kB` line of `/proc/PID/status` in bytes (`{"VmRSS": 1263616, ...}`): the cheap
+    reading the per-test measurements take."""
+    return {key.decode(): int(value) << 10 for key, value in _KB_LINE.findall(data)}
+
+
+def kb_bytes(value: Optional[str]) -> Optional[int]:
+    """A status value such as `"1234 kB"` in bytes; None when absent or not a size."""
+    if not value or not value.endswith(" kB") or not value[:-3].isdigit():
+        return None
+    return int(value[:-3]) << 10

@@ -1,0 +1,81 @@
+"""The text pieces every pmap listing shares: the header line, escaping, the mode column.
+
+Pure functions. Output is `str`; bytes that are not UTF-8 (pmap copies some of them through
+unchanged) are kept as surrogate escapes, so `pmap_bytes(text)` gives pmap's bytes.
+"""
+
+from __future__ import annotations
+
+import locale
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:
+    from ..snapshot import Snapshot
+
+__all__ = ["MODES", "escape", "header_line", "locale_is_utf8", "mode", "pmap_bytes", "text"]
+
+_CMDLINE_MAX = 131071
+
+
+def locale_is_utf8() -> bool:
+    """True when the C library's character set is UTF-8, as it is for pmap after `setlocale(LC_ALL, "")`."""
+    try:
+        return locale.nl_langinfo(locale.CODESET) == "UTF-8"
+    except (AttributeError, ValueError):
+        return False
+
+
+def text(data: bytes) -> str:
+    """Bytes as text, the way every output of ours keeps them: undecodable bytes as surrogate escapes."""
+    return data.decode("utf-8", "surrogateescape")
+
+
+def pmap_bytes(text: str) -> bytes:
+    """The bytes pmap writes for text from this module (surrogate escapes become the raw bytes again)."""
+    return text.encode("utf-8", "surrogateescape")
+
+
+def escape(data: bytes, utf8: bool) -> str:
+    """libproc2's `escape_str`: control bytes become `?` (UTF-8) or `.` (ASCII), other non-ASCII `?`."""
+    out = bytearray()
+    i, n = 0, len(data)
+    if utf8:
+        while i < n:
+            c = data[i]
+            if c < 0x80:
+                out.append(0x3F if c < 0x20 or c == 0x7F else c)
+                i += 1
+                continue
+            length = 2 if 0xC2 <= c <= 0xDF else 3 if 0xE0 <= c <= 0xEF else 4 if 0xF0 <= c <= 0xF4 else 0
+            if not length or i + length > n:
+                break  # from here on, the ASCII rule
+            out += data[i : i + length]
+            i += length
+    for c in data[i:]:
+        out.append(0x2E if c < 0x20 or c == 0x7F else 0x3F if c >= 0x80 else c)
+    return text(bytes(out))
+
+
+def header_line(snap: Snapshot, utf8: Optional[bool] = None) -> str:
+    """`"<pid>:   <command line>"`, the first line of every pmap listing."""
+    utf8 = locale_is_utf8() if utf8 is None else utf8
+    data = snap.raw_cmdline[:_CMDLINE_MAX]
+    if data:
+        text = data.rstrip(b"\0").replace(b"\0", b" ").replace(b"\n", b" ")
+        if data[-1:] in (b"\n", b" ") and text.endswith(b" "):
+            text = text[:-1]
+        command = escape(text, utf8)
+    else:
+        command = f"[{escape(snap.comm, utf8)}]"
+        if snap.state == "Z":
+            command += " <defunct>"
+    return f"{snap.pid}:   {command or '?'}"
+
+
+def mode(perms: str) -> str:
+    """pmap's five-letter mode: `rw-p` becomes `rw---`, `rw-s` becomes `rw-s-`."""
+    return perms[:3] + ("s" if perms[3] == "s" else "-") + "-"
+
+
+#: pmap's mode of every permission string the kernel writes.
+MODES = {perms: mode(perms) for perms in (f"{r}{w}{x}{s}" for r in "-r" for w in "-w" for x in "-x" for s in "-sp")}

@@ -1,0 +1,116 @@
+"""`MemoryResult`: what was measured of one test, as reports and results files keep it (text and
+numbers, never snapshots)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from ..size import signed
+from .._engine.totals import METRICS, GROWTH, PEAK_DESCRIPTIONS
+
+__all__ = ["GATE_METRICS", "MemoryResult", "NewRegion"]
+
+#: The metrics a run can be gated on: each metric's growth during a test, and the peak's rise.
+GATE_METRICS: dict[str, str] = {
+    **{f"{name}_growth": GROWTH.format(name) for name in METRICS},
+    "peak_growth": PEAK_DESCRIPTIONS["peak_growth"],
+}
+
+
+@dataclass(frozen=True)
+class NewRegion:
+    """One stretch of address space that was not mapped when the test started."""
+
+    start: int
+    """Lowest address."""
+    size: int
+    """New bytes (a region merged into an older mapping counts with its new bytes only)."""
+    mode: str
+    """pmap's five-letter mode (`rw---`)."""
+    name: str
+    """pmap's Mapping column (`[ anon ]`, `libfoo.so`)."""
+
+    def row(self) -> str:
+        """The region in pmap -x's Address, Kbytes, Mode and Mapping columns."""
+        return f"{self.start:016x} {signed(self.size, unit=False):>8} {self.mode} {self.name.strip()}"
+
+
+@dataclass(frozen=True)
+class MemoryResult:
+    """What `--pmap` measured for one test's call phase."""
+
+    nodeid: str
+    growth: dict[str, Optional[int]] = field(default_factory=dict)
+    """Metric -> bytes gained during the call (negative when it shrank); None when not measured."""
+    peak_growth: Optional[int] = None
+    """How far the RSS peak during the call rose above the RSS at its start; None when the peak
+    could not be reset."""
+    huge_pages: Optional[int] = None
+    """Change in transparent huge pages (AnonHugePages) during the call; None when not measured."""
+    new_regions: tuple[NewRegion, ...] = ()
+    """Address space new during the call, one entry per group of overlapping mappings."""
+    budget: tuple[str, ...] = ()
+    """The broken limits of the test's budget, as report lines."""
+    failure: str = ""
+    """The budget failure's report: every broken limit and the pmap-formatted diff."""
+
+    @property
+    def new_mappings(self) -> int:
+        """How many groups of mappings cover address space new during the call."""
+        return len(self.new_regions)
+
+    @property
+    def largest_new(self) -> int:
+        """Bytes of new address space in the largest of them."""
+        return max((r.size for r in self.new_regions), default=0)
+
+    def value(self, metric: str) -> Optional[int]:
+        """The measurement of a gate metric (`uss_growth`, `peak_growth`, ...); None when not measured."""
+        if metric == "peak_growth":
+            return self.peak_growth
+        return self.growth.get(metric[: -len("_growth")])
+
+    def measured(self) -> dict[str, int]:
+        """Every gate metric that was measured, with its value (bytes)."""
+        return {name: value for name in GATE_METRICS if (value := self.value(name)) is not None}
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "nodeid": self.nodeid,
+            "growth": dict(self.growth),
+            "peak_growth": self.peak_growth,
+            "huge_pages": self.huge_pages,
+            "new_mappings": [
+                {"start": r.start, "size": r.size, "mode": r.mode, "name": r.name} for r in self.new_regions
+            ],
+            "budget": list(self.budget),
+            "failure": self.failure,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> MemoryResult:
+        """Rebuild a result from `to_json()`; raises KeyError, TypeError or ValueError on a bad shape."""
+        def size(value: Any) -> Optional[int]:
+            if value is None:
+                return None
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{value!r} is not a number of bytes")
+            return value
+
+        if not isinstance(data, dict) or not isinstance(data["nodeid"], str):
+            raise TypeError("a test's result must be an object with a \"nodeid\"")
+        regions = tuple(
+            NewRegion(int(r["start"]), int(r["size"]), str(r["mode"]), str(r["name"]))
+            for r in data.get("new_mappings") or ()
+        )
+        return cls(
+            nodeid=data["nodeid"],
+            growth={str(k): size(v) for k, v in dict(data.get("growth") or {}).items()},
+            peak_growth=size(data.get("peak_growth")),
+            huge_pages=size(data.get("huge_pages")),
+            new_regions=regions,
+            budget=tuple(str(line) for line in data.get("budget") or ()),
+            failure=str(data.get("failure") or ""),
+        )

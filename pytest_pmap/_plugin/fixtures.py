@@ -1,0 +1,148 @@
+"""The fixtures: `pmap` (the test process), `pmap_spawn` (a process the test starts, stopped and
+reaped at teardown) and `pmap_attach` (a running process, left alone)."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import subprocess
+from collections.abc import Iterator, Sequence
+from typing import Any, Callable, Optional
+
+import pytest
+
+from .._engine.mapping import Mapping
+from .._measure.probe import Probe, exit_status
+from ..errors import ProcessGone, UsageError, hide_from_tracebacks
+from ..warnings import PmapWarning
+from .state import SESSION
+
+__tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
+
+__all__ = ["PROBES", "ignore_rule", "pmap", "pmap_attach", "pmap_spawn"]
+
+STOP_TIMEOUT = 5.0
+"""Seconds a spawned process gets to exit after SIGTERM before it is killed."""
+
+PROBES = pytest.StashKey[list[Probe]]()
+"""The probes a test's fixtures made: released when its teardown ends (a report keeps text only)."""
+
+
+def ignore_rule(config: pytest.Config) -> Optional[Callable[[Mapping], bool]]:
+    """`pytest_pmap_ignore_mapping` as a predicate; None when no plugin implements it."""
+    hook = config.hook.pytest_pmap_ignore_mapping
+    if not hook.get_hookimpls():
+        return None
+    return lambda m: bool(hook(mapping=m))
+
+
+def _probe(request: pytest.FixtureRequest, pid: Optional[int]) -> Probe:
+    config = request.config
+    probe = Probe(
+        pid,
+        ignore=ignore_rule(config),
+        on_snapshot=lambda p, s: config.hook.pytest_pmap_snapshot(probe=p, snapshot=s),
+    )
+    request.node.stash.setdefault(PROBES, []).append(probe)
+    return probe
+
+
+# -- fixtures -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def pmap(request: pytest.FixtureRequest) -> Probe:
+    """A `Probe` on the test process itself: baseline and peak reset at setup."""
+    why = request.config.stash[SESSION].unavailable
+    if why:
+        pytest.skip(why)
+    return _probe(request, None)
+
+
+@pytest.fixture
+def pmap_spawn(request: pytest.FixtureRequest) -> Iterator[Callable[..., Probe]]:
+    """`pmap_spawn(argv, **popen_kwargs)` starts the process under test and returns its `Probe`
+    (`probe.process` is the `subprocess.Popen`). At teardown every process started is sent
+    SIGTERM, killed after a timeout, and reaped: none is left behind."""
+    why = request.config.stash[SESSION].unavailable
+    if why:
+        pytest.skip(why)
+    started: list[tuple[subprocess.Popen[bytes], str]] = []
+
+    def spawn(argv: Sequence[str | os.PathLike[str]], **popen_kwargs: Any) -> Probe:
+        if not argv:
+            raise UsageError("pmap_spawn needs a command to start: argv is empty")
+        program = os.fsdecode(argv if isinstance(argv, (str, bytes, os.PathLike)) else argv[0])
+        try:
+            proc: subprocess.Popen[bytes] = subprocess.Popen(argv, **popen_kwargs)
+        except (OSError, ValueError, TypeError) as exc:
+            raise UsageError(f"pmap_spawn could not start {program!r}: {getattr(exc, 'strerror', None) or exc}") from None
+        started.append((proc, program))
+        _LIVE.add(proc)
+        try:
+            probe = _probe(request, proc.pid)
+        except ProcessGone:
+            if proc.poll() is None:
+                raise
+            raise ProcessGone(f"pmap_spawn: {program!r} (PID {proc.pid}) {exit_status(proc.returncode)} before its "
+                              "memory map could be read: there was nothing to measure") from None
+        probe.process = proc
+        return probe
+
+    try:
+        yield spawn
+    finally:
+        for proc, program in started:
+            crashed = proc.poll() is not None and -proc.returncode in _CRASH_SIGNALS
+            killed = _stop(proc)
+            if crashed or killed:
+                what = "crashed: it " + exit_status(proc.returncode) if crashed else \
+                    f"ignored SIGTERM for {STOP_TIMEOUT:g} s and was killed with SIGKILL"
+                request.node.warn(PmapWarning(f"pmap_spawn: {program!r} (PID {proc.pid}) {what}"))
+
+
+#: Spawned processes not yet reaped: if pytest itself is interrupted before the fixture's teardown
+#: runs, they are killed and reaped when the interpreter exits.
+_LIVE: set[subprocess.Popen[bytes]] = set()
+
+
+#: Signals that mean a process crashed (rather than was stopped): the fixture warns of them.
+_CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGILL, signal.SIGFPE}
+
+
+def _stop(proc: subprocess.Popen[bytes], timeout: Optional[float] = None) -> bool:
+    """Stop and reap `proc`: SIGTERM, then SIGKILL after the timeout. True when it took SIGKILL."""
+    killed = False
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(STOP_TIMEOUT if timeout is None else timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            killed = True
+    proc.wait()
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):  # nobody can read them after the test
+        if pipe is not None:
+            pipe.close()
+    _LIVE.discard(proc)
+    return killed
+
+
+@atexit.register
+def _stop_the_rest() -> None:
+    for proc in list(_LIVE):
+        _stop(proc, timeout=0.5)
+
+
+@pytest.fixture
+def pmap_attach(request: pytest.FixtureRequest) -> Callable[[int], Probe]:
+    """`pmap_attach(pid)` returns a `Probe` on a running process, which is never stopped by us."""
+    why = request.config.stash[SESSION].unavailable
+    if why:
+        pytest.skip(why)
+
+    def attach(pid: int) -> Probe:
+        return _probe(request, pid)
+
+    return attach

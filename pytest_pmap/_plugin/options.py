@@ -1,0 +1,182 @@
+"""Options, ini keys and `[tool.pytest_pmap]`: each help text written once, every setting resolved
+in one place (command line > ini/pyproject > default) and checked before any test runs."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+
+from .._gate.compare import DEFAULT_METRIC, Tolerance, parse_metric
+from .._gate.results import ResultsFileError, RunResults
+from .._measure.budget import BudgetConfig, describe_keys
+from .._measure.result import GATE_METRICS
+from ..errors import BudgetSyntaxError
+from . import hookspecs
+from .state import OUTPUTS, SESSION, Gate, Session, unavailable
+
+__all__ = ["pytest_addhooks", "pytest_addoption", "pytest_configure"]
+
+PMAP_DESC = "measure every test's memory (growth, peak, new mappings) and print the tests that grew most"
+TOP_DESC = "how many tests the --pmap summary lists (default 10)"
+JSON_DESC = "write every test's measurements to PATH as JSON (usable as a baseline); implies --pmap"
+MARKDOWN_DESC = (
+    "write a pull-request summary to PATH in Markdown (regressions, budget failures, top growers); "
+    "$GITHUB_STEP_SUMMARY is appended to; implies --pmap"
+)
+SAVE_BASELINE_DESC = "save every test's measurements to PATH, the baseline of later runs; implies --pmap"
+BASELINE_DESC = (
+    "fail the run when a test's metric (--pmap-metric) exceeds the baseline in PATH by more than "
+    "the tolerance (--pmap-tolerance); implies --pmap"
+)
+TOLERANCE_DESC = (
+    "how far a test may exceed its baseline: a percentage of the baseline, an absolute floor, or both, "
+    "as in '2%,512KiB' (the default); widened to a huge page where transparent huge pages moved"
+)
+METRIC_DESC = f"the metric the baseline gate compares (default {DEFAULT_METRIC}): {', '.join(GATE_METRICS)}"
+BENCHER_DESC = "write every test's metrics to PATH in Bencher Metric Format (bytes); implies --pmap"
+BENCHMARK_ACTION_DESC = (
+    "write the gated metric of every test to PATH for github-action-benchmark (tool: customSmallerIsBetter); "
+    "implies --pmap"
+)
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("pmap", "memory budgets from /proc/PID/smaps (pytest-pmap)")
+    group.addoption("--pmap", action="store_true", default=None, help=PMAP_DESC)
+    group.addoption("--pmap-top", type=int, default=None, metavar="N", help=TOP_DESC)
+    group.addoption("--pmap-json", metavar="PATH", default=None, help=JSON_DESC)
+    group.addoption("--pmap-markdown", metavar="PATH", default=None, help=MARKDOWN_DESC)
+    group.addoption("--pmap-save-baseline", metavar="PATH", default=None, help=SAVE_BASELINE_DESC)
+    group.addoption("--pmap-baseline", metavar="PATH", default=None, help=BASELINE_DESC)
+    group.addoption("--pmap-tolerance", metavar="TOLERANCE", default=None, help=TOLERANCE_DESC.replace("%", "%%"))
+    group.addoption("--pmap-metric", metavar="METRIC", default=None, help=METRIC_DESC)
+    group.addoption("--pmap-bencher", metavar="PATH", default=None, help=BENCHER_DESC)
+    group.addoption("--pmap-benchmark-action", metavar="PATH", default=None, help=BENCHMARK_ACTION_DESC)
+    parser.addini("pmap", PMAP_DESC, type="bool", default=False)
+    parser.addini("pmap_top", TOP_DESC, default="10")
+    parser.addini("pmap_tolerance", TOLERANCE_DESC, default=None)
+    parser.addini("pmap_metric", METRIC_DESC, default=None)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "pmap(**limits): memory budget of the test process during this test; keys: "
+        + "; ".join(describe_keys().splitlines()),
+    )
+    measure = config.getoption("pmap")
+    if measure is None:
+        try:
+            measure = bool(config.getini("pmap"))
+        except (ValueError, pytest.UsageError) as exc:  # pytest 9 raises the latter itself
+            raise pytest.UsageError(f"pmap in {_ini_name(config)}: {exc}; write true or false, yes or no, "
+                                    "1 or 0") from None
+    top = config.getoption("pmap_top")
+    if top is None:
+        raw = config.getini("pmap_top")
+        try:
+            top = int(raw)
+        except ValueError:
+            raise pytest.UsageError(f"pmap_top = {raw!r} in {_ini_name(config)} is not a number of tests") from None
+    if top < 0:
+        raise pytest.UsageError(f"--pmap-top {top}: give 0 or more tests")
+    pyproject, source = _read_pyproject(config)
+    try:
+        config_budgets = BudgetConfig.parse(pyproject, source)
+    except BudgetSyntaxError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    gate = _gate(config)
+    measure = measure or bool(gate.outputs) or gate.baseline_path is not None
+    why = unavailable()
+    junit = bool(getattr(config.option, "xmlpath", None))
+    config.stash[SESSION] = Session(measure, top, config_budgets, why, gate, junit=junit)
+    if measure and why:
+        config.issue_config_time_warning(pytest.PytestConfigWarning(f"--pmap does nothing here: {why}"), 2)
+
+
+def _setting(config: pytest.Config, name: str) -> tuple[Optional[str], str]:
+    """A setting's value from the command line, else the ini file, and how to name its source."""
+    value = config.getoption(name)
+    if value is not None:
+        return value, f"--{name.replace('_', '-')}"
+    value = config.getini(name)
+    return (value or None), f"{name} in {_ini_name(config)}"
+
+
+def _ini_name(config: pytest.Config) -> str:
+    """The configuration file's name, for messages about a setting in it."""
+    return config.inipath.name if config.inipath else "the ini file"
+
+
+def _gate(config: pytest.Config) -> Gate:
+    """The gate's settings, checked; the baseline is read now, so a bad one stops the run early."""
+    gate = Gate()
+    try:
+        metric, source = _setting(config, "pmap_metric")
+        if metric is not None:
+            gate.metric = parse_metric(metric, source)
+        tolerance, source = _setting(config, "pmap_tolerance")
+        if tolerance is not None:
+            gate.tolerance = Tolerance.parse(tolerance, source)
+    except BudgetSyntaxError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    worker = hasattr(config, "workerinput")  # an xdist worker measures; only the controller reads and writes files
+    for name in OUTPUTS:
+        raw = config.getoption(name)
+        if raw is None:
+            continue
+        path = Path(raw)
+        if not worker:
+            _check_writable(path, f"--{name.replace('_', '-')}")
+        gate.outputs[name] = path
+    raw = config.getoption("pmap_baseline")
+    if raw is not None:
+        gate.baseline_path = Path(raw)
+        if not worker:
+            try:
+                gate.baseline = RunResults.load(raw, "baseline file")
+            except ResultsFileError as exc:
+                raise pytest.UsageError(
+                    f"--pmap-baseline: {exc} (save one with --pmap-save-baseline {raw})"
+                ) from None
+    return gate
+
+
+def _check_writable(path: Path, option: str) -> None:
+    """Stop before the tests run if `path` cannot be written at the end."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise pytest.UsageError(f"{option} {path}: that is a folder; give a file name")
+    if not folder.is_dir():
+        raise pytest.UsageError(f"{option} {path}: folder {str(folder)!r} does not exist; create it first")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise pytest.UsageError(f"{option} {path}: folder {str(folder)!r} is not writable")
+
+
+def _read_pyproject(config: pytest.Config) -> tuple[dict[str, Any], str]:
+    """`[tool.pytest_pmap]` of the project's pyproject.toml, and how to name it in errors."""
+    path = Path(config.rootpath) / "pyproject.toml"
+    if config.inipath is not None and config.inipath.name == "pyproject.toml":
+        path = Path(config.inipath)
+    if not path.is_file():
+        return {}, "pyproject.toml [tool.pytest_pmap]"
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on old Pythons only
+        import tomli as tomllib
+    source = f"{path} [tool.pytest_pmap]"
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise pytest.UsageError(f"cannot read {path}: {exc}") from None
+    section = data.get("tool", {}).get("pytest_pmap", {})
+    if not isinstance(section, dict):
+        raise pytest.UsageError(f"{source} must be a table")
+    return section, source

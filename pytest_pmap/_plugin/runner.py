@@ -1,0 +1,170 @@
+"""The per-test runner: every test's budget worked out at collection, the `--pmap` readings
+around each call, budgets checked after it, failures reported with the pmap diff, and the
+explanation of a failing assertion on a reading. Registered only when a session needs it."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any, Optional
+
+import pytest
+
+from .._measure.boundary import BoundaryReader, growth
+from .._measure.budget import Budget, check, parse_limits, report_text
+from .._measure.probe import Probe, Reading
+from .._measure.result import MemoryResult
+from ..errors import BudgetSyntaxError, PmapError, hide_from_tracebacks
+from ..size import Size
+from ..warnings import PmapWarning
+from .fixtures import PROBES, ignore_rule
+from .state import SESSION
+
+__tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
+
+__all__ = ["pytest_assertrepr_compare", "pytest_collection_modifyitems"]
+
+_FAILURE = pytest.StashKey[str]()
+"""The report of a test's broken budget."""
+_BUDGET = pytest.StashKey[Budget]()
+
+
+def _budget(item: pytest.Item) -> Budget:
+    state = item.config.stash[SESSION]
+    budget = state.config_budgets.for_test(item.nodeid)
+    for mark in reversed(list(item.iter_markers("pmap"))):  # the closest marker wins
+        if mark.args:
+            raise BudgetSyntaxError(f"marker on {item.nodeid}: pmap() takes keyword limits only, got {mark.args!r}")
+        source = f"marker on {item.nodeid}"
+        budget = budget.merged(parse_limits(mark.kwargs, source), "marker")
+    return budget
+
+
+_FIXTURES = {"pmap", "pmap_spawn", "pmap_attach"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Work out every test's budget now, and take part in running tests only if some test has a
+    budget or uses a fixture, or `--pmap` is on: a session that uses none of it pays nothing."""
+    needed = config.stash[SESSION].measure
+    for item in items:
+        try:
+            item.stash[_BUDGET] = _budget(item)
+        except BudgetSyntaxError as exc:
+            item.stash[_BUDGET_ERROR] = str(exc)
+            needed = True
+        else:
+            needed = needed or bool(item.stash[_BUDGET]) or not _FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
+    if needed and not config.pluginmanager.has_plugin(_RUNNER_NAME):
+        config.pluginmanager.register(_Runner(), _RUNNER_NAME)
+
+
+_RUNNER_NAME = "pmap-runner"
+_BUDGET_ERROR = pytest.StashKey[str]()
+
+
+class _Runner:
+    """The hooks that run with every test, registered only when a session needs them."""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        error = item.stash.get(_BUDGET_ERROR, "")
+        if error:
+            pytest.fail(error, pytrace=False)
+        why = item.config.stash[SESSION].unavailable
+        if item.stash.get(_BUDGET, None) and why:
+            pytest.skip(f"memory budget not checked: {why}")
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        state = item.config.stash[SESSION]
+        budget = item.stash.get(_BUDGET, None) or Budget()
+        if state.unavailable or not (budget or state.measure):
+            return (yield)
+        ignore = ignore_rule(item.config)
+        start = None
+        peak_note = ""
+        if state.measure:
+            if state.reader is None:
+                state.reader = BoundaryReader()
+            peak_note = state.reader.reset_peak()
+            start = state.reader.read()
+        probe = Probe(None, ignore=ignore) if budget else None
+        try:
+            return (yield)
+        finally:
+            measured: dict[str, Any] = {}
+            if state.reader is not None and start is not None:  # before the budget's snapshots, which allocate
+                measured = growth(start, state.reader.read(), ignore)
+                if peak_note:
+                    measured["peak_growth"] = None
+            if probe is not None:
+                violations, unchecked = check(budget, probe)
+                for line in unchecked:  # never passed silently: a warning the session summary shows
+                    item.add_report_section("call", "pmap", line)
+                    item.warn(PmapWarning(f"memory budget {line}"))
+                if violations:
+                    item.config.hook.pytest_pmap_budget_exceeded(item=item, violations=violations)
+                    item.stash[_FAILURE] = measured["failure"] = report_text(violations)
+                    measured["budget"] = tuple(v.line for v in violations)
+            if state.measure:
+                record = MemoryResult(item.nodeid, **measured)
+                state.results.append(record)
+                if state.junit:
+                    item.user_properties.extend(_properties(record))
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        if report.when != "call":
+            return report
+        failure = item.stash.get(_FAILURE, "")
+        if failure and report.passed:
+            report.outcome = "failed"
+            report.longrepr = failure
+        elif report.failed:  # the whole diff of every probe the test used, which an assertion shows in brief
+            for probe in item.stash.get(PROBES, []):
+                report.sections.append((f"pmap: PID {probe.pid} since its baseline", _last_diff(probe)))
+        return report
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
+        try:
+            return (yield)
+        finally:  # measuring must not inflate the process measured: nothing outlives its test
+            if PROBES in item.stash:
+                del item.stash[PROBES]
+            if _FAILURE in item.stash:
+                del item.stash[_FAILURE]
+
+
+def _last_diff(probe: Probe) -> str:
+    """The diff of a failed test's probe up to the snapshot its last reading used (so its numbers
+    are the assertion's), or up to now when it took none after its baseline."""
+    try:
+        last = probe.last if probe.last is not None and probe.last is not probe.baseline else None
+        return probe.diff(last).render(limit=15)
+    except PmapError as exc:
+        return f"no diff: {exc}"
+
+
+def _properties(record: MemoryResult) -> list[tuple[str, object]]:
+    """A test's measurements as JUnit XML properties (`pmap_uss_growth` = bytes)."""
+    props: list[tuple[str, object]] = [(f"pmap_{name}", value) for name, value in record.measured().items()]
+    props.append(("pmap_new_mappings", record.new_mappings))
+    return props
+
+
+def pytest_assertrepr_compare(config: pytest.Config, op: str, left: object, right: object) -> Optional[list[str]]:
+    reading = left if isinstance(left, Reading) else right if isinstance(right, Reading) else None
+    if reading is None:
+        return None
+    other = right if reading is left else left
+    shown = Size(other) if isinstance(other, (int, str)) and not isinstance(other, bool) else other
+    first = f"{reading.what} {left if reading is left else shown} {op} {right if reading is right else shown}"
+    try:
+        explanation = reading.brief()
+    except PmapError as exc:
+        explanation = f"(no diff: {exc})"
+    return [first, *explanation.rstrip("\n").splitlines()]

@@ -1,0 +1,82 @@
+"""What the plugin keeps for one session, in `config.stash`: settings, the gate's files, the
+results measured so far. Created at configure time (`options`), used by the runner and the report.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import pytest
+
+from .._engine.procfs import default_procfs
+from .._gate.compare import DEFAULT_METRIC, Comparison, Tolerance
+from .._gate.results import RunResults
+from .._measure.boundary import BoundaryReader
+from .._measure.budget import BudgetConfig
+from .._measure.result import MemoryResult
+
+__all__ = ["OUTPUTS", "SESSION", "Gate", "Session", "unavailable"]
+
+_NOT_LINUX = "pytest-pmap reads /proc/PID/smaps, which only Linux has"
+
+#: The files a session can write: option name -> what the terminal calls the file.
+OUTPUTS = {
+    "pmap_json": "JSON results",
+    "pmap_markdown": "Markdown summary",
+    "pmap_save_baseline": "baseline",
+    "pmap_bencher": "Bencher Metric Format results",
+    "pmap_benchmark_action": "github-action-benchmark results",
+}
+
+
+@dataclass
+class Gate:
+    """The baseline comparison and the files of a session (all empty when none was asked for)."""
+
+    metric: str = DEFAULT_METRIC
+    tolerance: Tolerance = Tolerance()
+    baseline_path: Optional[Path] = None
+    baseline: Optional[RunResults] = None
+    """The baseline, loaded at start-up so that a bad file stops the run before any test."""
+    outputs: dict[str, Path] = field(default_factory=dict)
+    """Option name (`pmap_json`, ...) -> where to write."""
+    comparison: Optional[Comparison] = None
+    written: list[str] = field(default_factory=list)
+    """What was written, as lines for the terminal."""
+    errors: list[str] = field(default_factory=list)
+    """What could not be written."""
+
+
+@dataclass
+class Session:
+    """What the plugin keeps for one session (in `config.stash`)."""
+
+    measure: bool
+    top: int
+    config_budgets: BudgetConfig
+    """`[tool.pytest_pmap]` of pyproject.toml."""
+    unavailable: str
+    """Why memory maps cannot be read here ("" when they can), worked out once per session."""
+    gate: Gate
+    results: list[MemoryResult] = field(default_factory=list)
+    reader: Optional[BoundaryReader] = None
+    """The per-test readings of `--pmap`, made when the first test is measured."""
+    junit: bool = False
+    """True when a JUnit XML report is written: each test's measurements go in as properties."""
+
+
+SESSION = pytest.StashKey["Session"]()
+
+
+def unavailable() -> str:
+    """Why the plugin cannot read memory maps here; "" where it can."""
+    if not sys.platform.startswith("linux"):
+        return _NOT_LINUX
+    root = default_procfs().root
+    if not os.path.isdir(root):
+        return f"there is no procfs at {root} (set PYTEST_PMAP_PROCFS to where it is mounted)"
+    return ""
