@@ -22,8 +22,9 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent))  # this checkout's pytest_pmap, as the runs use
-from pytest_pmap._gate.compare import Tolerance, compare  # noqa: E402
 from pytest_pmap.results import RunResults  # noqa: E402
+
+from pytest_pmap._gate.compare import Tolerance, compare  # noqa: E402
 
 ENV = {**os.environ, "PYTHONPATH": str(HERE.parent)}  # the runs use this checkout's plugin
 

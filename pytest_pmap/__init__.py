@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._engine.acquire import snapshot
+from ._engine.mapping import Mapping
+from ._engine.procfs import ProcFS
+from ._engine.snapshot import Snapshot
+from ._engine.totals import METRICS, Totals
 from .errors import (
     AccessDenied,
     BudgetSyntaxError,
@@ -15,11 +20,6 @@ from .errors import (
     SnapshotFileError,
     UsageError,
 )
-from ._engine.acquire import snapshot
-from ._engine.mapping import Mapping
-from ._engine.procfs import ProcFS
-from ._engine.snapshot import Snapshot
-from ._engine.totals import METRICS, Totals
 from .size import GiB, KiB, MiB, Size, TiB, parse_size
 
 if TYPE_CHECKING:
@@ -56,11 +56,11 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'pytest_pmap' has no attribute {name!r}")
 
 __all__ = [
+    "METRICS",
     "AccessDenied",
     "BudgetSyntaxError",
     "GiB",
     "KiB",
-    "METRICS",
     "MapDiff",
     "Mapping",
     "MappingChange",
@@ -69,11 +69,11 @@ __all__ = [
     "NewMappings",
     "NotSupported",
     "PidReused",
-    "PmapWarning",
     "PmapError",
+    "PmapWarning",
+    "Probe",
     "ProcFS",
     "ProcessGone",
-    "Probe",
     "Reading",
     "RunResults",
     "Size",

@@ -9,7 +9,7 @@ from .errors import BudgetSyntaxError, hide_from_tracebacks
 
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
 
-__all__ = ["KiB", "MiB", "GiB", "TiB", "Size", "SizeLike", "parse_size", "signed"]
+__all__ = ["GiB", "KiB", "MiB", "Size", "SizeLike", "TiB", "parse_size", "signed"]
 
 KiB = 1 << 10
 MiB = 1 << 20

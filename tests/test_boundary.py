@@ -7,8 +7,7 @@ from typing import Optional
 
 import pytest
 
-from pytest_pmap import KiB, MiB, ProcFS
-from pytest_pmap import Snapshot
+from pytest_pmap import KiB, MiB, ProcFS, Snapshot
 from pytest_pmap._measure.boundary import Boundary, BoundaryReader, _anon_faults
 
 BASE = {"RssAnon": 10 * MiB, "RssFile": 5 * MiB, "RssShmem": 0, "VmSwap": 0}

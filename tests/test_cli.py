@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
+
 from pytest_pmap._cli.pmap import UsageExit, parse_args, parse_pid, parse_range
 
 ULONG = (1 << 64) - 1

@@ -8,9 +8,9 @@ import mmap
 import pytest
 
 from pytest_pmap import MiB, Snapshot, snapshot
-from pytest_pmap._engine.parse.locate import locate_smaps
-from pytest_pmap._engine.mapping import mappings_of
 from pytest_pmap._engine.diff import MapDiff
+from pytest_pmap._engine.mapping import mappings_of
+from pytest_pmap._engine.parse.locate import locate_smaps
 
 libc = ctypes.CDLL(None, use_errno=True)
 libc.mmap.restype = ctypes.c_void_p

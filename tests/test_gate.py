@@ -12,12 +12,12 @@ import pytest
 
 from pytest_pmap import KiB, MiB, PmapError
 from pytest_pmap._engine.files import write_atomic
-from pytest_pmap.errors import BudgetSyntaxError
 from pytest_pmap._gate.compare import Tolerance, compare, parse_metric
-from pytest_pmap._gate.reports import benchmark_action, bencher, markdown, write_report
 from pytest_pmap._gate.environment import Environment, current_environment
+from pytest_pmap._gate.reports import bencher, benchmark_action, markdown, write_report
 from pytest_pmap._gate.results import ResultsFileError, RunResults
 from pytest_pmap._measure.result import GATE_METRICS, MemoryResult, NewRegion
+from pytest_pmap.errors import BudgetSyntaxError
 
 
 def result(nodeid: str, uss: Optional[int], *, peak: Optional[int] = None, huge: Optional[int] = 0,

@@ -10,8 +10,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-
 from conftest import PMAP
+
 from pytest_pmap import METRICS, Mapping, PmapError, ProcessGone, Snapshot, SnapshotFileError, snapshot
 from pytest_pmap._engine.parse.status import parse_stat
 from pytest_pmap._engine.procfs import ProcFS

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import PMAP, REPO, oracle, run
 
 pytestmark = pytest.mark.skipif(PMAP is None, reason="procps pmap is not installed (the oracle)")

@@ -11,10 +11,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from pytest_pmap import MiB, ProcFS
-from pytest_pmap._measure.probe import Probe
 from test_model import fake_proc
+
+from pytest_pmap import MiB
+from pytest_pmap._measure.probe import Probe
 
 ANON_ROW = r"E? *[+~] [0-9a-f]{16} +\+\d+ +\+\d+ +\+\d+ +rw--- +\[ anon \]"
 

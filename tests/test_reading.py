@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from pytest_pmap import Mapping, NotSupported, ProcessGone, SmapsParseError, snapshot
+from pytest_pmap import Mapping, ProcessGone, SmapsParseError, snapshot
 from pytest_pmap._engine import procfs as _procfs
+from pytest_pmap._engine.mapping import mappings_of
 from pytest_pmap._engine.parse import fields, locate
 from pytest_pmap._engine.procfs import BATCH, ProcFS
-from pytest_pmap._engine.mapping import mappings_of
 
 KERNEL_TEXT = Path("/proc/self/smaps").read_bytes()
 NUMBER_KEYS = [b"\n" + k + b":" for k in (b"Size", b"Rss", b"Pss", b"Private_Dirty", b"Swap", b"THPeligible", b"Nope")]

@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_pmap import Mapping, SmapsParseError
+from pytest_pmap._engine.mapping import mappings_of
 from pytest_pmap._engine.parse import fields, locate
 from pytest_pmap._engine.parse.run import HeaderColumns
-from pytest_pmap._engine.mapping import mappings_of
 
 
 def parse(chunks: list[bytes]) -> list[Mapping]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Optional
 
 from .._engine.acquire import Target, finish, locate, maps_runs, smaps_runs
@@ -21,7 +21,7 @@ from .._engine.render.text import header_line, pmap_bytes
 from .._engine.snapshot import Snapshot
 from ..errors import AccessDenied, NotSupported, ProcessGone
 
-__all__ = ["main", "Options", "parse_args", "parse_range", "parse_pid", "UsageExit"]
+__all__ = ["Options", "UsageExit", "main", "parse_args", "parse_pid", "parse_range"]
 
 PROG = "pmap"
 VERSION = "pmap from procps-ng 4.0.2\n"

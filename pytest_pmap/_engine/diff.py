@@ -9,11 +9,9 @@ means address space that is mapped now and was not mapped before: a 1 MiB mmap m
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Optional
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 from ..size import Size, SizeLike, parse_size, signed
 from .mapping import Mapping

@@ -59,7 +59,7 @@ class Mapping:
     `read()`.
     """
 
-    __slots__ = ("_run", "_i", "_names", "_fields")
+    __slots__ = ("_fields", "_i", "_names", "_run")
 
     def __init__(self, run: Run, i: int, names: Optional[Names] = None) -> None:
         self._run = run

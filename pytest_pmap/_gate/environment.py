@@ -52,7 +52,6 @@ class Environment:
 def current_environment() -> Environment:
     """This machine, this Python, this kernel."""
     import platform
-
     from importlib.metadata import PackageNotFoundError, version
 
     enabled = read_sys("/sys/kernel/mm/transparent_hugepage/enabled")  # "always [madvise] never"

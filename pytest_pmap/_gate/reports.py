@@ -17,7 +17,7 @@ from ..size import signed
 from .compare import Comparison, Row
 from .results import RunResults
 
-__all__ = ["benchmark_action", "bencher", "markdown", "write_report"]
+__all__ = ["bencher", "benchmark_action", "markdown", "write_report"]
 
 MAX_DETAILS = 20
 """Collapsed blocks in a Markdown report: a step summary holds at most 1 MiB."""
@@ -35,7 +35,7 @@ def _block(summary: str, text: str) -> list[str]:
     """A collapsed `<details>` block holding `text` verbatim."""
     lines = text.rstrip("\n").splitlines()
     if len(lines) > MAX_BLOCK_LINES:
-        lines = lines[:MAX_BLOCK_LINES] + [f"... {len(lines) - MAX_BLOCK_LINES} more lines"]
+        lines = [*lines[:MAX_BLOCK_LINES], f"... {len(lines) - MAX_BLOCK_LINES} more lines"]
     fence = "```"
     while any(line.lstrip().startswith(fence) for line in lines):
         fence += "`"

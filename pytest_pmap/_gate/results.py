@@ -47,7 +47,7 @@ class RunResults:
             "format": self.FORMAT,
             "version": self.VERSION,
             "created_at": self.created_at,
-            "environment": {k: v for k, v in vars(self.environment).items()},
+            "environment": dict(vars(self.environment).items()),
             "results": [r.to_json() for r in self.results],
         }
 

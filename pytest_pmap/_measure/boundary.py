@@ -40,8 +40,8 @@ from .._engine.procfs import ProcFS, default_procfs
 from .._engine.render.names import Names
 from .._engine.render.text import mode
 from .._engine.snapshot import Snapshot
-from .._engine.totals import mode_totals
 from .._engine.system import huge_page_size
+from .._engine.totals import mode_totals
 from .result import NewRegion
 
 __all__ = ["Boundary", "BoundaryReader", "growth"]

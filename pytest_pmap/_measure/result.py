@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from .._engine.totals import GROWTH, METRICS, PEAK_DESCRIPTIONS
 from ..size import signed
-from .._engine.totals import METRICS, GROWTH, PEAK_DESCRIPTIONS
 
 __all__ = ["GATE_METRICS", "MemoryResult", "NewRegion"]
 

@@ -68,7 +68,7 @@ def _gate_and_write(gate: Gate, results: tuple[MemoryResult, ...], exitstatus: i
 
 def _render(name: str, run: RunResults, gate: Gate) -> bytes:
     """The bytes of one output file."""
-    from .._gate.reports import benchmark_action, bencher, markdown
+    from .._gate.reports import bencher, benchmark_action, markdown
     if name == "pmap_markdown":
         return markdown(run, gate.comparison, gate.metric).encode()
     if name == "pmap_bencher":

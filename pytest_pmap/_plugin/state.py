@@ -38,7 +38,7 @@ class Gate:
     """The baseline comparison and the files of a session (all empty when none was asked for)."""
 
     metric: str = DEFAULT_METRIC
-    tolerance: Tolerance = Tolerance()
+    tolerance: Tolerance = field(default_factory=Tolerance)
     baseline_path: Optional[Path] = None
     baseline: Optional[RunResults] = None
     """The baseline, loaded at start-up so that a bad file stops the run before any test."""

@@ -46,7 +46,7 @@ def smaps_table(
                 name = name[name.rfind(b"/") + 1 :]
             start = fixed[0].split(b"-", 1)[0]
             flags = text_at(body, b"\nVmFlags:", 0, len(body))
-            rows.append(([start] + fixed[1:5], [int(v) for _, v in values], flags, name))
+            rows.append(([start, *fixed[1:5]], [int(v) for _, v in values], flags, name))
     if not rows:
         return
     assert field_names is not None
