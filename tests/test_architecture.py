@@ -1,0 +1,163 @@
+"""The layout keeps its promises: imports go one way between the layers, no module imports one that
+imports it back (lazy imports count), every module imports on its own, and no module grows past
+400 lines. See docs/architecture.md."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "pytest_pmap"
+MAX_LINES = 400
+
+#: Each layer may import its own modules and those of lower layers only. The front doors (the
+#: public API, the pytest entry point, the command's entry points) may import any layer.
+LAYERS: dict[str, int] = {
+    "pytest_pmap.errors": 0,
+    "pytest_pmap.size": 0,
+    "pytest_pmap._engine": 1,
+    "pytest_pmap._measure": 2,
+    "pytest_pmap._gate": 3,
+    "pytest_pmap.warnings": 4,
+    "pytest_pmap._plugin": 5,
+    "pytest_pmap._cli": 5,
+}
+FRONT_DOORS = {"pytest_pmap", "pytest_pmap.plugin", "pytest_pmap.cli", "pytest_pmap.__main__"}
+#: Layers that must never import pytest: the library and the command start without it.
+NO_PYTEST = ("pytest_pmap._engine", "pytest_pmap._measure", "pytest_pmap._gate", "pytest_pmap._cli")
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def imports_of(name: str) -> set[str]:
+    """Every module of ours that `name` imports, at the top or inside a function (lazily), leaving
+    out imports for annotations only (under `if TYPE_CHECKING:`)."""
+    path = MODULES[name]
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            for otherwise in node.orelse:
+                visit(otherwise)
+            return
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join([*anchor, base] if base else anchor)
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(path.read_text(), str(path)))
+    return {m for m in found if m in MODULES and m != name}
+
+
+def layer_of(name: str) -> int | None:
+    for prefix, rank in LAYERS.items():
+        if name == prefix or name.startswith(prefix + "."):
+            return rank
+    return None
+
+
+GRAPH = {name: imports_of(name) for name in MODULES}
+
+
+def test_every_module_is_in_a_layer_or_a_front_door() -> None:
+    assert [n for n in MODULES if n not in FRONT_DOORS and layer_of(n) is None] == []
+
+
+@pytest.mark.parametrize("name", [n for n in MODULES if n not in FRONT_DOORS])
+def test_imports_go_down_the_layers_only(name: str) -> None:
+    rank = layer_of(name)
+    assert rank is not None
+    upward = sorted(m for m in GRAPH[name] if m in FRONT_DOORS or (layer_of(m) or 0) > rank)
+    assert upward == [], f"{name} imports from a higher layer: {upward}"
+
+
+def test_no_import_cycle_lazy_imports_included() -> None:
+    cycles: list[list[str]] = []
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def walk(name: str) -> None:
+        state[name] = 1
+        path.append(name)
+        for other in sorted(GRAPH[name]):
+            if state.get(other) == 1:
+                cycles.append([*path[path.index(other) :], other])
+            elif other not in state:
+                walk(other)
+        path.pop()
+        state[name] = 2
+
+    for name in MODULES:
+        if name not in state:
+            walk(name)
+    assert cycles == []
+
+
+def test_the_cycle_check_sees_lazy_imports(tmp_path: Path) -> None:
+    """The checker itself: an import inside a function counts, one under TYPE_CHECKING does not."""
+    name = "pytest_pmap._engine.totals"
+    text = MODULES[name].read_text()
+    assert "pytest_pmap._engine.snapshot" not in GRAPH[name]
+    fake = tmp_path / "totals.py"
+    fake.write_text(text + "\n\ndef _late() -> None:\n    from .snapshot import Snapshot\n")
+    MODULES[name], original = fake, MODULES[name]
+    try:
+        with_lazy = imports_of(name)
+        fake.write_text(text + "\nif TYPE_CHECKING:\n    from .snapshot import Snapshot\n")
+        with_annotation = imports_of(name)
+    finally:
+        MODULES[name] = original
+    assert "pytest_pmap._engine.snapshot" in with_lazy
+    assert "pytest_pmap._engine.snapshot" not in with_annotation
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_no_module_is_longer_than_400_lines(name: str) -> None:
+    lines = len(MODULES[name].read_text().splitlines())
+    assert lines <= MAX_LINES, f"{MODULES[name]} has {lines} lines: split it by job"
+
+
+def test_each_module_imports_on_its_own_and_the_low_layers_without_pytest() -> None:
+    """As pytest's test_meta does: an import-order bug shows only when a module is imported first.
+    Each module is imported with none of ours loaded; the layers that must not need pytest first,
+    while it is not loaded."""
+    names = sorted((n for n in MODULES if n != "pytest_pmap.__main__"), key=lambda n: not n.startswith(NO_PYTEST))
+    code = (
+        "import importlib, sys\n"
+        "for name in sys.argv[1:]:\n"
+        "    for loaded in [m for m in sys.modules if m.startswith('pytest_pmap')]:\n"
+        "        del sys.modules[loaded]\n"
+        "    try:\n"
+        "        importlib.import_module(name)\n"
+        "    except Exception as exc:\n"
+        "        print(f'{name}: {type(exc).__name__}: {exc}')\n"
+        f"    if name.startswith({NO_PYTEST!r}) and 'pytest' in sys.modules:\n"
+        "        print(f'{name}: imports pytest')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, *names], capture_output=True, text=True, check=False)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
