@@ -7,8 +7,9 @@ Anchors (issue: the CI regression gate), all against one baseline with the given
   the same suite with a 1 MiB retained leak in one test    caught in every run, and no other test flagged
 The leak is tried as one 1 MiB buffer (from malloc), and as 1 MiB and 2 MiB of small objects
 (from CPython's own allocator, which keeps freed memory in reserve: a leak that fits in that
-reserve never asks the kernel for memory, so no reading of /proc can see it). The script also prints the noise it saw: per test, the largest distance
-of any steady run from the baseline, so that the default tolerance can be chosen from figures.
+reserve never asks the kernel for memory, so no reading of /proc can see it). The script also
+prints the noise it saw: per test, the largest distance of any steady run from the baseline, so
+that the default tolerance can be chosen from figures.
 """
 
 from __future__ import annotations
@@ -22,9 +23,8 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent))  # this checkout's pytest_pmap, as the runs use
-from pytest_pmap.results import RunResults  # noqa: E402
-
 from pytest_pmap._gate.compare import Tolerance, compare  # noqa: E402
+from pytest_pmap._gate.results import RunResults  # noqa: E402
 
 ENV = {**os.environ, "PYTHONPATH": str(HERE.parent)}  # the runs use this checkout's plugin
 
@@ -145,13 +145,17 @@ def main() -> None:
     p.add_argument("--metric", default="uss_growth")
     p.add_argument("--no-leaks", action="store_true", help="only the steady runs")
     p.add_argument("-n", "--workers", type=int, default=0, help="run under pytest-xdist with this many workers")
+    p.add_argument("--malloc-thresholds", action="store_true",
+                   help="run every pytest with --pmap-malloc-thresholds (glibc's thresholds fixed)")
     ns = p.parse_args()
     gate = ["--pmap-metric", ns.metric, "--pmap-tolerance", ns.tolerance]
+    if ns.malloc_thresholds:
+        gate.append("--pmap-malloc-thresholds")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "test_suite.py").write_text(SUITE)
         baseline = folder / "baseline.json"
-        if run(folder, ns.workers, "--pmap-save-baseline", str(baseline)) != 0:
+        if run(folder, ns.workers, "--pmap-save-baseline", str(baseline), *gate[4:]) != 0:
             sys.exit("the steady suite failed while its baseline was saved")
         noise: dict[str, int] = {}
         base = RunResults.load(baseline)
@@ -180,7 +184,8 @@ def main() -> None:
             caught[shape] = (hits, exact)
     tests = len(base.results)
     print(f"gate signal: {tests} tests, {ns.runs} runs each, metric {ns.metric}, tolerance {ns.tolerance}"
-          + (f", xdist -n {ns.workers}" if ns.workers else ""))
+          + (f", xdist -n {ns.workers}" if ns.workers else "")
+          + (", glibc thresholds fixed" if ns.malloc_thresholds else ", glibc as it is"))
     print(f"  steady suite, false failures:         {false_failures} of {ns.runs} runs")
     for nodeid, times in flagged_steady.items():
         print(f"    flagged {times} times: {nodeid}")

@@ -12,6 +12,7 @@ import pytest
 
 from .._gate.compare import DEFAULT_METRIC, Tolerance, parse_metric
 from .._gate.results import ResultsFileError, RunResults
+from .._measure.allocator import fix_malloc_thresholds
 from .._measure.budget import BudgetConfig, describe_keys
 from .._measure.result import GATE_METRICS
 from ..errors import BudgetSyntaxError
@@ -42,6 +43,13 @@ BENCHMARK_ACTION_DESC = (
     "write the gated metric of every test to PATH for github-action-benchmark (tool: customSmallerIsBetter); "
     "implies --pmap"
 )
+MALLOC_DESC = (
+    "fix glibc's mmap threshold (128 KiB) and trim threshold (1 MiB) in the test process for the session, "
+    "so that a leaked block of 128 KiB or more is a mapping of its own and always seen; changes how the "
+    "code under test allocates, so it is off by default"
+)
+
+
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hookspecs)
 
@@ -58,7 +66,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--pmap-metric", metavar="METRIC", default=None, help=METRIC_DESC)
     group.addoption("--pmap-bencher", metavar="PATH", default=None, help=BENCHER_DESC)
     group.addoption("--pmap-benchmark-action", metavar="PATH", default=None, help=BENCHMARK_ACTION_DESC)
+    group.addoption("--pmap-malloc-thresholds", action="store_true", default=None, help=MALLOC_DESC)
     parser.addini("pmap", PMAP_DESC, type="bool", default=False)
+    parser.addini("pmap_malloc_thresholds", MALLOC_DESC, type="bool", default=False)
     parser.addini("pmap_top", TOP_DESC, default="10")
     parser.addini("pmap_tolerance", TOLERANCE_DESC, default=None)
     parser.addini("pmap_metric", METRIC_DESC, default=None)
@@ -70,13 +80,9 @@ def pytest_configure(config: pytest.Config) -> None:
         "pmap(**limits): memory budget of the test process during this test; keys: "
         + "; ".join(describe_keys().splitlines()),
     )
-    measure = config.getoption("pmap")
-    if measure is None:
-        try:
-            measure = bool(config.getini("pmap"))
-        except (ValueError, pytest.UsageError) as exc:  # pytest 9 raises the latter itself
-            raise pytest.UsageError(f"pmap in {_ini_name(config)}: {exc}; write true or false, yes or no, "
-                                    "1 or 0") from None
+    measure = _flag(config, "pmap")
+    if _flag(config, "pmap_malloc_thresholds"):  # first, before we allocate anything for the session
+        fix_malloc_thresholds()
     top = config.getoption("pmap_top")
     if top is None:
         raw = config.getini("pmap_top")
@@ -98,6 +104,18 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION] = Session(measure, top, config_budgets, why, gate, junit=junit)
     if measure and why:
         config.issue_config_time_warning(pytest.PytestConfigWarning(f"--pmap does nothing here: {why}"), 2)
+
+
+def _flag(config: pytest.Config, name: str) -> bool:
+    """An on/off setting from the command line, else the ini file."""
+    value = config.getoption(name)
+    if value is not None:
+        return bool(value)
+    try:
+        return bool(config.getini(name))
+    except (ValueError, pytest.UsageError) as exc:  # pytest 9 raises the latter itself
+        raise pytest.UsageError(f"{name} in {_ini_name(config)}: {exc}; write true or false, yes or no, "
+                                "1 or 0") from None
 
 
 def _setting(config: pytest.Config, name: str) -> tuple[Optional[str], str]:

@@ -69,6 +69,7 @@ class Session:
     """True when a JUnit XML report is written: each test's measurements go in as properties."""
 
 
+
 SESSION = pytest.StashKey["Session"]()
 
 
