@@ -147,12 +147,10 @@ def main() -> int:
         print(f"target: PID {pid}, {count} mappings, smaps {size / 2**20:.1f} MiB; "
               f"median of {ns.rounds} interleaved rounds\n")
 
-        in_process = ProcFS(read_ahead=False)
         cpu: dict[str, float] = {}
         t = interleaved({
             "raw read() of smaps": lambda: raw_read(pid),
             "snapshot(pid) + every Rss": lambda: snapshot_with_rss(pid),
-            "  same, read in-process only": lambda: snapshot_with_rss(pid, in_process),
         }, ns.rounds, cpu)
         floor = t["raw read() of smaps"]
         for name, secs in t.items():

@@ -28,7 +28,6 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent))
 
 from pytest_pmap import snapshot  # noqa: E402
-from pytest_pmap._engine.procfs import ProcFS  # noqa: E402
 
 STALL_FLOOR = 0.0002
 """Loop iterations slower than this (200 µs) count as stalls; a free iteration takes ~3 µs."""
@@ -88,12 +87,10 @@ def main() -> int:
     def run(argv: list[str]) -> Callable[[], object]:
         return lambda: subprocess.run(argv, stdout=subprocess.DEVNULL, check=True)
 
-    in_process = ProcFS(read_ahead=False)
     readers: dict[str, Callable[[], object]] = {
         "read() 4 KiB at a time": read_in(4096),
         "read() 1 MiB at a time": read_in(1 << 20),
         "snapshot(pid)": lambda: snapshot(pid),
-        "snapshot(pid), in-process reads": lambda: snapshot(pid, procfs=in_process),
     }
     if shutil.which("pmap"):
         readers["procps pmap -X"] = run(["pmap", "-X", str(pid)])
@@ -126,10 +123,9 @@ def main() -> int:
         print(f"  {name:<34} {took * 1000:7.1f} ms {worst[name] * 1000:9.2f} ms {total[name] * 1000:11.1f} ms")
     floor = min(worst["read() 4 KiB at a time"], worst["read() 1 MiB at a time"])
     floor_total = min(total["read() 4 KiB at a time"], total["read() 1 MiB at a time"])
-    for name in ("snapshot(pid)", "snapshot(pid), in-process reads"):
-        print(f"\n  -> {name}: worst stall {worst[name] / floor:.2f}x, total stalled {total[name] / floor_total:.2f}x "
-              "a plain read()'s (target: worst <= 1.0x)", end="")
-    print()
+    name = "snapshot(pid)"
+    print(f"\n  -> {name}: worst stall {worst[name] / floor:.2f}x, total stalled {total[name] / floor_total:.2f}x "
+          "a plain read()'s (target: worst <= 1.0x)")
     return 0
 
 
