@@ -245,9 +245,6 @@ def test_a_started_process_that_exits_says_how(child: Child) -> None:
     assert probe.ended == f"PID {child.pid} exited with status 3: readings are from its last snapshot"
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="the diff's header line joins argv unescaped: a newline in an argument splits it, "
-                          "and brief() then shows pieces of the command line as rows")
 def test_brief_starts_at_the_column_titles_when_the_command_line_holds_a_newline() -> None:
     proc = subprocess.Popen([sys.executable, "-c", "import sys\nsys.stdin.read()"], stdin=subprocess.PIPE)
     try:

@@ -126,8 +126,6 @@ def test_names(line: bytes, kwargs: dict[str, int], expected: str) -> None:
     assert Names(**kwargs).one(run, 0) == expected  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="pmap prints `/` for a name ending in `/` (cp[1] ? cp + 1 : cp); we print nothing")
 def test_a_name_ending_in_a_slash_shows_the_slash() -> None:
     text = render(maps_only(b"00400000-00402000 r-xp 00000000 fe:01 12 /srv/dir/\n", b"x\0"), "default", utf8=True)
     assert text == "7:   x\n0000000000400000      8K r-x-- /\n total                8K\n"
@@ -283,9 +281,6 @@ def test_x_prints_no_row_for_a_mapping_without_a_swap_line_but_counts_its_rss_an
     assert "0000000000602000       4 rw--- 0000000000002000 0fe:00001 my prog" in render(no_swap(), "d", utf8=True)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="pmap 4.0.2 adds a mapping's size to total kB at its header line, Swap line or not; "
-                          "we count only the rows printed")
 def test_x_counts_a_mapping_without_a_swap_line_in_total_kbytes() -> None:
     assert render(no_swap(), "x", utf8=True) == (
         "42:   my prog\n"

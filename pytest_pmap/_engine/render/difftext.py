@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Optional
 from ...size import Size, signed
 from ..totals import sum_known
 from .names import Names
-from .text import mode
+from .text import header_line, mode
 
 if TYPE_CHECKING:
     from ..diff import MapDiff
@@ -56,10 +56,7 @@ def render_diff(diff: MapDiff, fmt: str, limit: Optional[int], show_path: bool) 
         keep = {id(c) for c in ranked[:limit]}
         hidden = len(changes) - limit
         changes = [c for c in changes if id(c) in keep]
-    lines = [
-        f"{after.pid}:   {after.cmdline or '[' + after.comm.decode(errors='replace') + ']'}  "
-        f"(pmap diff {_when(before.taken_at)} -> {_when(after.taken_at)})"
-    ]
+    lines = [f"{header_line(after)}  (pmap diff {_when(before.taken_at)} -> {_when(after.taken_at)})"]
     if fmt == "d":
         lines.append(f"  {'Address':<16} {'Kbytes':>8} {'Mode':<5} {'Offset':<16} {'Device':<9} Mapping")
     else:

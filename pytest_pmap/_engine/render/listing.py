@@ -188,10 +188,11 @@ def _extended(spans: Iterable[Span], names: Names, rng: tuple[int, int], quiet: 
         rss_kib, dirty_kib = _kib(rss), list(map(add, _kib(shared_dirty), _kib(private_dirty)))
         total_rss += sum(rss_kib)  # every mapping read counts, shown or not
         total_dirty += sum(dirty_kib)
-        if _has_none(swap):
-            rows = rows.only(map(is_not, swap, repeat(None)))
         sizes = rows.sizes(columns)
-        total += sum(sizes)
+        total += sum(sizes)  # every mapping in the range counts, printed or not
+        if _has_none(swap):  # pmap prints a row when it meets its Swap line
+            rows = rows.only(map(is_not, swap, repeat(None)))
+            sizes = rows.sizes(columns)
         lines += map(" ".join, zip(
             _addresses(rows.take(columns.start_texts)), _formatted("%7d", _kib(sizes)), _formatted("%7d", rows.pick(rss_kib)),
             _formatted("%7d", rows.pick(dirty_kib)), rows.modes(columns), rows.names(names, columns),

@@ -65,4 +65,4 @@ class Names:
         if b"/" not in raw:  # no file: pmap does not show [heap], [vdso] or [anon:...] by name
             return "  [ anon ]"
         name = raw.translate(_CLEAN_TABLE)
-        return text(name[name.find(b"/") :] if self.show_path else name[name.rfind(b"/") + 1 :])
+        return text(name[name.find(b"/") :] if self.show_path else name[name.rfind(b"/") + 1 :] or b"/")
