@@ -228,7 +228,7 @@ class Snapshot:
         }
 
     @classmethod
-    def from_json(cls, data: Any, *, source: str = "snapshot") -> Snapshot:
+    def from_json(cls, data: object, *, source: str = "snapshot") -> Snapshot:
         """Rebuild a snapshot from `to_json()` output; `source` names it in errors."""
         if not isinstance(data, dict) or data.get("format") != cls.FORMAT:
             raise SnapshotFileError(f"{source} is not a pytest-pmap snapshot (no \"format\": \"{cls.FORMAT}\")")

@@ -52,7 +52,7 @@ class RunResults:
         }
 
     @classmethod
-    def from_json(cls, data: Any, *, source: str = "results") -> RunResults:
+    def from_json(cls, data: object, *, source: str = "results") -> RunResults:
         """Rebuild from `to_json()` output; `source` names the file in errors."""
         if not isinstance(data, dict) or data.get("format") != cls.FORMAT:
             raise ResultsFileError(

@@ -90,9 +90,9 @@ class MemoryResult:
         }
 
     @classmethod
-    def from_json(cls, data: Any) -> MemoryResult:
+    def from_json(cls, data: object) -> MemoryResult:
         """Rebuild a result from `to_json()`; raises KeyError, TypeError or ValueError on a bad shape."""
-        def size(value: Any) -> Optional[int]:
+        def size(value: object) -> Optional[int]:
             if value is None:
                 return None
             if isinstance(value, bool) or not isinstance(value, int):

@@ -47,7 +47,7 @@ def pytest_pmap_budget_exceeded(item: pytest.Item, violations: list[Violation]) 
     """
 
 
-def pytest_pmap_session_report(results: list[MemoryResult]) -> Any:
+def pytest_pmap_session_report(results: list[MemoryResult]) -> None:
     """Called once at the end of a `--pmap` session (on the xdist controller only) with every
     test's measurement::
 
