@@ -5,7 +5,7 @@ Implement them in a `conftest.py` or a plugin, as the examples in each docstring
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 import pytest
 
