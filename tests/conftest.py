@@ -18,7 +18,7 @@ HELPERS = Path(__file__).parent / "helpers"
 REPO = Path(__file__).parent.parent
 PMAP = shutil.which("pmap")
 
-pytest_plugins = ["pytester"]
+pytest_plugins = ["pytester", "forked"]  # forked: the tree_of fixture (a live process tree)
 
 
 def _wait_for(path: Path, text: str, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:

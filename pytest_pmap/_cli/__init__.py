@@ -14,7 +14,7 @@ from typing import Optional
 __all__ = ["COMMANDS", "HELP", "main"]
 
 #: The subcommands; anything else is pmap's command line.
-COMMANDS = ("snapshot", "show", "diff", "watch", "compare")
+COMMANDS = ("snapshot", "show", "diff", "watch", "compare", "tree")
 
 HELP = """\
 pytest-pmap: the memory map of a Linux process, exactly as procps-ng pmap prints it.
@@ -29,6 +29,9 @@ pytest-pmap: the memory map of a Linux process, exactly as procps-ng pmap prints
         what appeared, vanished or grew between two snapshots (files or live PIDs)
   pytest-pmap watch PID [-n SECONDS] [-c COUNT]
         pmap -d's summary line again and again, with the change since the last line
+  pytest-pmap tree PID [-x|-d|-X|-XX]
+        a process and all its descendants: a table of each with the tree's totals and the
+        memory only the tree holds (unique), or every process as pmap -x PID1 PID2 ... prints
   pytest-pmap compare BASE HEAD [--metric M] [--tolerance T] [--markdown FILE]
         the baseline gate on two results files (--pmap-json); exit 1 when a test regressed
 

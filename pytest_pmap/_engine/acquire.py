@@ -145,6 +145,7 @@ def snapshot(pid: Optional[int] = None, *, detail: bool = True, procfs: Optional
         rollup=rollup,
         status=status,
         shm_minor=names.shm_minor,
+        ppid=after.ppid,
     )
 
 

@@ -190,6 +190,23 @@ class ProcFS:
         weakref.finalize(read, os.close, fd)
         return read
 
+    def pread(self, pid: int, name: str) -> Callable[[int, int], bytes]:
+        """A function that reads `size` bytes at `offset` of a file read by position (pagemap), through
+        one file descriptor kept open while the function lives; a short read means the process exited."""
+        fd = self._open(pid, name, os.O_RDONLY)
+
+        def read(offset: int, size: int) -> bytes:
+            try:
+                data = os.pread(fd, size, offset)
+            except OSError as exc:
+                raise self._translate(exc, pid, name) from None
+            if len(data) < size:  # the kernel reads nothing once the process's memory is gone
+                raise ProcessGone(f"PID {pid} exited while {self.path(pid, name)} was read")
+            return data
+
+        weakref.finalize(read, os.close, fd)
+        return read
+
     def stat(self, pid: int, task: Optional[int] = None) -> Stat:
         """`/proc/PID/stat` (of thread `task` when given: `/proc/PID/task/TASK/stat`), parsed."""
         return parse_stat(self.read(pid, task_file(task, "stat")), pid if task is None else task)
@@ -235,6 +252,31 @@ class ProcFS:
             except (ProcessGone, AccessDenied, NotSupported):
                 continue
         return None
+
+    def children(self, pid: int) -> Optional[list[int]]:
+        """The child processes of process `pid`, from `/proc/PID/task/*/children` (a child started
+        by any of its threads); None when this kernel has no such file (built without
+        CONFIG_PROC_CHILDREN): then only a scan of every process's parent can tell.
+
+        A thread or a child that exits while the files are read is simply not listed.
+        """
+        try:
+            tids = [name for name in os.listdir(self.path(pid, "task")) if name.isdigit()]
+        except OSError as exc:
+            raise self._translate(exc, pid, "task") from None
+        found: list[int] = []
+        for tid in tids:
+            try:
+                with open(self.path(pid, f"task/{tid}/children"), "rb") as f:
+                    found += map(int, f.read().split())
+            except FileNotFoundError:
+                if tid == str(pid) and os.path.isdir(self.path(pid, f"task/{tid}")):
+                    return None  # the thread is there, its children file is not: the kernel has none
+            except ProcessLookupError:  # the thread exited meanwhile: its children moved to another thread
+                continue
+            except OSError as exc:
+                raise self._translate(exc, pid, f"task/{tid}/children") from None
+        return sorted(set(found))
 
     def exists(self, pid: int) -> bool:
         """True when the procfs has a directory for `pid` (a process, or a thread's hidden entry)."""

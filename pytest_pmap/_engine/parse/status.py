@@ -35,6 +35,8 @@ class Stat:
     """Start time in clock ticks since boot (field 22): a PID plus this names one process for good."""
     start_stack: int
     """Address of the bottom of the main stack (field 28); pmap marks the mapping holding it `[ stack ]`."""
+    ppid: int = 0
+    """The parent's process ID (field 4); 0 when it has none here (a PID namespace's first process, kthreadd)."""
 
     @property
     def is_zombie(self) -> bool:
@@ -61,6 +63,7 @@ def parse_stat(data: bytes, pid: int) -> Stat:
         flags=int(fields[6]),
         start_time=int(fields[19]),
         start_stack=int(fields[25]),
+        ppid=int(fields[1]),
     )
 
 
