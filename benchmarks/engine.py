@@ -29,7 +29,7 @@ import tempfile
 import time
 import venv
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable, Mapping
 
 HERE = Path(__file__).parent
 MANY_MAPPINGS = HERE.parent / "tests" / "helpers" / "many_mappings.py"
@@ -94,7 +94,7 @@ def install(where: Path) -> Path:
     return command
 
 
-def interleaved(contenders: dict[str, Callable[[], object]], rounds: int,
+def interleaved(contenders: Mapping[str, Callable[[], object]], rounds: int,
                 cpu: dict[str, float] | None = None) -> dict[str, float]:
     """Median wall time of each contender; with `cpu`, also fills in its median CPU time."""
     times: dict[str, list[float]] = {name: [] for name in contenders}

@@ -108,10 +108,10 @@ def test_a_process_of_ones_own_user_that_is_not_dumpable_is_refused_with_the_rea
             victim.kill()
             victim.communicate()
     assert out.returncode == 0, out.stderr
-    dumpable, not_dumpable = out.stdout.splitlines()
-    assert dumpable == "READ True"
-    assert not_dumpable.startswith(f"DENIED PID {victims[0].pid}: reading /proc/"), not_dumpable
-    assert "runs as your user but is not dumpable" in not_dumpable and "run as root" in not_dumpable
+    read, refused = out.stdout.splitlines()
+    assert read == "READ True"
+    assert refused.startswith(f"DENIED PID {victims[0].pid}: reading /proc/"), refused
+    assert "runs as your user but is not dumpable" in refused and "run as root" in refused
 
 
 @pytest.mark.skipif(not shutil.which("unshare"), reason="needs unshare")

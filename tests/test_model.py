@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import PMAP
+from conftest import PMAP, known
 
 from pytest_pmap import METRICS, Mapping, PmapError, ProcessGone, Snapshot, SnapshotFileError, snapshot
 from pytest_pmap._engine.parse.status import parse_stat
@@ -117,8 +117,8 @@ def test_own_snapshot_invariants() -> None:
     assert snap.pid == os.getpid() and snap.detail and len(snap) > 10
     assert all(m.size >= 0 and m.rss is not None and 0 <= m.rss <= m.size for m in snap)
     assert snap.mapped == sum(m.size for m in snap)
-    assert snap.rss == sum(m.rss for m in snap)  # type: ignore[misc]
-    assert snap.uss == sum(m.private_clean + m.private_dirty for m in snap)  # type: ignore[operator]
+    assert snap.rss == sum(known(m.rss) for m in snap)
+    assert snap.uss == sum(known(m.private_clean) + known(m.private_dirty) for m in snap)
     assert snap.writeable_private + snap.shared <= snap.mapped
     assert snap.peak_rss is not None and snap.peak_rss >= snap.rss - (1 << 20)
     assert [m.start for m in snap] == sorted(m.start for m in snap)
@@ -186,8 +186,8 @@ def test_a_snapshot_of_some_mappings_renders_just_those(python_fixture: int) -> 
     assert writeable == sum(m.size for m in some if m.is_writeable_private) >> 10
     assert shared == sum(m.size for m in some if m.is_shared) >> 10
     totals = replace(snap, mappings=some).totals
-    assert (totals.rss, totals.pss, totals.uss) == (sum(m.rss for m in some), sum(m.pss for m in some),
-                                                    sum(m.uss for m in some))
+    assert (totals.rss, totals.pss, totals.uss) == (sum(known(m.rss) for m in some), sum(known(m.pss) for m in some),
+                                                    sum(known(m.uss) for m in some))
 
 
 @pytest.mark.parametrize(("name", "shown"), [

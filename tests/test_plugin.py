@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from test_model import fake_proc
 
-from pytest_pmap import MiB
+from pytest_pmap import MiB, Reading
 from pytest_pmap._measure.probe import Probe
 
 ANON_ROW = r"E? *[+~] [0-9a-f]{16} +\+\d+ +\+\d+ +\+\d+ +rw--- +\[ anon \]"
@@ -405,5 +405,5 @@ def test_readings_remember_their_snapshots() -> None:
     probe = Probe()
     keep = bytearray(8 * MiB)
     growth = probe.growth.rss
-    assert growth is not None and growth.before is probe.baseline and growth.after is probe.last
+    assert isinstance(growth, Reading) and growth.before is probe.baseline and growth.after is probe.last
     assert "[ anon ]" in growth.explain() and keep

@@ -145,9 +145,15 @@ def test_the_file_comes_whole_in_batches(many_mappings: int) -> None:
 
 def test_a_kept_open_reader_reads_afresh_each_time() -> None:
     read = _procfs.ProcFS().reader(os.getpid(), "status")
-    before = int(re.search(rb"VmRSS:\s*(\d+)", read()).group(1))  # type: ignore[union-attr]
+
+    def vm_rss() -> int:
+        found = re.search(rb"VmRSS:\s*(\d+)", read())
+        assert found is not None
+        return int(found.group(1))
+
+    before = vm_rss()
     ballast = bytearray(64 << 20)
-    after = int(re.search(rb"VmRSS:\s*(\d+)", read()).group(1))  # type: ignore[union-attr]
+    after = vm_rss()
     assert after - before >= 60 << 10 and ballast
     with pytest.raises(ProcessGone):
         _procfs.ProcFS().reader(999_999_999, "status")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 from pathlib import Path
+from typing import Optional
 
 import pytest
 from hypothesis import given, settings
@@ -179,12 +180,14 @@ _EDITS = st.tuples(st.integers(0, 200), st.sampled_from([b"", b" ", b"  ", b"\t"
 
 @settings(max_examples=500, deadline=None)
 @given(st.lists(st.tuples(_HEADER_LINES, st.one_of(st.none(), _EDITS)), min_size=1, max_size=6))
-def test_header_columns_take_exactly_the_lines_the_header_pattern_takes(lines: list[tuple[bytes, object]]) -> None:
+def test_header_columns_take_exactly_the_lines_the_header_pattern_takes(
+    lines: list[tuple[bytes, Optional[tuple[int, bytes, int]]]],
+) -> None:
     """The column-wise parse (C-level checks over all lines) against the one-line pattern, line by line."""
     edited = []
     for line, edit in lines:
         if edit is not None:
-            at, text, replaced = edit  # type: ignore[misc]
+            at, text, replaced = edit
             at %= len(line) + 1
             line = line[:at] + text + line[at + replaced :]
         edited.append(line)
