@@ -119,7 +119,8 @@ def many_mappings(procs: Processes) -> int:
 def zombie(procs: Processes) -> int:
     """The PID of a zombie: a child that exited and is never reaped."""
     parent = procs.start(
-        [sys.executable, "-c", "import os,sys,time\npid=os.fork()\nif pid==0: os._exit(0)\nprint(pid,flush=True);time.sleep(600)"],
+        [sys.executable, "-c",
+         "import os,sys,time\npid=os.fork()\nif pid==0: os._exit(0)\nprint(pid,flush=True);time.sleep(600)"],
         ready="\n",
     )
     log = procs.workdir / f"proc{len(procs.procs) - 1}.out"

@@ -17,8 +17,9 @@ from pytest_pmap._engine.parse.status import parse_stat
 from pytest_pmap._engine.procfs import ProcFS
 from pytest_pmap._engine.render.listing import render
 
-STAT = "{pid} (my (odd) cmd) {state} 1 1 1 0 -1 {flags} 0 0 0 0 0 0 0 0 20 0 1 0 777 1000 10 18446744073709551615 1 1 {stack} 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n"
-SMAPS_BLOCK = """{start:x}-{end:x} rw-p 00000000 00:00 0 
+STAT = ("{pid} (my (odd) cmd) {state} 1 1 1 0 -1 {flags} 0 0 0 0 0 0 0 0 20 0 1 0 777 1000 10 18446744073709551615 1 1 {stack} "
+        "0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n")
+SMAPS_BLOCK = """{start:x}-{end:x} rw-p 00000000 00:00 0\x20
 Size:               {kb} kB
 {rss}Pss:                {kb} kB
 Private_Clean:         0 kB
@@ -78,7 +79,7 @@ def test_wsl1_smaps_without_rss_degrades_and_says_what_is_missing(tmp_path: Path
     snap = snapshot(123, procfs=fake_proc(tmp_path, rss=False))
     assert snap.totals.missing == ("rss",)
     assert snap.pss == 48 * 1024 and snap.mappings[0].rss is None
-    with pytest.raises(PmapError, match="no rss .*Rss.*available: mapped"):
+    with pytest.raises(PmapError, match=r"no rss .*Rss.*available: mapped"):
         snap.rss  # noqa: B018
 
 
@@ -181,7 +182,8 @@ def test_a_snapshot_of_some_mappings_renders_just_those(python_fixture: int) -> 
         assert backwards[first_row:last_row] == rows[::2][::-1], fmt
     kib = [int(row.split()[1]) for row in render(snap, "x").splitlines()[2:-2]][::2]
     assert render(replace(snap, mappings=some), "x").splitlines()[-1].split()[2] == str(sum(kib))
-    mapped, writeable, shared = (int(n) for n in re.findall(r"(\d+)K", render(replace(snap, mappings=some), "d").splitlines()[-1]))
+    summary = render(replace(snap, mappings=some), "d").splitlines()[-1]
+    mapped, writeable, shared = (int(n) for n in re.findall(r"(\d+)K", summary))
     assert mapped == sum(m.size for m in some) >> 10
     assert writeable == sum(m.size for m in some if m.is_writeable_private) >> 10
     assert shared == sum(m.size for m in some if m.is_shared) >> 10
@@ -236,5 +238,5 @@ def test_save_is_atomic_and_keeps_the_old_file_on_failure(tmp_path: Path) -> Non
 def test_no_procfs_is_not_supported_not_gone(tmp_path: Path) -> None:
     from pytest_pmap import NotSupported
 
-    with pytest.raises(NotSupported, match="no procfs at .*only Linux"):
+    with pytest.raises(NotSupported, match=r"no procfs at .*only Linux"):
         snapshot(1, procfs=ProcFS(tmp_path / "nowhere"))
