@@ -28,8 +28,8 @@ import sys
 import tempfile
 import time
 import venv
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable
 
 HERE = Path(__file__).parent
 MANY_MAPPINGS = HERE.parent / "tests" / "helpers" / "many_mappings.py"
@@ -94,7 +94,7 @@ def install(where: Path) -> Path:
     return command
 
 
-def interleaved(contenders: dict[str, Callable[[], object]], rounds: int,
+def interleaved(contenders: Mapping[str, Callable[[], object]], rounds: int,
                 cpu: dict[str, float] | None = None) -> dict[str, float]:
     """Median wall time of each contender; with `cpu`, also fills in its median CPU time."""
     times: dict[str, list[float]] = {name: [] for name in contenders}
@@ -142,7 +142,8 @@ def main() -> int:
     try:
         assert target.stdout is not None and target.stdout.readline().strip() == "ready"
         pid = target.pid
-        count = sum(1 for _ in open(f"/proc/{pid}/maps"))
+        with open(f"/proc/{pid}/maps") as maps:
+            count = sum(1 for _ in maps)
         size = raw_read(pid)
         print(f"target: PID {pid}, {count} mappings, smaps {size / 2**20:.1f} MiB; "
               f"median of {ns.rounds} interleaved rounds\n")

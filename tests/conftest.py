@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -18,7 +19,16 @@ HELPERS = Path(__file__).parent / "helpers"
 REPO = Path(__file__).parent.parent
 PMAP = shutil.which("pmap")
 
+T = TypeVar("T")
+
 pytest_plugins = ["pytester", "forked"]  # forked: the tree_of fixture (a live process tree)
+
+
+def known(value: T | None) -> T:
+    """`value`, which must not be None: a metric or field the kernel reported (their types allow None,
+    for kernels that do not)."""
+    assert value is not None
+    return value
 
 
 def _wait_for(path: Path, text: str, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
@@ -39,10 +49,10 @@ class Processes:
         self.workdir = workdir
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self, argv: list[str | bytes], ready: str | None = None, **kwargs: object) -> subprocess.Popen[bytes]:
+    def start(self, argv: list[str | bytes], ready: str | None = None) -> subprocess.Popen[bytes]:
         log = self.workdir / f"proc{len(self.procs)}.out"
         with open(log, "wb") as out:
-            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, **kwargs)  # type: ignore[call-overload]
+            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.procs.append(proc)
         if ready:
             _wait_for(log, ready, proc)
@@ -109,7 +119,8 @@ def many_mappings(procs: Processes) -> int:
 def zombie(procs: Processes) -> int:
     """The PID of a zombie: a child that exited and is never reaped."""
     parent = procs.start(
-        [sys.executable, "-c", "import os,sys,time\npid=os.fork()\nif pid==0: os._exit(0)\nprint(pid,flush=True);time.sleep(600)"],
+        [sys.executable, "-c",
+         "import os,sys,time\npid=os.fork()\nif pid==0: os._exit(0)\nprint(pid,flush=True);time.sleep(600)"],
         ready="\n",
     )
     log = procs.workdir / f"proc{len(procs.procs) - 1}.out"
@@ -232,7 +243,10 @@ def run(argv: list[str], env: dict[str, str] | None = None, user: str | None = N
     if user:
         argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *argv]
     done = subprocess.run(argv, capture_output=True, env=env, timeout=60)
-    decode = lambda b: b.decode("utf-8", "surrogateescape")  # noqa: E731
+
+    def decode(b: bytes) -> str:
+        return b.decode("utf-8", "surrogateescape")
+
     return f"{decode(done.stdout)}--stderr--\n{decode(done.stderr)}rc={done.returncode}\n"
 
 

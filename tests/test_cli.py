@@ -16,7 +16,7 @@ ULONG = (1 << 64) - 1
 
 
 @pytest.mark.parametrize(
-    "arg, expected",
+    ("arg", "expected"),
     [("7ffd0000", (0x7FFD0000, 0x7FFD0000)), ("0x10,0x20", (0x10, 0x20)), (",20", (0, 0x20)), ("10,", (0x10, ULONG)),
      ("", (0, ULONG)), (",", (0, ULONG)), ("FFFF", (0xFFFF, 0xFFFF)), ("-1", (ULONG, ULONG)),
      ("1" * 30, (ULONG, ULONG)), (" 10", (0x10, 0x10))],
@@ -33,7 +33,7 @@ def test_bad_ranges_name_the_argument(bad: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "arg, expected",
+    ("arg", "expected"),
     [("1", 1), ("0x1f", 31), ("0755", 0o755), ("/proc/42", 42), ("/proc/self", None), ("/proc/", None),
      ("2147483647", 2147483647)],
 )
@@ -49,7 +49,7 @@ def test_bad_pids_print_the_usage(bad: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "argv, fmt",
+    ("argv", "fmt"),
     [(["1"], "default"), (["-x", "1"], "x"), (["-d", "1"], "d"), (["-X", "1"], "X"), (["-XX", "1"], "XX"),
      (["-X", "-X", "-X", "1"], "XX"), (["--extended", "1"], "x"), (["--dev", "1"], "d"), (["1", "-q"], "default")],
 )
@@ -96,10 +96,11 @@ def test_watch_ends_cleanly_when_the_process_exits() -> None:
 
 
 @pytest.mark.parametrize(
-    "args, message",
+    ("args", "message"),
     [(["watch", "12x"], "'12x' is not a PID"), (["watch", "1", "-n", "0"], "not an interval"),
      (["watch", "1", "-c", "0"], "not a count"), (["show", "/nonexistent.json"], "does not exist"),
-     (["diff", "/nonexistent.json", "1"], "does not exist"), (["snapshot", "999999999", "-o", "x"], "999999999 is not a PID on this system: PIDs are below pid_max"),
+     (["diff", "/nonexistent.json", "1"], "does not exist"),
+     (["snapshot", "999999999", "-o", "x"], "999999999 is not a PID on this system: PIDs are below pid_max"),
      (["diff", "999999999", "/nonexistent.json"], "'999999999' is neither a snapshot file nor a PID"),
      (["snapshot", "1"], "required"), (["watch", "2147483647"], "2147483647")],
 )

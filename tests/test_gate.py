@@ -211,7 +211,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path, mon
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", disk_full)
-    with pytest.raises(PmapError, match="cannot write .*base.json.*No space left on device"):
+    with pytest.raises(PmapError, match=r"cannot write .*base.json.*No space left on device"):
         write_atomic(path, b"x" * 100_000)
     assert path.read_bytes() == b"the old baseline"
     assert os.listdir(tmp_path) == ["base.json"]

@@ -110,11 +110,13 @@ def test_new_and_gone_tests_are_reported_and_do_not_fail(suite: pytest.Pytester)
 
 
 @pytest.mark.parametrize(("args", "ini", "error"), [
-    (["--pmap-tolerance", "5 parsecs"], "", "ERROR: --pmap-tolerance: '5 parsecs' is not a tolerance: '5 parsecs' is neither a percentage (2%) nor a size (512KiB)"),
+    (["--pmap-tolerance", "5 parsecs"], "",
+     "ERROR: --pmap-tolerance: '5 parsecs' is not a tolerance: '5 parsecs' is neither a percentage (2%) nor a size (512KiB)"),
     ([], "pmap_tolerance = lots\n", "ERROR: pmap_tolerance in tox.ini: 'lots' is not a tolerance*"),
     (["--pmap-metric", "uss"], "", "ERROR: --pmap-metric: unknown metric 'uss' (did you mean 'uss_growth'?)*"),
     ([], "pmap_metric = nope\n", "ERROR: pmap_metric in tox.ini: unknown metric 'nope'*"),
-    (["--pmap-json", "no/such/folder/r.json"], "", "ERROR: --pmap-json no/such/folder/r.json: folder 'no/such/folder' does not exist*"),
+    (["--pmap-json", "no/such/folder/r.json"], "",
+     "ERROR: --pmap-json no/such/folder/r.json: folder 'no/such/folder' does not exist*"),
     (["--pmap-markdown", "."], "", "ERROR: --pmap-markdown .: that is a folder; give a file name"),
 ])
 def test_bad_settings_are_usage_errors_naming_the_source(suite: pytest.Pytester, args: list[str], ini: str, error: str) -> None:
@@ -232,7 +234,8 @@ def test_the_compare_command_gates_two_results_files(suite: pytest.Pytester, mon
 @pytest.mark.parametrize(("args", "error"), [
     (["base.json", "missing.json"], "pytest-pmap compare: results file 'missing.json' does not exist"),
     (["base.json", "base.json", "--tolerance", "x"], "pytest-pmap compare: --tolerance: 'x' is not a tolerance"),
-    (["base.json", "base.json", "--metric", "rss"], "pytest-pmap compare: --metric: unknown metric 'rss' (did you mean 'rss_growth'?)"),
+    (["base.json", "base.json", "--metric", "rss"],
+     "pytest-pmap compare: --metric: unknown metric 'rss' (did you mean 'rss_growth'?)"),
     (["base.json"], "pytest-pmap compare: error: the following arguments are required: head"),
 ])
 def test_the_compare_command_rejects_bad_input_with_status_2(suite: pytest.Pytester, args: list[str], error: str) -> None:

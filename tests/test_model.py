@@ -10,15 +10,16 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import PMAP
+from conftest import PMAP, known
 
 from pytest_pmap import METRICS, Mapping, PmapError, ProcessGone, Snapshot, SnapshotFileError, snapshot
 from pytest_pmap._engine.parse.status import parse_stat
 from pytest_pmap._engine.procfs import ProcFS
 from pytest_pmap._engine.render.listing import render
 
-STAT = "{pid} (my (odd) cmd) {state} 1 1 1 0 -1 {flags} 0 0 0 0 0 0 0 0 20 0 1 0 777 1000 10 18446744073709551615 1 1 {stack} 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n"
-SMAPS_BLOCK = """{start:x}-{end:x} rw-p 00000000 00:00 0 
+STAT = ("{pid} (my (odd) cmd) {state} 1 1 1 0 -1 {flags} 0 0 0 0 0 0 0 0 20 0 1 0 777 1000 10 18446744073709551615 1 1 {stack} "
+        "0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n")
+SMAPS_BLOCK = """{start:x}-{end:x} rw-p 00000000 00:00 0\x20
 Size:               {kb} kB
 {rss}Pss:                {kb} kB
 Private_Clean:         0 kB
@@ -78,7 +79,7 @@ def test_wsl1_smaps_without_rss_degrades_and_says_what_is_missing(tmp_path: Path
     snap = snapshot(123, procfs=fake_proc(tmp_path, rss=False))
     assert snap.totals.missing == ("rss",)
     assert snap.pss == 48 * 1024 and snap.mappings[0].rss is None
-    with pytest.raises(PmapError, match="no rss .*Rss.*available: mapped"):
+    with pytest.raises(PmapError, match=r"no rss .*Rss.*available: mapped"):
         snap.rss  # noqa: B018
 
 
@@ -117,8 +118,8 @@ def test_own_snapshot_invariants() -> None:
     assert snap.pid == os.getpid() and snap.detail and len(snap) > 10
     assert all(m.size >= 0 and m.rss is not None and 0 <= m.rss <= m.size for m in snap)
     assert snap.mapped == sum(m.size for m in snap)
-    assert snap.rss == sum(m.rss for m in snap)  # type: ignore[misc]
-    assert snap.uss == sum(m.private_clean + m.private_dirty for m in snap)  # type: ignore[operator]
+    assert snap.rss == sum(known(m.rss) for m in snap)
+    assert snap.uss == sum(known(m.private_clean) + known(m.private_dirty) for m in snap)
     assert snap.writeable_private + snap.shared <= snap.mapped
     assert snap.peak_rss is not None and snap.peak_rss >= snap.rss - (1 << 20)
     assert [m.start for m in snap] == sorted(m.start for m in snap)
@@ -181,13 +182,14 @@ def test_a_snapshot_of_some_mappings_renders_just_those(python_fixture: int) -> 
         assert backwards[first_row:last_row] == rows[::2][::-1], fmt
     kib = [int(row.split()[1]) for row in render(snap, "x").splitlines()[2:-2]][::2]
     assert render(replace(snap, mappings=some), "x").splitlines()[-1].split()[2] == str(sum(kib))
-    mapped, writeable, shared = (int(n) for n in re.findall(r"(\d+)K", render(replace(snap, mappings=some), "d").splitlines()[-1]))
+    summary = render(replace(snap, mappings=some), "d").splitlines()[-1]
+    mapped, writeable, shared = (int(n) for n in re.findall(r"(\d+)K", summary))
     assert mapped == sum(m.size for m in some) >> 10
     assert writeable == sum(m.size for m in some if m.is_writeable_private) >> 10
     assert shared == sum(m.size for m in some if m.is_shared) >> 10
     totals = replace(snap, mappings=some).totals
-    assert (totals.rss, totals.pss, totals.uss) == (sum(m.rss for m in some), sum(m.pss for m in some),
-                                                    sum(m.uss for m in some))
+    assert (totals.rss, totals.pss, totals.uss) == (sum(known(m.rss) for m in some), sum(known(m.pss) for m in some),
+                                                    sum(known(m.uss) for m in some))
 
 
 @pytest.mark.parametrize(("name", "shown"), [
@@ -236,5 +238,5 @@ def test_save_is_atomic_and_keeps_the_old_file_on_failure(tmp_path: Path) -> Non
 def test_no_procfs_is_not_supported_not_gone(tmp_path: Path) -> None:
     from pytest_pmap import NotSupported
 
-    with pytest.raises(NotSupported, match="no procfs at .*only Linux"):
+    with pytest.raises(NotSupported, match=r"no procfs at .*only Linux"):
         snapshot(1, procfs=ProcFS(tmp_path / "nowhere"))

@@ -23,7 +23,8 @@ def same(*args: str, env: dict[str, str] | None = None, loose: bool = False) -> 
     flags = "".join(a for a in args if a.startswith("-") and not a.startswith("--"))
     xq = "X" in flags and "q" in flags
     if any(a.startswith("-X") for a in args) and len(pids) > 1:
-        return same_per_pid(args, pids, loose=loose or xq)
+        same_per_pid(args, pids, loose=loose or xq)
+        return
     theirs, ours = oracle(list(args), env=env, loose=loose or xq)
     assert ours == theirs
 
@@ -43,12 +44,12 @@ def same_per_pid(args: tuple[str, ...], pids: list[str], loose: bool) -> None:
     assert ours == f"{expected_out}--stderr--\nrc={expected_rc}\n"
 
 
-@pytest.mark.parametrize("flags", FORMATS + ["-p", "-xp", "-dp", "-Xp", "-q", "-xq", "-dq", "-Xq", "-XXq"])
+@pytest.mark.parametrize("flags", [*FORMATS, "-p", "-xp", "-dp", "-Xp", "-q", "-xq", "-dq", "-Xq", "-XXq"])
 def test_deleted_executable_and_path_with_spaces(flags: str, spaced_sleep: int, deleted_sleep: int) -> None:
     same(flags, str(spaced_sleep), str(deleted_sleep))
 
 
-@pytest.mark.parametrize("flags", FORMATS + ["-p", "-dp", "-xq", "-Xp"])
+@pytest.mark.parametrize("flags", [*FORMATS, "-p", "-dp", "-xq", "-Xp"])
 def test_python_fixture_with_every_odd_mapping(flags: str, python_fixture: int) -> None:
     # Our own Python maps the same .so files as the target, which moves the target's Pss: in -X
     # tables that can change a Pss column's width, so those are compared word by word.

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from test_model import fake_proc
 
-from pytest_pmap import MiB
+from pytest_pmap import MiB, Reading
 from pytest_pmap._measure.probe import Probe
 
 ANON_ROW = r"E? *[+~] [0-9a-f]{16} +\+\d+ +\+\d+ +\+\d+ +rw--- +\[ anon \]"
@@ -119,7 +119,8 @@ def test_a_marker_budget_fails_the_test_listing_every_broken_limit(pytester: pyt
 @pytest.mark.parametrize(
     ("marker", "message"),
     [
-        ('uss_grwoth="4MiB"', "*marker on test_budget.py::test_bad: unknown budget key 'uss_grwoth' (did you mean 'uss_growth'?)*"),
+        ('uss_grwoth="4MiB"',
+         "*marker on test_budget.py::test_bad: unknown budget key 'uss_grwoth' (did you mean 'uss_growth'?)*"),
         ('rss="lots"', "*marker on test_budget.py::test_bad: rss: 'lots' is not a size*"),
         ('"4MiB"', "*marker on test_budget.py::test_bad: pmap() takes keyword limits only*"),
     ],
@@ -171,14 +172,18 @@ def test_pyproject_budgets_by_glob_and_the_marker_wins(pytester: pytest.Pytester
     result.stdout.re_match_lines([
         r"FAILED test_cfg.py::test_big - pmap budget exceeded \(1 limit\):",
     ])
-    result.stdout.re_match_lines([r".*rss_growth: \d+K > 4096K \(limit from .*pyproject.toml \[tool.pytest_pmap\] budgets\['test_cfg.py::test_big\*'\]\)"])
+    result.stdout.re_match_lines([
+        r".*rss_growth: \d+K > 4096K \(limit from .*pyproject.toml \[tool.pytest_pmap\] budgets\['test_cfg.py::test_big\*'\]\)",
+    ])
 
 
 @pytest.mark.parametrize(
     ("toml", "message"),
     [
-        ('[tool.pytest_pmap]\ndefaults = { uss_grow = "1MiB" }\n', "*pyproject.toml [[]tool.pytest_pmap[]] defaults: unknown budget key 'uss_grow'*"),
-        ('[tool.pytest_pmap]\nbudgets = { "x" = { rss = "1 parsec" } }\n', "*budgets?'x'?: rss: '1 parsec' is not a size: write a number*"),
+        ('[tool.pytest_pmap]\ndefaults = { uss_grow = "1MiB" }\n',
+         "*pyproject.toml [[]tool.pytest_pmap[]] defaults: unknown budget key 'uss_grow'*"),
+        ('[tool.pytest_pmap]\nbudgets = { "x" = { rss = "1 parsec" } }\n',
+         "*budgets?'x'?: rss: '1 parsec' is not a size: write a number*"),
         ('[tool.pytest_pmap]\nbudget = {}\n', "*unknown key 'budget'; expected budgets and defaults*"),
         ('[tool.pytest_pmap\n', "*pyproject.toml*Expected ']'*"),
     ],
@@ -228,7 +233,8 @@ def test_spawned_processes_are_stopped_and_reaped_even_when_the_test_fails(pytes
     pytester.makepyfile(f"""
         import sys
         SLEEP = [sys.executable, "-c", "import time; time.sleep(600)"]
-        STUBBORN = [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(600)"]
+        STUBBORN = [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                    "print('ready', flush=True); time.sleep(600)"]
         import subprocess
         def record(p):
             with open({str(pids)!r}, "a") as f:
@@ -372,7 +378,9 @@ def test_ignored_mappings_stay_out_of_the_explanation_of_a_failing_assertion(pyt
     assert not [line for line in explanation if re.search(r"\+6553[26] .*\[ anon \]", line)], explanation
 
 
-def test_without_procfs_fixtures_skip_and_pmap_says_it_does_nothing(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_procfs_fixtures_skip_and_pmap_says_it_does_nothing(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PYTEST_PMAP_PROCFS", str(pytester.path / "no-proc"))
     pytester.makepyfile("""
         import pytest
@@ -405,5 +413,5 @@ def test_readings_remember_their_snapshots() -> None:
     probe = Probe()
     keep = bytearray(8 * MiB)
     growth = probe.growth.rss
-    assert growth is not None and growth.before is probe.baseline and growth.after is probe.last
+    assert isinstance(growth, Reading) and growth.before is probe.baseline and growth.after is probe.last
     assert "[ anon ]" in growth.explain() and keep

@@ -10,7 +10,7 @@ from pytest_pmap import BudgetSyntaxError, GiB, KiB, MiB, Size, parse_size
 
 
 @pytest.mark.parametrize(
-    "text, expected",
+    ("text", "expected"),
     [
         ("0", 0), ("512", 512), ("512B", 512), ("512 b", 512),
         ("8K", 8 * KiB), ("8KB", 8 * KiB), ("8KiB", 8 * KiB), ("8 kib", 8 * KiB),

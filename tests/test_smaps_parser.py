@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 from pathlib import Path
+from typing import Optional
 
 import pytest
 from hypothesis import given, settings
@@ -18,6 +19,12 @@ from pytest_pmap._engine.parse.run import HeaderColumns
 def parse(chunks: list[bytes]) -> list[Mapping]:
     return mappings_of(locate.locate_smaps(chunks))
 
+
+def parse_all(chunks: list[bytes]) -> None:
+    """Parse every header and every field: `parse` leaves them until a mapping is asked for them."""
+    for m in parse(chunks):
+        m.start, m.fields  # noqa: B018
+
 SMAPS = b"""\
 55be969d6000-55be969d8000 r--p 00000000 fe:00 260131                     /usr/bin/cat
 Size:                  8 kB
@@ -30,7 +37,7 @@ Swap:                  0 kB
 THPeligible:           0
 ProtectionKey:         0
 VmFlags: rd mr mw me
-7f30874a0000-7f30874ac000 rw-p 00000000 00:00 0 
+7f30874a0000-7f30874ac000 rw-p 00000000 00:00 0\x20
 Size:                 48 kB
 KernelPageSize:        4 kB
 Rss:                  12 kB
@@ -45,7 +52,8 @@ VmFlags: rd wr mr mw me ac
 
 
 def test_reads_every_field_and_keeps_what_it_does_not_know() -> None:
-    text = SMAPS.replace(b"Swap:                  0 kB\nTHP", b"Swap:                  0 kB\nNewThing:      7 kB\nOdd: some text\nTHP", 1)
+    text = SMAPS.replace(b"Swap:                  0 kB\nTHP",
+                         b"Swap:                  0 kB\nNewThing:      7 kB\nOdd: some text\nTHP", 1)
     first, second = parse([text])
     assert first.fields["NewThing"] == 7 * 1024
     assert first.fields["Odd"] == "some text"
@@ -79,7 +87,7 @@ def test_blocks_of_different_shapes_fall_back_to_the_general_path() -> None:
 
 
 def test_no_trailing_newline() -> None:
-    first, second = parse([SMAPS[:-1]])
+    _first, second = parse([SMAPS[:-1]])
     assert second.vmflags == ("rd", "wr", "mr", "mw", "me", "ac")
 
 
@@ -95,8 +103,7 @@ def test_no_trailing_newline() -> None:
 )
 def test_malformed_text_is_a_parse_error_naming_the_line(bad: bytes) -> None:
     with pytest.raises(SmapsParseError, match="line"):
-        for m in parse([bad]):
-            m.start, m.fields  # noqa: B018 - the header and fields are parsed when asked for
+        parse_all([bad])
 
 
 @pytest.mark.parametrize("chunk", [97, 4096, 1 << 20])
@@ -115,8 +122,7 @@ def test_a_parse_error_names_the_line_of_the_whole_file(chunk: int, copy: int, l
     lines[number - 1] = how
     text = b"\n".join(lines)
     with pytest.raises(SmapsParseError) as caught:
-        for m in parse([text[i : i + chunk] for i in range(0, len(text), chunk)]):
-            m.start, m.fields  # noqa: B018 - the header and fields are parsed when asked for
+        parse_all([text[i : i + chunk] for i in range(0, len(text), chunk)])
     assert fnmatch.fnmatchcase(str(caught.value), message.format(number)), str(caught.value)
     assert len(str(caught.value)) < 300
 
@@ -167,7 +173,8 @@ def test_a_field_on_the_last_line_without_a_newline() -> None:
 _HEADER_LINES = st.builds(
     lambda start, size, perms, offset, major, minor, inode, pad, name: b"%x-%x %s %08x %02x:%02x %d%s%s" % (
         start, start + size, perms, offset, major, minor, inode, b" " * pad if name or pad else b"", name),
-    st.one_of(st.integers(0, 0xfff), st.integers(0, 1 << 48)), st.integers(1, 1 << 32), st.sampled_from([b"r--p", b"rw-p", b"r-xp", b"---p", b"rw-s"]),
+    st.one_of(st.integers(0, 0xfff), st.integers(0, 1 << 48)), st.integers(1, 1 << 32),
+    st.sampled_from([b"r--p", b"rw-p", b"r-xp", b"---p", b"rw-s"]),
     st.integers(0, 1 << 36), st.integers(0, 255), st.integers(0, 255), st.integers(0, 1 << 40), st.integers(0, 30),
     st.sampled_from([b"", b"/usr/lib/libc.so.6", b"[heap]", b"/tmp/a b  c ", b"\tx", b"/x:y-z"]),
 )
@@ -179,12 +186,14 @@ _EDITS = st.tuples(st.integers(0, 200), st.sampled_from([b"", b" ", b"  ", b"\t"
 
 @settings(max_examples=500, deadline=None)
 @given(st.lists(st.tuples(_HEADER_LINES, st.one_of(st.none(), _EDITS)), min_size=1, max_size=6))
-def test_header_columns_take_exactly_the_lines_the_header_pattern_takes(lines: list[tuple[bytes, object]]) -> None:
+def test_header_columns_take_exactly_the_lines_the_header_pattern_takes(
+    lines: list[tuple[bytes, Optional[tuple[int, bytes, int]]]],
+) -> None:
     """The column-wise parse (C-level checks over all lines) against the one-line pattern, line by line."""
     edited = []
     for line, edit in lines:
         if edit is not None:
-            at, text, replaced = edit  # type: ignore[misc]
+            at, text, replaced = edit
             at %= len(line) + 1
             line = line[:at] + text + line[at + replaced :]
         edited.append(line)

@@ -13,7 +13,7 @@ import threading
 import time
 
 folder = sys.argv[1]
-keep = []
+keep: list[mmap.mmap] = []
 
 
 def map_file(path: str, shared: bool = True) -> None:
