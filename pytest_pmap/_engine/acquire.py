@@ -27,8 +27,8 @@ from .snapshot import Snapshot
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
 
 __all__ = [
-    "PeakReset", "Target", "check_pid", "check_same_process", "finish", "has_rollup", "locate", "map_thread",
-    "shm_minor", "snapshot", "tgid_of",
+    "ATTEMPTS", "NewProgram", "PeakReset", "Target", "check_pid", "check_same_process", "finish", "has_rollup",
+    "locate", "map_thread", "shm_minor", "snapshot", "tgid_of",
 ]
 
 
@@ -90,10 +90,27 @@ def maps_runs(fs: ProcFS, target: Target) -> list[Run]:
     return locate_maps(fs.read(target.tgid, target.file("maps")))
 
 
+class NewProgram(ProcessGone):
+    """The process started a new program (`execve`) while its map was read: what was read is the
+    old program's map, perhaps cut short, or the new one's under the old one's name. `snapshot()`
+    reads it again."""
+
+
+#: How many times `snapshot()` reads a process that keeps starting new programs while it is read.
+ATTEMPTS = 3
+
+
 def finish(fs: ProcFS, target: Target, mapped: bool) -> Stat:
     """Check, after reading, that the map read (`mapped`: it had any mapping) is whole and still
     the same process's; return the state of whoever it was read through (the process, or its
-    live thread). Raises `ProcessGone` when it is not: nothing read may be used then."""
+    live thread). Raises `ProcessGone` when it is not: nothing read may be used then.
+
+    The kernel ends a read of maps or smaps early, without an error, once the process has let go
+    of its memory map (it is exiting): from then on stat shows the start of its stack as 0, also
+    while the process still runs its exit (state R or D) or waits as a zombie with its start time
+    unchanged. A start of the stack that moved means a new memory map (an `execve`): what was read
+    is not the process's map now either.
+    """
     pid = target.tgid
     after = fs.stat(pid)
     if after.start_time != target.stat.start_time:
@@ -103,11 +120,19 @@ def finish(fs: ProcFS, target: Target, mapped: bool) -> Stat:
         )
     if target.thread is not None:
         after = fs.stat(pid, target.thread)
-    if target.defunct:
+    if target.defunct or after.is_kernel_thread:
         return after
     if after.is_zombie:
         raise ProcessGone(f"PID {pid} exited while its map was read: nothing was recorded")
-    if not mapped and not after.is_kernel_thread:
+    if after.start_stack != target.stat.start_stack:
+        if after.start_stack == 0 and "VmSize" not in fs.status(pid, target.thread):
+            # no Vm* lines in status: the process has no memory map any more
+            raise ProcessGone(f"PID {pid} exited while its map was read (its memory map is gone): nothing was recorded")
+        raise NewProgram(
+            f"PID {pid} started a new program while its map was read (or no longer lets us read it): "
+            "nothing was recorded"
+        )
+    if not mapped:
         raise ProcessGone(f"PID {pid} has no memory map left: it is exiting; nothing was recorded")
     return after
 
@@ -118,20 +143,34 @@ def snapshot(pid: Optional[int] = None, *, detail: bool = True, procfs: Optional
     `detail=True` reads `/proc/PID/smaps` (every mapping with its Rss, Pss, ...).
     `detail=False` reads `maps` and `smaps_rollup` only: much cheaper, totals but no per-mapping fields.
     A thread ID means its process. A process whose main thread has exited is read through one of
-    its live threads. Raises `ProcessGone` if the process exits, is a zombie, or its PID is reused
-    while it is read (never a partial map), and `AccessDenied` when the kernel will not show its map.
+    its live threads; one that starts a new program while it is read is read again. Raises
+    `ProcessGone` if the process exits, is a zombie, or its PID is reused while it is read (never a
+    partial map), and `AccessDenied` when the kernel will not show its map.
     """
     fs = procfs or default_procfs()
+    for _ in range(ATTEMPTS - 1):
+        try:
+            return _snapshot(pid, detail, fs)
+        except NewProgram:
+            continue  # read the new program's map
+    return _snapshot(pid, detail, fs)
+
+
+def _snapshot(pid: Optional[int], detail: bool, fs: ProcFS) -> Snapshot:
     target = locate(pid, fs)
     names = target.names(fs)
     rollup = None
-    if not detail and has_rollup(fs, target.tgid, target.thread):
-        mappings = mappings_of(maps_runs(fs, target), names)
-        rollup = _read_rollup(fs, target)
-    else:  # the detail asked for, or a kernel without smaps_rollup (before Linux 4.14, gVisor): sum smaps
-        detail = True
-        mappings = mappings_of(smaps_runs(fs, target), names)
-    status = fs.status(target.tgid, target.thread)
+    try:
+        if not detail and has_rollup(fs, target.tgid, target.thread):
+            mappings = mappings_of(maps_runs(fs, target), names)
+            rollup = _read_rollup(fs, target)
+        else:  # the detail asked for, or a kernel without smaps_rollup (before Linux 4.14, gVisor): sum smaps
+            detail = True
+            mappings = mappings_of(smaps_runs(fs, target), names)
+        status = fs.status(target.tgid, target.thread)
+    except ProcessGone:  # smaps_rollup of a memory map let go of is ESRCH: an exit, or a new program
+        finish(fs, target, True)
+        raise
     after = finish(fs, target, bool(mappings))
     return Snapshot(
         pid=target.tgid,
