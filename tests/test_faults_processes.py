@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
 
-from conftest import Forks
+import pytest
+from conftest import PMAP, Forks
 
-from pytest_pmap import snapshot
+from pytest_pmap import NotSupported, PmapError, Probe, ProcFS, snapshot
 
 
 def test_a_process_that_starts_a_new_program_while_it_is_read_gives_one_whole_map(forks: Forks) -> None:
@@ -28,3 +31,38 @@ def test_a_process_that_starts_a_new_program_while_it_is_read_gives_one_whole_ma
             wrong.append(f"PID {pid} ({snap.comm!r}): {len(snap.mappings)} mappings, the last {snap.mappings[-1].name}")
     assert not wrong, f"{len(wrong)} maps of 300 were cut short or named for the other program: {wrong[:5]}"
     assert os.path.exists(f"/proc/{pid}")
+
+
+def _a_kernel_thread() -> int:
+    """The PID of a kernel thread (kthreadd, PID 2, where this PID namespace shows it)."""
+    for name in sorted(os.listdir("/proc"), key=lambda n: int(n) if n.isdigit() else 1 << 62):
+        if not name.isdigit():
+            continue
+        try:
+            stat = ProcFS().stat(int(name))
+        except PmapError:
+            continue
+        if stat.is_kernel_thread:
+            return int(name)
+    pytest.skip("no kernel thread is visible in this PID namespace")
+
+
+def test_a_kernel_thread_is_named_as_such_and_listed_as_pmap_lists_it() -> None:
+    kthread = _a_kernel_thread()
+    message = f"^PID {kthread} is a kernel thread \\(\\[.+\\]\\): kernel threads have no user memory map"
+    for detail in (True, False):
+        with pytest.raises(NotSupported, match=message):
+            snapshot(kthread, detail=detail)
+    with pytest.raises(NotSupported, match=message):
+        Probe(kthread)  # pmap_attach(kthread)
+    for command in (["watch", str(kthread), "-c", "1"], ["snapshot", str(kthread), "-o", os.devnull],
+                    ["diff", str(kthread), str(kthread)]):
+        done = subprocess.run([sys.executable, "-m", "pytest_pmap", *command], capture_output=True, text=True)
+        assert done.returncode == 1 and not done.stdout, (command, done.stdout)
+        assert done.stderr.startswith(f"pytest-pmap {command[0]}: PID {kthread} is a kernel thread ("), done.stderr
+        assert done.stderr.count("\n") == 1
+    if PMAP is not None:  # pmap lists it: the header line and an empty map
+        for fmt in ([], ["-x"], ["-X"], ["-d"]):
+            ours = subprocess.run([sys.executable, "-m", "pytest_pmap", *fmt, str(kthread)], capture_output=True)
+            theirs = subprocess.run([PMAP, *fmt, str(kthread)], capture_output=True)
+            assert (ours.returncode, ours.stdout, ours.stderr) == (theirs.returncode, theirs.stdout, theirs.stderr)

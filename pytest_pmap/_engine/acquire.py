@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Optional
 
-from ..errors import PidReused, PmapError, ProcessGone, UsageError, hide_from_tracebacks
+from ..errors import NotSupported, PidReused, PmapError, ProcessGone, UsageError, hide_from_tracebacks
 from .mapping import mappings_of
 from .parse.fields import FieldValue, parse_rollup
 from .parse.locate import locate_maps, locate_smaps
@@ -56,16 +56,22 @@ class Target:
         return task_file(self.thread, name)
 
 
-def locate(pid: Optional[int], fs: ProcFS, *, allow_defunct: bool = False) -> Target:
+def locate(pid: Optional[int], fs: ProcFS, *, allow_defunct: bool = False, allow_kernel_thread: bool = False) -> Target:
     """Who `pid` is (the calling process when None), before its map is read.
 
-    Raises `UsageError` for a value that cannot be a PID and `ProcessGone` for a process that is
-    not there, or that is a zombie with no live thread unless `allow_defunct` (pmap lists one,
-    with an empty map).
+    Raises `UsageError` for a value that cannot be a PID, `ProcessGone` for a process that is not
+    there, or that is a zombie with no live thread unless `allow_defunct`, and `NotSupported` for
+    a kernel thread unless `allow_kernel_thread` (pmap lists both, with an empty map).
     """
     pid = os.getpid() if pid is None else check_pid(pid, fs)
     tgid = tgid_of(pid, fs)
     stat = fs.stat(tgid)
+    if stat.is_kernel_thread and not allow_kernel_thread:
+        raise NotSupported(
+            f"PID {tgid} is a kernel thread ([{stat.comm.decode('utf-8', 'replace')}]): kernel threads have no user "
+            "memory map, so there is nothing to read or measure (pmap lists it with an empty map); give the PID "
+            "of a user process"
+        )
     thread = None
     defunct = False
     if stat.is_zombie:
