@@ -4,15 +4,17 @@ docs/faults.md, "Round two: truth and processes"."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import subprocess
 import sys
+import warnings
 
 import pytest
 from conftest import PMAP, Forks
 
-from pytest_pmap import NotSupported, PmapError, Probe, ProcFS, snapshot
+from pytest_pmap import MapDiff, NotSupported, PmapError, PmapWarning, Probe, ProcFS, snapshot
 
 
 def test_a_process_that_starts_a_new_program_while_it_is_read_gives_one_whole_map(forks: Forks) -> None:
@@ -66,3 +68,50 @@ def test_a_kernel_thread_is_named_as_such_and_listed_as_pmap_lists_it() -> None:
             ours = subprocess.run([sys.executable, "-m", "pytest_pmap", *fmt, str(kthread)], capture_output=True)
             theirs = subprocess.run([PMAP, *fmt, str(kthread)], capture_output=True)
             assert (ours.returncode, ours.stdout, ours.stderr) == (theirs.returncode, theirs.stdout, theirs.stderr)
+
+
+def test_a_diff_of_two_different_processes_warns_as_the_command_line_says(pytester: pytest.Pytester) -> None:
+    ours = snapshot()
+    sleeper = subprocess.Popen(["sleep", "600"])
+    try:
+        theirs = snapshot(sleeper.pid)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    why = (f"the two snapshots are of different processes (PID {ours.pid} started at tick {ours.start_time}, "
+           f"PID {theirs.pid} at tick {theirs.start_time})")
+    with pytest.warns(PmapWarning) as caught:
+        theirs.diff(ours)
+    assert [str(w.message) for w in caught] == [f"{why}: the diff compares two unrelated memory maps"]
+    assert caught[0].filename == __file__  # the caller's line, not ours
+    reused = dataclasses.replace(ours, start_time=ours.start_time + 1)  # the same PID, another process
+    with pytest.warns(PmapWarning, match=r"PID \d+ started at tick \d+, PID \d+ at tick \d+\): the diff"):
+        MapDiff.between(ours, reused)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        snapshot().diff(ours)  # one process: no warning
+    # The command line says the same, once, as a note.
+    ours.save(pytester.path / "ours.json")
+    theirs.save(pytester.path / "theirs.json")
+    done = subprocess.run([sys.executable, "-m", "pytest_pmap", "diff", "ours.json", "theirs.json"],
+                          capture_output=True, text=True, cwd=pytester.path)
+    assert done.returncode == 0 and done.stderr == f"pytest-pmap diff: note: {why}\n"
+    # The library warns without importing pytest; in pytest, -W error::pytest_pmap.PmapWarning
+    # makes the warning a failure.
+    code = ("import sys, warnings, pytest_pmap\n"
+            "warnings.simplefilter('error', pytest_pmap.PmapWarning)\n"
+            "a, b = pytest_pmap.Snapshot.load('ours.json'), pytest_pmap.Snapshot.load('theirs.json')\n"
+            "try:\n    b.diff(a)\nexcept pytest_pmap.PmapWarning as w:\n    print('error:', w)\n"
+            "print('pytest' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=pytester.path)
+    assert done.stdout == f"error: {why}: the diff compares two unrelated memory maps\nFalse\n", done.stderr
+    pytester.makepyfile("""
+        from pytest_pmap import Snapshot
+
+        def test_diff():
+            Snapshot.load("theirs.json").diff(Snapshot.load("ours.json"))
+    """)
+    pytester.runpytest_subprocess().assert_outcomes(passed=1, warnings=1)
+    strict = pytester.runpytest_subprocess("-W", "error::pytest_pmap.PmapWarning")
+    strict.assert_outcomes(failed=1)
+    strict.stdout.fnmatch_lines(["*PmapWarning: the two snapshots are of different processes*"])
