@@ -14,7 +14,7 @@ import warnings
 import pytest
 from conftest import PMAP, Forks
 
-from pytest_pmap import MapDiff, NotSupported, PmapError, PmapWarning, Probe, ProcFS, snapshot
+from pytest_pmap import MapDiff, NotSupported, PmapError, PmapWarning, Probe, ProcessGone, ProcFS, snapshot
 
 
 def test_a_process_that_starts_a_new_program_while_it_is_read_gives_one_whole_map(forks: Forks) -> None:
@@ -115,3 +115,50 @@ def test_a_diff_of_two_different_processes_warns_as_the_command_line_says(pytest
     strict = pytester.runpytest_subprocess("-W", "error::pytest_pmap.PmapWarning")
     strict.assert_outcomes(failed=1)
     strict.stdout.fnmatch_lines(["*PmapWarning: the two snapshots are of different processes*"])
+
+
+GROW_AND_EXIT = "import sys; sys.stdin.readline(); kept = bytearray(50 << 20); sys.exit(3)"
+
+
+def test_a_process_that_exits_before_any_reading_has_unknown_growth_not_zero(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(f"""
+        import subprocess, sys
+
+        def test_grows_50_mib_and_exits(pmap_spawn):
+            p = pmap_spawn([sys.executable, "-c", {GROW_AND_EXIT!r}], stdin=subprocess.PIPE)
+            p.process.stdin.write(b"\\n")
+            p.process.stdin.close()
+            p.process.wait()
+            assert p.growth.uss < 1 << 20
+    """)
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["E   *ProcessGone: PID * exited with status 3 before it could be read after its "
+                                 "baseline: what it used since is unknown, not zero; read it while it runs*"])
+    # A process we watch but did not start (pmap_attach): the same, without its status.
+    child = subprocess.Popen([sys.executable, "-c", GROW_AND_EXIT], stdin=subprocess.PIPE)
+    assert child.stdin is not None
+    probe = Probe(child.pid)
+    child.stdin.write(b"\n")
+    child.stdin.close()
+    child.wait()
+    for reading in ("uss_growth", "rss", "peak_rss"):
+        with pytest.raises(ProcessGone, match=f"^PID {child.pid} exited before it could be read after its baseline"):
+            probe.reading(reading)
+    with pytest.raises(ProcessGone, match="before it could be read after its baseline"):
+        probe.diff()
+
+
+def test_a_new_baseline_of_a_process_that_has_ended_is_an_error_not_its_last_reading() -> None:
+    child = subprocess.Popen([sys.executable, "-c", GROW_AND_EXIT], stdin=subprocess.PIPE)
+    assert child.stdin is not None
+    probe = Probe(child.pid)
+    probe.process = child
+    probe.rss  # noqa: B018 - a reading after the baseline: readings may fall back on it once the process ends
+    child.stdin.write(b"\n")
+    child.stdin.close()
+    child.wait()
+    assert probe.rss > 0 and probe.ended == f"PID {child.pid} exited with status 3: readings are from its last snapshot"
+    with pytest.raises(ProcessGone, match=f"^PID {child.pid} exited with status 3: no new baseline can be taken"):
+        probe.mark()
+    assert probe.baseline is not probe.last  # the old baseline stays
