@@ -7,9 +7,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
+import signal
 import subprocess
 import sys
+import time
 import warnings
+from pathlib import Path
 
 import pytest
 from conftest import PMAP, Forks
@@ -162,3 +165,185 @@ def test_a_new_baseline_of_a_process_that_has_ended_is_an_error_not_its_last_rea
     with pytest.raises(ProcessGone, match=f"^PID {child.pid} exited with status 3: no new baseline can be taken"):
         probe.mark()
     assert probe.baseline is not probe.last  # the old baseline stays
+
+
+#: A daemon as daemons are made: fork, setsid, fork again, the middle one exits. The daemon
+#: (ignoring SIGTERM if asked: "stubborn") records its PID and sleeps; the program prints "ready"
+#: once it has, and stays in the foreground (or exits: "leave").
+DAEMON = """
+import os, signal, sys, time
+r, w = os.pipe()
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        if "stubborn" in sys.argv:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        with open(sys.argv[1], "a") as f:
+            f.write(f"{os.getpid()}\\n")
+        os.write(w, b"x")
+        time.sleep(600)
+    os._exit(0)
+os.wait()
+os.read(r, 1)
+print("ready", flush=True)
+if "leave" not in sys.argv:
+    time.sleep(600)
+"""
+
+
+def _spawning_suite(pytester: pytest.Pytester, pids: Path) -> None:
+    """A test file whose tests start processes that start others, recording every PID in `pids`,
+    and a last test that fails if any of them is still there (running, or a zombie of pytest's)."""
+    pytester.makeconftest("import pytest_pmap._plugin.fixtures\npytest_pmap._plugin.fixtures.STOP_TIMEOUT = 0.5\n")
+    pytester.makepyfile(f"""
+        import os, subprocess, sys, time
+        PIDS = {str(pids)!r}
+        DAEMON = {DAEMON!r}
+
+        def record(*pids):
+            with open(PIDS, "a") as f:
+                f.write("".join(f"{{pid}}\\n" for pid in pids))
+
+        def children(pid):
+            return [int(c) for t in os.listdir(f"/proc/{{pid}}/task")
+                    for c in open(f"/proc/{{pid}}/task/{{t}}/children").read().split()]
+
+        def wait_for_children(pid, n):
+            while len(children(pid)) < n:
+                time.sleep(0.01)
+            return children(pid)
+
+        def test_a_shell_with_a_job_in_the_background(pmap_spawn):
+            p = pmap_spawn(["sh", "-c", "sleep 600 & wait"])
+            record(p.pid, *wait_for_children(p.pid, 1))
+
+        def test_a_shell_run_with_shell_true(pmap_spawn):
+            p = pmap_spawn("sleep 600 & sleep 601", shell=True)
+            record(p.pid, *wait_for_children(p.pid, 2))
+
+        def test_a_daemon_that_called_setsid(pmap_spawn):
+            p = pmap_spawn([sys.executable, "-c", DAEMON, PIDS], stdout=subprocess.PIPE)
+            p.process.stdout.readline()
+            record(p.pid)
+
+        def test_a_daemon_that_ignores_sigterm(pmap_spawn):
+            p = pmap_spawn([sys.executable, "-c", DAEMON, PIDS, "stubborn"], stdout=subprocess.PIPE)
+            p.process.stdout.readline()
+            record(p.pid)
+
+        def test_a_program_that_exits_and_leaves_its_daemon(pmap_spawn):
+            p = pmap_spawn([sys.executable, "-c", DAEMON, PIDS, "leave"], stdout=subprocess.PIPE)
+            p.process.stdout.readline()
+            p.process.wait()
+            record(p.pid)
+
+        def test_zz_none_is_left(pmap_spawn):
+            left = []
+            for pid in map(int, open(PIDS).read().split()):
+                try:
+                    state = open(f"/proc/{{pid}}/stat").read().rsplit(")", 1)[1].split()[0]
+                except FileNotFoundError:
+                    continue
+                left.append((pid, state))
+            assert not left
+    """)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_everything_a_spawned_process_started_is_stopped_and_reaped(pytester: pytest.Pytester) -> None:
+    pids = pytester.path / "pids"
+    _spawning_suite(pytester, pids)
+    result = pytester.runpytest_subprocess("-p", "no:randomly")
+    result.assert_outcomes(passed=6, warnings=1)
+    result.stdout.fnmatch_lines(["*PmapWarning: pmap_spawn: processes that '*python*' (PID *) started ignored "
+                                 "SIGTERM for 0.5 s and were killed with SIGKILL: PID *"])
+    recorded = [int(pid) for pid in pids.read_text().split()]
+    assert len(recorded) == 11
+    assert not [pid for pid in recorded if _alive(pid)]
+
+
+@pytest.mark.parametrize("handler", ["default", "its own"])
+def test_sigterm_to_pytest_stops_every_spawned_process_first(pytester: pytest.Pytester, handler: str) -> None:
+    pids = pytester.path / "pids"
+    if handler == "its own":  # a handler of the suite's: it runs after ours, and is back in place between tests
+        pytester.makeconftest(f"""
+            import os, signal
+            def on_sigterm(signum, frame):
+                open({str(pytester.path / "handled")!r}, "w").close()
+                os._exit(7)
+            signal.signal(signal.SIGTERM, on_sigterm)
+        """)
+    pytester.makepyfile(f"""
+        import os, signal, subprocess, sys, time
+        DAEMON = {DAEMON!r}
+        BEFORE = signal.getsignal(signal.SIGTERM)
+
+        def test_a_spawned_process_that_ends_with_its_test(pmap_spawn):
+            pmap_spawn(["sleep", "600"])
+
+        def test_the_sigterm_handler_is_the_suites_between_tests():
+            assert signal.getsignal(signal.SIGTERM) is BEFORE
+
+        def test_stopped_by_sigterm(pmap_spawn):
+            shell = pmap_spawn(["sh", "-c", "sleep 600 & echo $!; wait"], stdout=subprocess.PIPE)
+            daemon = pmap_spawn([sys.executable, "-c", DAEMON, {str(pids)!r}], stdout=subprocess.PIPE)
+            daemon.process.stdout.readline()
+            with open({str(pids)!r}, "a") as f:
+                f.write(f"{{shell.pid}}\\n{{shell.process.stdout.readline().decode()}}{{daemon.pid}}\\n")
+            os.rename({str(pids)!r}, {str(pids)!r} + ".done")
+            time.sleep(600)
+    """)
+    pytest_run = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:cacheprovider",
+                                   "-q"], cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        done = pytester.path / "pids.done"
+        deadline = time.monotonic() + 60
+        while not done.exists() and pytest_run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert done.exists(), pytest_run.communicate(timeout=60)[0].decode()
+        pytest_run.send_signal(signal.SIGTERM)
+        status = pytest_run.wait(30)
+    finally:
+        if pytest_run.poll() is None:
+            pytest_run.kill()
+            pytest_run.wait()
+        assert pytest_run.stdout is not None
+        pytest_run.stdout.close()
+    spawned = [int(pid) for pid in done.read_text().split()]
+    assert len(spawned) == 4
+    assert not [pid for pid in spawned if _alive(pid)]
+    if handler == "its own":
+        assert status == 7 and (pytester.path / "handled").exists()
+    else:
+        assert status == -signal.SIGTERM
+
+
+def test_a_spawned_process_stopped_by_sigstop_acts_on_sigterm_at_teardown(pytester: pytest.Pytester) -> None:
+    # A stopped process that handles SIGTERM acts on it only once continued: it used to wait out
+    # the timeout, take SIGKILL and be reported as ignoring SIGTERM. Its descendants likewise.
+    pytester.makeconftest("import pytest_pmap._plugin.fixtures\npytest_pmap._plugin.fixtures.STOP_TIMEOUT = 2\n")
+    pytester.makepyfile("""
+        import os, signal, subprocess, sys
+
+        GRACEFUL = ("import os, signal, sys, time\\n"
+                    "signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))\\n"
+                    "if os.fork() == 0:\\n"
+                    "    print(os.getpid(), flush=True)\\n"
+                    "time.sleep(600)\\n")
+
+        def test_stopped(pmap_spawn):
+            p = pmap_spawn([sys.executable, "-c", GRACEFUL], stdout=subprocess.PIPE)
+            child = int(p.process.stdout.readline())
+            os.kill(child, signal.SIGSTOP)
+            os.kill(p.pid, signal.SIGSTOP)
+    """)
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(passed=1)
+    assert "SIGKILL" not in result.stdout.str()
