@@ -27,7 +27,7 @@ from .snapshot import Snapshot
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
 
 __all__ = [
-    "ATTEMPTS", "NewProgram", "PeakReset", "Target", "check_pid", "check_same_process", "finish", "has_rollup",
+    "ATTEMPTS", "PeakReset", "ReadAgain", "Target", "check_pid", "check_same_process", "finish", "has_rollup",
     "locate", "map_thread", "shm_minor", "snapshot", "tgid_of",
 ]
 
@@ -96,13 +96,14 @@ def maps_runs(fs: ProcFS, target: Target) -> list[Run]:
     return locate_maps(fs.read(target.tgid, target.file("maps")))
 
 
-class NewProgram(ProcessGone):
-    """The process started a new program (`execve`) while its map was read: what was read is the
-    old program's map, perhaps cut short, or the new one's under the old one's name. `snapshot()`
-    reads it again."""
+class ReadAgain(ProcessGone):
+    """The process lives on, but changed while its map was read in a way a new read resolves: it
+    started a new program (`execve`), so what was read is the old program's map, perhaps cut short,
+    or the new one's under the old one's name; or its main thread exited while other threads run
+    on, so it is read through one of those now. `snapshot()` reads it again."""
 
 
-#: How many times `snapshot()` reads a process that keeps starting new programs while it is read.
+#: How many times `snapshot()` reads a process that keeps changing while it is read.
 ATTEMPTS = 3
 
 
@@ -129,12 +130,15 @@ def finish(fs: ProcFS, target: Target, mapped: bool) -> Stat:
     if target.defunct or after.is_kernel_thread:
         return after
     if after.is_zombie:
+        if target.thread is None and fs.live_thread(pid) is not None:
+            raise ReadAgain(f"PID {pid}'s main thread exited while its map was read (other threads run on): "
+                            "nothing was recorded")
         raise ProcessGone(f"PID {pid} exited while its map was read: nothing was recorded")
     if after.start_stack != target.stat.start_stack:
         if after.start_stack == 0 and "VmSize" not in fs.status(pid, target.thread):
             # no Vm* lines in status: the process has no memory map any more
             raise ProcessGone(f"PID {pid} exited while its map was read (its memory map is gone): nothing was recorded")
-        raise NewProgram(
+        raise ReadAgain(
             f"PID {pid} started a new program while its map was read (or no longer lets us read it): "
             "nothing was recorded"
         )
@@ -149,7 +153,8 @@ def snapshot(pid: Optional[int] = None, *, detail: bool = True, procfs: Optional
     `detail=True` reads `/proc/PID/smaps` (every mapping with its Rss, Pss, ...).
     `detail=False` reads `maps` and `smaps_rollup` only: much cheaper, totals but no per-mapping fields.
     A thread ID means its process. A process whose main thread has exited is read through one of
-    its live threads; one that starts a new program while it is read is read again. Raises
+    its live threads; one that starts a new program, or whose main thread exits, while it is read
+    is read again. Raises
     `ProcessGone` if the process exits, is a zombie, or its PID is reused while it is read (never a
     partial map), and `AccessDenied` when the kernel will not show its map.
     """
@@ -157,8 +162,8 @@ def snapshot(pid: Optional[int] = None, *, detail: bool = True, procfs: Optional
     for _ in range(ATTEMPTS - 1):
         try:
             return _snapshot(pid, detail, fs)
-        except NewProgram:
-            continue  # read the new program's map
+        except ReadAgain:
+            continue  # a new program, or a main thread that exited: read what is there now
     return _snapshot(pid, detail, fs)
 
 

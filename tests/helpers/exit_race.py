@@ -3,7 +3,8 @@ new program) when told.
 
 Usage: exit_race.py N. Keeps one child forked in advance, waiting, and prints its PID (the first
 time after "ready "). For each line "DELAY_US" read from stdin it lets that child go (it sleeps
-DELAY_US microseconds, then exits; with "exec DELAY_US" it runs `sleep 600` instead), forks the
+DELAY_US microseconds, then exits; with "exec DELAY_US" it runs `sleep 600` instead, and with
+"thread DELAY_US" its main thread exits while another thread runs on), forks the
 next one and prints the next one's PID: the reader starts reading the child it let go at once,
 without waiting for an answer. A line "reap" kills and waits for the children let go so far (until
 then those that have exited stay zombies with the start time they had, the case a re-check of the
@@ -38,9 +39,15 @@ def fork_one() -> tuple[int, int]:
     if pid == 0:
         os.close(w)
         *how, delay = (os.read(r, 64) or b"0").split()
+        if how == [b"thread"]:  # a thread that runs on when the main thread exits
+            import threading
+
+            threading.Thread(target=time.sleep, args=(600,), daemon=True).start()
         time.sleep(int(delay) / 1e6)
-        if how:
+        if how == [b"exec"]:
             os.execv(SLEEP, ["sleep", "600"])
+        if how == [b"thread"]:
+            libc.pthread_exit(None)
         os._exit(0)
     os.close(r)
     return pid, w
