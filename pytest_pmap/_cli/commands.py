@@ -6,15 +6,16 @@ import argparse
 import os
 import sys
 import time
+import warnings
 from typing import Optional
 
 from .._engine.acquire import check_pid, check_same_process, snapshot
-from .._engine.diff import MapDiff
+from .._engine.diff import MapDiff, other_process
 from .._engine.procfs import default_procfs
 from .._engine.render.text import pmap_bytes
 from .._engine.snapshot import Snapshot
 from .._engine.tree import TreeSnapshot, load_snapshot, snapshot_tree
-from ..errors import PmapError
+from ..errors import PmapError, PmapWarning
 from ..size import signed
 
 __all__ = ["run"]
@@ -114,12 +115,12 @@ def _diff(args: list[str]) -> int:
     p.add_argument("--tree", action="store_true", help="read a live PID as its process tree (as a tree's file holds it)")
     ns = p.parse_args(args)
     before, after = _load(ns.before, ns.tree), _load(ns.after, ns.tree)
-    if before.pid != after.pid or before.start_time != after.start_time:
-        sys.stderr.write(
-            f"pytest-pmap diff: note: the two snapshots are of different processes "
-            f"(PID {before.pid} started at tick {before.start_time}, PID {after.pid} at tick {after.start_time})\n"
-        )
-    diff = MapDiff.between(before, after)
+    why = other_process(before, after)
+    if why:
+        sys.stderr.write(f"pytest-pmap diff: note: {why}\n")
+    with warnings.catch_warnings():  # the note above says what the library's warning says
+        warnings.simplefilter("ignore", PmapWarning)
+        diff = MapDiff.between(before, after)
     sys.stdout.buffer.write(pmap_bytes(diff.render(ns.fmt, limit=ns.top)))
     return 0
 

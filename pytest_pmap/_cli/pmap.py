@@ -267,10 +267,10 @@ def _options(seen: list[tuple[str, Optional[str]]], operands: list[str]) -> Opti
 
 def _collect(fs: ProcFS, pid: int) -> Optional[Target]:
     """Who `pid` is, as pmap collects it for every PID before printing any; None when it is not
-    there. A zombie is listed (with an empty map, as pmap lists it); a process whose main thread
-    has exited is read through a live thread, where pmap would show an empty map."""
+    there. A zombie and a kernel thread are listed with an empty map, as pmap lists them; a process
+    whose main thread has exited is read through a live thread, where pmap would show an empty map."""
     try:
-        return locate(pid, fs, allow_defunct=True)
+        return locate(pid, fs, allow_defunct=True, allow_kernel_thread=True)
     except (ProcessGone, AccessDenied, NotSupported, ValueError):
         return None
 

@@ -253,30 +253,38 @@ class ProcFS:
                 continue
         return None
 
-    def children(self, pid: int) -> Optional[list[int]]:
-        """The child processes of process `pid`, from `/proc/PID/task/*/children` (a child started
-        by any of its threads); None when this kernel has no such file (built without
-        CONFIG_PROC_CHILDREN): then only a scan of every process's parent can tell.
-
-        A thread or a child that exits while the files are read is simply not listed.
-        """
+    def children(self, pid: int) -> list[int]:
+        """The PIDs of the children of process `pid` (those of every thread of it; zombies
+        included), read from `task/TID/children`; [] once it has exited. On a kernel without
+        those files (CONFIG_PROC_CHILDREN unset), every process's stat is read for its parent."""
         try:
             tids = [name for name in os.listdir(self.path(pid, "task")) if name.isdigit()]
-        except OSError as exc:
-            raise self._translate(exc, pid, "task") from None
+        except OSError:
+            return []
         found: list[int] = []
         for tid in tids:
             try:
                 with open(self.path(pid, f"task/{tid}/children"), "rb") as f:
-                    found += map(int, f.read().split())
+                    found += [int(child) for child in f.read().split()]
             except FileNotFoundError:
-                if tid == str(pid) and os.path.isdir(self.path(pid, f"task/{tid}")):
-                    return None  # the thread is there, its children file is not: the kernel has none
-            except ProcessLookupError:  # the thread exited meanwhile: its children moved to another thread
+                if os.path.isdir(self.path(pid, f"task/{tid}")):
+                    return self._children_from_stat(pid)
+            except OSError:  # the thread has exited meanwhile
                 continue
-            except OSError as exc:
-                raise self._translate(exc, pid, f"task/{tid}/children") from None
-        return sorted(set(found))
+        return found
+
+    def _children_from_stat(self, pid: int) -> list[int]:
+        found = []
+        for name in os.listdir(self.root):
+            try:
+                with open(self.path(int(name), "stat"), "rb") as f:
+                    data = f.read()
+            except (OSError, ValueError):
+                continue
+            fields = data[data.rfind(b")") + 2 :].split()
+            if len(fields) > 1 and fields[1] == str(pid).encode():
+                found.append(int(name))
+        return found
 
     def exists(self, pid: int) -> bool:
         """True when the procfs has a directory for `pid` (a process, or a thread's hidden entry)."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar, Optional
 
-from ..errors import PmapError, ProcessGone, SnapshotFileError, UsageError, hide_from_tracebacks
+from ..errors import ProcessGone, SnapshotFileError, UsageError, hide_from_tracebacks
 from ..size import Size
 from .acquire import snapshot
 from .files import read_json
@@ -200,41 +200,19 @@ def load_snapshot(path: str | os.PathLike[str]) -> Snapshot:
 # -- the walk -----------------------------------------------------------------------------------------
 
 
-class _Parents:
-    """Every process's children by a scan of every process's parent (stat's PPid), made once per
-    walk, for kernels without `/proc/PID/task/*/children`."""
-
-    def __init__(self, fs: ProcFS) -> None:
-        self.children: dict[int, list[int]] = {}
-        for name in os.listdir(fs.root):
-            if not name.isdigit():
-                continue
-            try:
-                ppid = fs.stat(int(name)).ppid
-            except PmapError:  # exited since the listing, or hidden from us: nobody we can walk into
-                continue
-            self.children.setdefault(ppid, []).append(int(name))
-
-
 def descendants(pid: int, procfs: Optional[ProcFS] = None) -> Iterator[int]:
-    """The descendants of process `pid`, each before its own children (a process that exits meanwhile
-    is still listed, its children too when they were seen first)."""
+    """The descendants of process `pid`, each before its own children, from `ProcFS.children` (which
+    scans every process's parent on a kernel without `task/*/children`). A process that exits
+    meanwhile is still listed, its children too when they were seen first."""
     fs = procfs or default_procfs()
-    parents: Optional[_Parents] = None
     seen = {pid}
     stack = [pid]
     while stack:
         parent = stack.pop()
-        try:
-            kids = fs.children(parent)
-        except ProcessGone:  # exited: its children were handed to a subreaper or init, out of reach
-            kids = []
-        if kids is None:
-            parents = parents or _Parents(fs)
-            kids = sorted(parents.children.get(parent, []))
+        kids = sorted(set(fs.children(parent)) - seen)  # [] once it has exited: its children went elsewhere
         if parent != pid:
             yield parent
-        stack.extend(kid for kid in reversed(kids) if kid not in seen)
+        stack.extend(reversed(kids))
         seen.update(kids)
 
 

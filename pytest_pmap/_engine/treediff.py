@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
+from ..errors import warn
 from ..size import Size
-from .diff import Ignore, MapDiff
+from .diff import Ignore, MapDiff, other_process
 from .render.treetext import tree_brief, tree_diff
 from .snapshot import Snapshot
 from .totals import METRICS, SUMMED
@@ -67,6 +68,9 @@ class TreeDiff(MapDiff):
     after: TreeSnapshot
 
     def __init__(self, before: TreeSnapshot, after: TreeSnapshot, ignore: Optional[Ignore] = None) -> None:
+        why = other_process(before, after)
+        if why:
+            warn(f"{why}: the diff compares two unrelated process trees")
         self.before = before
         self.after = after
         self.ignore = ignore
