@@ -25,10 +25,13 @@ from .size import GiB, KiB, MiB, Size, TiB, parse_size
 
 if TYPE_CHECKING:
     from ._engine.diff import MapDiff, MappingChange
+    from ._engine.tree import TreeSnapshot, snapshot_tree
+    from ._engine.treediff import ProcessChange, TreeDiff
     from ._gate.results import RunResults
     from ._measure.budget import Violation
     from ._measure.probe import NewMappings, Probe, Reading
     from ._measure.result import MemoryResult
+    from ._measure.treeprobe import TreeProbe
 
 #: Names imported on first use, so that the `pytest-pmap` command starts fast.
 _LAZY = {
@@ -36,6 +39,8 @@ _LAZY = {
     "NewMappings": "_measure.probe", "Probe": "_measure.probe", "Reading": "_measure.probe",
     "Violation": "_measure.budget",
     "MemoryResult": "_measure.result", "RunResults": "_gate.results",
+    "snapshot_tree": "_engine.tree", "TreeSnapshot": "_engine.tree",
+    "ProcessChange": "_engine.treediff", "TreeDiff": "_engine.treediff", "TreeProbe": "_measure.treeprobe",
 }
 
 
@@ -72,6 +77,7 @@ __all__ = [
     "PmapWarning",
     "Probe",
     "ProcFS",
+    "ProcessChange",
     "ProcessGone",
     "Reading",
     "RunResults",
@@ -81,9 +87,13 @@ __all__ = [
     "SnapshotFileError",
     "TiB",
     "Totals",
+    "TreeDiff",
+    "TreeProbe",
+    "TreeSnapshot",
     "UsageError",
     "Violation",
     "__version__",
     "parse_size",
     "snapshot",
+    "snapshot_tree",
 ]

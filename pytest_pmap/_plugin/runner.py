@@ -13,6 +13,7 @@ from .._measure.boundary import BoundaryReader, growth
 from .._measure.budget import Budget, check, parse_limits, report_text
 from .._measure.probe import Probe, Reading
 from .._measure.result import MemoryResult
+from .._measure.treeprobe import TreeProbe
 from ..errors import BudgetSyntaxError, PmapError, hide_from_tracebacks
 from ..size import Size
 from ..warnings import PmapWarning
@@ -26,6 +27,8 @@ __all__ = ["pytest_assertrepr_compare", "pytest_collection_modifyitems"]
 _FAILURE = pytest.StashKey[str]()
 """The report of a test's broken budget."""
 _BUDGET = pytest.StashKey[Budget]()
+_TREE = pytest.StashKey[bool]()
+"""The marker's `tree=True`: the test's budget covers its descendants too."""
 
 
 def _budget(item: pytest.Item) -> Budget:
@@ -35,8 +38,21 @@ def _budget(item: pytest.Item) -> Budget:
         if mark.args:
             raise BudgetSyntaxError(f"marker on {item.nodeid}: pmap() takes keyword limits only, got {mark.args!r}")
         source = f"marker on {item.nodeid}"
-        budget = budget.merged(parse_limits(mark.kwargs, source), "marker")
+        limits = {key: value for key, value in mark.kwargs.items() if key != "tree"}
+        budget = budget.merged(parse_limits(limits, source), "marker")
     return budget
+
+
+def _tree(item: pytest.Item) -> bool:
+    """The closest marker's `tree=True`: its budget covers the test process and all its descendants."""
+    for mark in item.iter_markers("pmap"):
+        if "tree" in mark.kwargs:
+            tree = mark.kwargs["tree"]
+            if not isinstance(tree, bool):
+                raise BudgetSyntaxError(f"marker on {item.nodeid}: tree={tree!r}: give True (the test process and all its "
+                                        "descendants) or False (the test process alone)")
+            return tree
+    return False
 
 
 _FIXTURES = {"pmap", "pmap_spawn", "pmap_attach"}
@@ -49,6 +65,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         try:
             item.stash[_BUDGET] = _budget(item)
+            item.stash[_TREE] = _tree(item)
         except BudgetSyntaxError as exc:
             item.stash[_BUDGET_ERROR] = str(exc)
             needed = True
@@ -88,7 +105,9 @@ class _Runner:
                 state.reader = BoundaryReader()
             peak_note = state.reader.reset_peak()
             start = state.reader.read()
-        probe = Probe(None, ignore=ignore) if budget else None
+        probe = None
+        if budget:
+            probe = TreeProbe(None, ignore=ignore) if item.stash.get(_TREE, False) else Probe(None, ignore=ignore)
         try:
             return (yield)
         finally:
