@@ -8,6 +8,7 @@ writer that replaced the node (the fault) harms nothing on the machine.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -442,3 +443,23 @@ def test_a_file_root_rewrites_keeps_its_owner_and_mode(tmp_path: Path) -> None:
     info = os.stat(path)
     assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (65534, 65534, 0o640)
     assert Snapshot.load(path).pid == os.getpid()
+
+
+def test_ctrl_c_ends_the_command_as_it_ends_pmap_without_a_traceback() -> None:
+    reader = subprocess.Popen([sys.executable, "-m", "pytest_pmap", "show", "/dev/stdin"], stdin=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=ENV, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # until it waits in read() on the pipe
+            with contextlib.suppress(OSError):
+                if "pipe" in Path(f"/proc/{reader.pid}/wchan").read_text():
+                    break
+            time.sleep(0.02)
+        assert time.monotonic() < deadline, "the command never waited for its input"
+        reader.send_signal(signal.SIGINT)
+        _, err = reader.communicate(timeout=60)
+    finally:
+        reader.kill()
+        reader.wait()
+        reader.stdin.close()  # type: ignore[union-attr]
+    assert (reader.returncode, err) == (-signal.SIGINT, b"")

@@ -37,8 +37,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     """Run the command line; returns the exit status."""
     if argv is None:
         # Like pmap and every other filter: end quietly when the reader of our output goes away
-        # (`pytest-pmap -X PID | head`), instead of a BrokenPipeError.
+        # (`pytest-pmap -X PID | head`), instead of a BrokenPipeError; and on Ctrl-C, by SIGINT
+        # as pmap ends, rather than with a KeyboardInterrupt traceback (a SIGINT our parent chose
+        # to ignore, as a shell does for background jobs, stays ignored). A file being written
+        # is still cleaned up first (`_engine/files`).
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in ("help", "--pytest-pmap-help"):
         try:
