@@ -409,13 +409,17 @@ def test_output_names_that_name_no_file_are_clear_errors_and_nothing_is_replaced
     assert (tmp_path / "loop").is_symlink() and sorted(os.listdir(tmp_path)) == ["folder", "loop"]
 
 
-def test_two_reports_naming_one_file_are_a_usage_error(pytester: pytest.Pytester) -> None:
+def test_report_options_naming_one_file_twice_or_no_file_are_usage_errors(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_a(): pass")
     pytester.path.joinpath("link.json").symlink_to("r.json")
     result = pytester.runpytest_subprocess("--pmap-json", "r.json", "--pmap-markdown", "link.json")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: --pmap-markdown link.json: --pmap-json writes that file too, and one would "
                                  "replace the other; give each its own file"])
+    result = pytester.runpytest_subprocess("--pmap-json", "")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --pmap-json: '' is not a file name: give the path of the file to write"])
+    assert sorted(p.name for p in pytester.path.iterdir() if p.suffix == ".json") == ["link.json"]
 
 
 # -- found while looking: sizes -----------------------------------------------------------------------

@@ -153,7 +153,7 @@ def _gate(config: pytest.Config) -> Gate:
             continue
         path, option = Path(raw), f"--{name.replace('_', '-')}"
         if not worker:
-            file = _check_writable(path, option)
+            file = _check_writable(raw, option)  # the name as given: Path('') would be '.'
             if file in files:
                 raise pytest.UsageError(f"{option} {raw}: {files[file]} writes that file too, and one would replace "
                                         "the other; give each its own file")
@@ -173,7 +173,7 @@ def _gate(config: pytest.Config) -> Gate:
     return gate
 
 
-def _check_writable(path: Path, option: str) -> str:
+def _check_writable(path: str | os.PathLike[str], option: str) -> str:
     """Stop before the tests run if `path` cannot be written at the end (the writer's own check:
     a device, a FIFO or /dev/stdout is written through, a regular file replaced in its folder).
     Returns the file that will be replaced, "" for one written through."""
