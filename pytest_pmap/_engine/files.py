@@ -12,10 +12,14 @@ pipe) is written through, as `cat > PATH` would; and one of our own open descrip
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import re
 import signal
 import stat
 import sys
+import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,8 +62,6 @@ class Destination:
 
 def destination(path: str | os.PathLike[str]) -> Destination:
     """Where writing to `path` lands; a folder, a link loop or an empty name raise `PmapError`."""
-    import re  # here, not at the top: `pytest-pmap -x` imports this module and must start fast
-
     name = os.fspath(path)
     if not name:
         raise PmapError("'' is not a file name: give the path of the file to write")
@@ -93,8 +95,6 @@ def destination(path: str | os.PathLike[str]) -> Destination:
 def check_writable(path: str | os.PathLike[str]) -> Destination:
     """Where `path` leads, after checking that `write_atomic` could write it now; raises
     `PmapError` saying why not (the folder of the file it would replace, or the device itself)."""
-    import fcntl
-
     name = os.fspath(path)
     where = destination(path)
     if where.kind == "descriptor":
@@ -153,8 +153,6 @@ def append(path: str | os.PathLike[str], data: bytes) -> None:
 
 def _replace(target: Path, data: bytes, name: str) -> None:
     """The atomic write: a temporary file in `target`'s folder, then a rename over `target`."""
-    import tempfile
-
     folder = target.parent if str(target.parent) else Path(".")
     tmp: Optional[str] = None
     with _signals_raise():
@@ -218,8 +216,6 @@ def _signals_raise() -> Iterator[None]:
     process at once, raise `_Signalled` so that the cleanup runs; after it, the process ends by
     the same signal, as it would have. (Only the main thread may set handlers; elsewhere, and
     for signals the program handles itself, nothing changes.)"""
-    import threading
-
     saved: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():
         for sig in _FATAL_SIGNALS:
