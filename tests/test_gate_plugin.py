@@ -116,8 +116,8 @@ def test_new_and_gone_tests_are_reported_and_do_not_fail(suite: pytest.Pytester)
     (["--pmap-metric", "uss"], "", "ERROR: --pmap-metric: unknown metric 'uss' (did you mean 'uss_growth'?)*"),
     ([], "pmap_metric = nope\n", "ERROR: pmap_metric in tox.ini: unknown metric 'nope'*"),
     (["--pmap-json", "no/such/folder/r.json"], "",
-     "ERROR: --pmap-json no/such/folder/r.json: folder 'no/such/folder' does not exist*"),
-    (["--pmap-markdown", "."], "", "ERROR: --pmap-markdown .: that is a folder; give a file name"),
+     "ERROR: --pmap-json: cannot write 'no/such/folder/r.json': folder 'no/such/folder' does not exist*"),
+    (["--pmap-markdown", "."], "", "ERROR: --pmap-markdown: cannot write '.': it is a folder; give a file name"),
 ])
 def test_bad_settings_are_usage_errors_naming_the_source(suite: pytest.Pytester, args: list[str], ini: str, error: str) -> None:
     if ini:
@@ -236,7 +236,7 @@ def test_the_compare_command_gates_two_results_files(suite: pytest.Pytester, mon
     (["base.json", "base.json", "--tolerance", "x"], "pytest-pmap compare: --tolerance: 'x' is not a tolerance"),
     (["base.json", "base.json", "--metric", "rss"],
      "pytest-pmap compare: --metric: unknown metric 'rss' (did you mean 'rss_growth'?)"),
-    (["base.json"], "pytest-pmap compare: error: the following arguments are required: head"),
+    (["base.json"], "pytest-pmap compare: error: the following arguments are required: HEAD"),
 ])
 def test_the_compare_command_rejects_bad_input_with_status_2(suite: pytest.Pytester, args: list[str], error: str) -> None:
     save_baseline(suite)

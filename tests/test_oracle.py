@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import PMAP, REPO, oracle, run
+from conftest import PMAP, REPO, oracle, run, with_our_help
 
 pytestmark = pytest.mark.skipif(PMAP is None, reason="procps pmap is not installed (the oracle)")
 
@@ -222,6 +222,12 @@ def test_races_against_exiting_processes() -> None:
     assert shapes
 
 
+def run_text(done: subprocess.CompletedProcess[bytes]) -> str:
+    """A finished command as `conftest.run` shows it: stdout, stderr and exit status in one text."""
+    out, err = (b.decode("utf-8", "surrogateescape") for b in (done.stdout, done.stderr))
+    return f"{out}--stderr--\n{err}rc={done.returncode}\n"
+
+
 def test_random_command_lines(spaced_sleep: int, workdir: Path) -> None:
     """Seeded random mixes of options, abbreviations, junk and PID forms: same text and status as pmap.
 
@@ -241,4 +247,5 @@ def test_random_command_lines(spaced_sleep: int, workdir: Path) -> None:
         theirs = subprocess.run(["pmap", *args], capture_output=True, env=env, timeout=30, cwd=workdir)
         ours = subprocess.run([sys.executable, "-m", "pytest_pmap", *args], capture_output=True, env=env, timeout=30,
                               cwd=workdir)
-        assert (ours.returncode, ours.stderr, ours.stdout) == (theirs.returncode, theirs.stderr, theirs.stdout), args
+        expected = with_our_help(run_text(theirs))
+        assert run_text(ours) == expected, args

@@ -394,7 +394,8 @@ def test_without_procfs_fixtures_skip_and_pmap_says_it_does_nothing(
     result = pytester.runpytest_subprocess("--pmap", "-rs", "-W", "ignore::pytest.PytestConfigWarning")
     result.assert_outcomes(passed=1, skipped=4)
     result.stdout.fnmatch_lines([
-        "--pmap did nothing: there is no procfs at */no-proc (set PYTEST_PMAP_PROCFS to where it is mounted)",
+        "--pmap did nothing: there is no procfs at */no-proc (PYTEST_PMAP_PROCFS=*/no-proc): set PYTEST_PMAP_PROCFS to "
+        "where procfs is mounted, or unset it to read /proc",
         "SKIPPED*: there is no procfs at */no-proc*",
         "SKIPPED*: memory budget not checked: there is no procfs at*",
     ])

@@ -7,8 +7,6 @@ pmap's: 1 for unreadable maps or bad arguments, OR 42 when a PID was not found.
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Optional
@@ -20,8 +18,10 @@ from .._engine.render.listing import render_runs
 from .._engine.render.text import header_line, pmap_bytes
 from .._engine.snapshot import Snapshot
 from ..errors import AccessDenied, NotSupported, ProcessGone
+from .names import SUBCOMMANDS
+from .output import WriteError, complain, out
 
-__all__ = ["Options", "UsageExit", "main", "parse_args", "parse_pid", "parse_range"]
+__all__ = ["HELP_MORE", "SYNOPSIS", "Options", "UsageExit", "main", "parse_args", "parse_pid", "parse_range"]
 
 PROG = "pmap"
 VERSION = "pmap from procps-ng 4.0.2\n"
@@ -49,6 +49,15 @@ Options:
 
 For more details see pmap(1).
 """
+#: pmap's command line in one line, for `pytest-pmap help` (a test parses each option in it).
+SYNOPSIS = "pytest-pmap [-x|-d|-X|-XX] [-q] [-p] [-A LOW[,HIGH]] PID..."
+#: What `-h` and `--help` print after pmap's own text, which they keep byte for byte: the
+#: subcommands, which pmap's usage cannot show (docs/engine.md, where we differ from pmap).
+HELP_MORE = (
+    "\npytest-pmap also saves, shows, compares and watches memory maps:\n"
+    f" pytest-pmap {{{','.join(SUBCOMMANDS)}}} ...\n"
+    "See `pytest-pmap help`; each subcommand takes --help.\n"
+)
 _SHORT = "xXrdqA:hVcC:nN:p"
 _LONG = {
     "extended": ("x", False),
@@ -225,7 +234,7 @@ def _getopt(args: list[str], seen: list[tuple[str, Optional[str]]]) -> list[str]
 def _act(letter: str, value: Optional[str], seen: list[tuple[str, Optional[str]]]) -> None:
     """What pmap's getopt loop does with one option as it comes: -h and -V stop at once, -A is checked."""
     if letter == "h":
-        raise UsageExit(0, stdout=USAGE)
+        raise UsageExit(0, stdout=USAGE + HELP_MORE)
     if letter == "V":
         raise UsageExit(0, stdout=VERSION)
     if letter == "A":
@@ -308,27 +317,32 @@ def _listing(fs: ProcFS, target: Target, opts: Options) -> tuple[str, int]:
 
 
 def main(args: list[str]) -> int:
-    """Run pmap's command line; returns the exit status."""
-    out = sys.stdout.buffer
+    """Run pmap's command line; returns the exit status. Output that cannot be written is pmap's
+    `pmap: write error: ...` and status 1 (nothing when the reader went away)."""
+    try:
+        return _run(args)
+    except WriteError as exc:
+        if not exc.quiet:
+            complain(f"{PROG}: write error: {exc}\n")
+        return 1
+
+
+def _run(args: list[str]) -> int:
     try:
         opts = parse_args(args)
     except UsageExit as exc:
-        out.write(pmap_bytes(exc.stdout))
-        out.flush()
-        sys.stderr.write(exc.stderr)
+        out(pmap_bytes(exc.stdout))
+        complain(exc.stderr)
         return exc.status
-    sys.stderr.write(opts.warnings)
-    sys.stderr.flush()
+    complain(opts.warnings)
     fs = default_procfs()
+    if fs.problem():  # else every PID would look absent (status 42), blaming the PIDs
+        complain(f"pytest-pmap: {fs.problem()}\n")
+        return 1
     targets = [t for t in (_collect(fs, pid) if fs.exists(pid) else None for pid in opts.pids) if t is not None]
     status = 0 if len(targets) == len(opts.pids) else 42
-    try:
-        for target in targets:
-            text, rc = _listing(fs, target, opts)
-            status |= rc
-            out.write(pmap_bytes(text))
-        out.flush()
-    except OSError as exc:
-        sys.stderr.write(f"{PROG}: write error: {os.strerror(exc.errno or 0)}\n")
-        return 1
+    for target in targets:
+        text, rc = _listing(fs, target, opts)
+        status |= rc
+        out(pmap_bytes(text))
     return status

@@ -242,6 +242,7 @@ class Snapshot:
         def raw(s: str) -> bytes:
             return s.encode("utf-8", "surrogateescape")
 
+        _check_shape(data, source)
         try:
             detail = bool(data["detail"])
             smaps = raw(data["smaps"])
@@ -269,9 +270,8 @@ class Snapshot:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the snapshot as versioned JSON, atomically: a reader never sees half a file."""
-        target = Path(path)
-        write_atomic(target, dumps(self.to_json()))
-        return target
+        write_atomic(path, dumps(self.to_json()))  # the name as given: Path("") would be "."
+        return Path(path)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Snapshot:
@@ -281,3 +281,39 @@ class Snapshot:
 
     def __repr__(self) -> str:
         return f"<Snapshot pid={self.pid} {len(self.mappings)} mappings mapped={self.mapped} cmd={self.cmdline[:60]!r}>"
+
+
+#: The JSON type of each field of a snapshot file (a bool is not a number here).
+_FIELDS: dict[str, tuple[type, ...]] = {
+    "pid": (int,), "cmdline": (str,), "comm": (str,), "state": (str,), "start_time": (int,), "start_stack": (int,),
+    "taken_at": (int, float), "detail": (bool,), "smaps": (str,),
+}
+#: Latest time a snapshot may say it was taken: the year 5138, where time formatting still works.
+_LAST_TIME = 1e11
+
+
+def _check_shape(data: dict[str, Any], source: str) -> None:
+    """Refuse a snapshot file whose fields have the wrong types or impossible values (a PID of 0, a
+    time that is not a number): each would otherwise fail later, far from the file."""
+    def corrupt(why: str) -> SnapshotFileError:
+        return SnapshotFileError(f"{source} is corrupt: {why}")
+
+    for key, kinds in _FIELDS.items():
+        if key not in data:
+            raise corrupt(f"it has no {key!r}")
+        value = data[key]
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            raise corrupt(f"{key!r} is {value!r:.60}, not {' or '.join(k.__name__ for k in kinds)}")
+    if not 0 < data["pid"] < 1 << 31:  # above pid_max's ceiling (2**22) but within the kernel's pid_t
+        raise corrupt(f"'pid' is {data['pid']}, not a PID")
+    if data["start_time"] < 0 or data["start_stack"] < 0:
+        raise corrupt("'start_time' and 'start_stack' must be 0 or more")
+    if not 0 <= data["taken_at"] < _LAST_TIME:  # also false for NaN
+        raise corrupt(f"'taken_at' is {data['taken_at']!r}, not a time")
+    if not (data.get("shm_minor") is None or type(data["shm_minor"]) is int):
+        raise corrupt("'shm_minor' must be a whole number or null")
+    rollup, status = data.get("rollup"), data.get("status") or {}
+    if not (rollup is None or (isinstance(rollup, dict) and all(type(v) in (int, str) for v in rollup.values()))):
+        raise corrupt("'rollup' must map field names to numbers or text")
+    if not (isinstance(status, dict) and all(isinstance(v, str) for v in status.values())):
+        raise corrupt("'status' must map field names to text")

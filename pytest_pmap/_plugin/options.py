@@ -10,12 +10,13 @@ from typing import Any, Optional
 
 import pytest
 
+from .._engine.files import check_writable
 from .._gate.compare import DEFAULT_METRIC, Tolerance, parse_metric
 from .._gate.results import ResultsFileError, RunResults
 from .._measure.allocator import fix_malloc_thresholds
 from .._measure.budget import BudgetConfig, describe_keys
 from .._measure.result import GATE_METRICS
-from ..errors import BudgetSyntaxError
+from ..errors import BudgetSyntaxError, PmapError
 from . import hookspecs
 from .state import OUTPUTS, SESSION, Gate, Session, unavailable
 
@@ -145,13 +146,19 @@ def _gate(config: pytest.Config) -> Gate:
     except BudgetSyntaxError as exc:
         raise pytest.UsageError(str(exc)) from None
     worker = hasattr(config, "workerinput")  # an xdist worker measures; only the controller reads and writes files
+    files: dict[str, str] = {}  # each file written, and the option that writes it
     for name in OUTPUTS:
         raw = config.getoption(name)
         if raw is None:
             continue
-        path = Path(raw)
+        path, option = Path(raw), f"--{name.replace('_', '-')}"
         if not worker:
-            _check_writable(path, f"--{name.replace('_', '-')}")
+            file = _check_writable(raw, option)  # the name as given: Path('') would be '.'
+            if file in files:
+                raise pytest.UsageError(f"{option} {raw}: {files[file]} writes that file too, and one would replace "
+                                        "the other; give each its own file")
+            if file:
+                files[file] = option
         gate.outputs[name] = path
     raw = config.getoption("pmap_baseline")
     if raw is not None:
@@ -166,15 +173,15 @@ def _gate(config: pytest.Config) -> Gate:
     return gate
 
 
-def _check_writable(path: Path, option: str) -> None:
-    """Stop before the tests run if `path` cannot be written at the end."""
-    folder = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise pytest.UsageError(f"{option} {path}: that is a folder; give a file name")
-    if not folder.is_dir():
-        raise pytest.UsageError(f"{option} {path}: folder {str(folder)!r} does not exist; create it first")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise pytest.UsageError(f"{option} {path}: folder {str(folder)!r} is not writable")
+def _check_writable(path: str | os.PathLike[str], option: str) -> str:
+    """Stop before the tests run if `path` cannot be written at the end (the writer's own check:
+    a device, a FIFO or /dev/stdout is written through, a regular file replaced in its folder).
+    Returns the file that will be replaced, "" for one written through."""
+    try:
+        where = check_writable(path)
+    except PmapError as exc:
+        raise pytest.UsageError(f"{option}: {exc}") from None
+    return os.path.realpath(where.path) if where.kind in ("new", "file") else ""
 
 
 def _read_pyproject(config: pytest.Config) -> tuple[dict[str, Any], str]:

@@ -4,7 +4,6 @@ results measured so far. Created at configure time (`options`), used by the runn
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,7 +76,4 @@ def unavailable() -> str:
     """Why the plugin cannot read memory maps here; "" where it can."""
     if not sys.platform.startswith("linux"):
         return _NOT_LINUX
-    root = default_procfs().root
-    if not os.path.isdir(root):
-        return f"there is no procfs at {root} (set PYTEST_PMAP_PROCFS to where it is mounted)"
-    return ""
+    return default_procfs().problem()
