@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Optional
 
 from .._engine.acquire import check_pid, check_same_process, snapshot
@@ -157,7 +158,7 @@ def _watch(args: list[str]) -> int:
 def _compare(args: list[str]) -> int:
     from .._gate.compare import DEFAULT_METRIC, Tolerance, compare, parse_metric
     from .._gate.reports import markdown, write_report
-    from .._gate.results import RunResults
+    from .._gate.results import RunResults, load_baseline
 
     p = _Parser(
         prog="pytest-pmap compare",
@@ -170,17 +171,31 @@ def _compare(args: list[str]) -> int:
     p.add_argument("--tolerance", default=None, help="a percentage, a size or both, e.g. '2%%,512KiB' (the default)")
     p.add_argument("--markdown", metavar="FILE", default=None, help="also write the pull-request summary to FILE")
     p.add_argument("--top", type=_count, default=10, metavar="N", help="top growers in the Markdown summary (default 10)")
+    p.add_argument("--allow-empty-baseline", action="store_true",
+                   help="pass even when no test can be compared (BASE has no results, none of HEAD's tests, or no "
+                   "value of the metric); without it that is a failure")
+    p.add_argument("--allow-incomplete-baseline", action="store_true",
+                   help="accept a BASE from a run that did not finish (interrupted, stopped by -x, crashed)")
     ns = p.parse_args(args)
     try:
         metric = parse_metric(ns.metric, "--metric")
         tolerance = Tolerance() if ns.tolerance is None else Tolerance.parse(ns.tolerance, "--tolerance")
-        base = RunResults.load(ns.base, "baseline file")
+        base = load_baseline(ns.base, allow_empty=ns.allow_empty_baseline,
+                             allow_incomplete=ns.allow_incomplete_baseline, flags="--")
         head = RunResults.load(ns.head, "results file")
+        if ns.markdown is not None:
+            for given, what in ((ns.base, "BASE"), (ns.head, "HEAD")):
+                if Path(ns.markdown).resolve() == Path(given).resolve():
+                    raise PmapError(f"--markdown {ns.markdown} is {what} ({given}): writing it would replace "
+                                    "that results file; give the summary a file of its own")
     except PmapError as exc:
         p.exit(2, f"pytest-pmap compare: {exc}\n")
-    comparison = compare(base, head, metric, tolerance, f"baseline {ns.base}")
+    comparison = compare(base, head, metric, tolerance, f"baseline {ns.base}", allow_ungated=ns.allow_empty_baseline)
     for line in comparison.table():
         print(line)
+    if comparison.ungated and not comparison.passed:
+        sys.stderr.write("pytest-pmap compare: a gate that compares no test passes whatever the tests do; "
+                         "to pass anyway, give --allow-empty-baseline\n")
     if ns.markdown is not None:
         try:
             write_report(ns.markdown, markdown(head, comparison, metric, ns.top).encode())
