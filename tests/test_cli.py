@@ -87,12 +87,24 @@ def test_watch_counts_and_ends(spaced_sleep: int) -> None:
 
 
 def test_watch_ends_cleanly_when_the_process_exits() -> None:
-    victim = subprocess.Popen(["sleep", "0.5"])
+    # The victim exits only once watch has printed its first line: on a loaded machine a fixed
+    # sleep could end before watch's first reading, which is then an error, not a clean end.
+    victim = subprocess.Popen(["sleep", "600"])
+    watch = subprocess.Popen([sys.executable, "-m", "pytest_pmap", "watch", str(victim.pid), "-n", "0.1"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        done = ours("watch", str(victim.pid), "-n", "0.1")
+        assert watch.stdout is not None
+        first = watch.stdout.readline()
+        victim.kill()
+        out, err = watch.communicate(timeout=60)
     finally:
+        victim.kill()
         victim.wait()
-    assert done.returncode == 0 and "exited" in done.stdout.splitlines()[-1] and not done.stderr
+        if watch.poll() is None:
+            watch.kill()
+            watch.wait()
+    assert "mapped:" in first
+    assert watch.returncode == 0 and "exited" in out.splitlines()[-1] and not err
 
 
 @pytest.mark.parametrize(

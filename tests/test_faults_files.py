@@ -414,8 +414,8 @@ def test_report_options_naming_one_file_twice_or_no_file_are_usage_errors(pytest
     pytester.path.joinpath("link.json").symlink_to("r.json")
     result = pytester.runpytest_subprocess("--pmap-json", "r.json", "--pmap-markdown", "link.json")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: --pmap-markdown link.json: --pmap-json writes that file too, and one would "
-                                 "replace the other; give each its own file"])
+    result.stderr.fnmatch_lines(["ERROR: --pmap-markdown link.json is the same file as --pmap-json r.json: writing it "
+                                 "would replace the other; give each its own file"])
     result = pytester.runpytest_subprocess("--pmap-json", "")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: --pmap-json: '' is not a file name: give the path of the file to write"])

@@ -152,7 +152,8 @@ def test_an_interrupted_run_does_not_overwrite_the_baseline(suite: pytest.Pytest
     suite.makepyfile(test_stop="def test_stop():\n    raise KeyboardInterrupt\n")
     result = suite.runpytest_subprocess("--pmap-save-baseline", "base.json")
     assert result.ret == pytest.ExitCode.INTERRUPTED
-    result.stdout.fnmatch_lines(["pmap: ERROR: baseline not saved to base.json: the run was interrupted*"])
+    result.stdout.fnmatch_lines(
+        ["pmap: ERROR: baseline not saved to base.json: the run did not finish (interrupted: KeyboardInterrupt, exit status 2)*"])
     assert path.read_bytes() == before
 
 

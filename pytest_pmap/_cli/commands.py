@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 from .._engine.acquire import check_pid, check_same_process, snapshot
@@ -225,24 +226,38 @@ def _compare_parser() -> _Parser:
     p.add_argument("--tolerance", default=None, help="a percentage, a size or both, e.g. '2%%,512KiB' (the default)")
     p.add_argument("--markdown", metavar="FILE", default=None, help="also write the pull-request summary to FILE")
     p.add_argument("--top", type=_count, default=10, metavar="N", help="top growers in the Markdown summary (default 10)")
+    p.add_argument("--allow-empty-baseline", action="store_true",
+                   help="pass even when no test can be compared (BASE has no results, none of HEAD's tests, or no "
+                   "value of the metric); without it that is a failure")
+    p.add_argument("--allow-incomplete-baseline", action="store_true",
+                   help="accept a BASE from a run that did not finish (interrupted, stopped by -x, crashed)")
     return p
 
 
 def _compare(ns: argparse.Namespace) -> int:
     from .._gate.compare import Tolerance, compare, parse_metric
     from .._gate.reports import markdown, write_report
-    from .._gate.results import RunResults
+    from .._gate.results import RunResults, load_baseline
 
     try:
         metric = parse_metric(ns.metric, "--metric")
         tolerance = Tolerance() if ns.tolerance is None else Tolerance.parse(ns.tolerance, "--tolerance")
-        base = RunResults.load(ns.base, "baseline file")
+        base = load_baseline(ns.base, allow_empty=ns.allow_empty_baseline,
+                             allow_incomplete=ns.allow_incomplete_baseline, flags="--")
         head = RunResults.load(ns.head, "results file")
+        if ns.markdown is not None:
+            for given, what in ((ns.base, "BASE"), (ns.head, "HEAD")):
+                if Path(ns.markdown).resolve() == Path(given).resolve():
+                    raise PmapError(f"--markdown {ns.markdown} is {what} ({given}): writing it would replace "
+                                    "that results file; give the summary a file of its own")
     except PmapError as exc:
         complain(f"pytest-pmap compare: {exc}\n")
         return 2
-    comparison = compare(base, head, metric, tolerance, f"baseline {ns.base}")
+    comparison = compare(base, head, metric, tolerance, f"baseline {ns.base}", allow_ungated=ns.allow_empty_baseline)
     out("".join(line + "\n" for line in comparison.table()))
+    if comparison.ungated and not comparison.passed:
+        complain("pytest-pmap compare: a gate that compares no test passes whatever the tests do; "
+                 "to pass anyway, give --allow-empty-baseline\n")
     if ns.markdown is not None:
         try:
             write_report(ns.markdown, markdown(head, comparison, metric, ns.top).encode())

@@ -54,6 +54,14 @@ def parse_limits(raw: MappingABC[str, Any], source: str) -> dict[str, Size]:
             limits[key] = Size(value)
         except (BudgetSyntaxError, TypeError, ValueError) as exc:
             raise BudgetSyntaxError(f"{source}: {key}: {exc}") from None
+        if limits[key] < 0:
+            # Memory is never below zero, nor a peak below where it started. A negative growth
+            # limit would demand that the test free memory, which the allocator decides (glibc
+            # keeps freed heap): that is an assertion for the test itself to make.
+            hint = ""
+            if key.endswith("_growth") and key != "peak_growth":
+                hint = f"; to require that a test frees memory, assert it in the test: assert pmap.growth.{key[:-7]} <= -8 * MiB"
+            raise BudgetSyntaxError(f"{source}: {key}: {value!r} is negative; a budget is a limit of 0 bytes or more{hint}")
     return limits
 
 
@@ -106,10 +114,12 @@ class BudgetConfig:
         return cls(Budget().merged(parse_limits(defaults, where), where), tuple(globs))
 
     def for_test(self, nodeid: str) -> Budget:
-        """The budget of the test `nodeid`: the defaults, then every glob that matches it."""
+        """The budget of the test `nodeid`: the defaults, then every glob that matches it. `*` and
+        `?` are the wildcards; brackets are themselves, as in a parametrized test's node ID
+        (`test_load[big]`), which fnmatch would read as a set of characters and never match."""
         budget = self.defaults
         for pattern, limits, where in self.globs:
-            if fnmatch.fnmatchcase(nodeid, pattern):
+            if fnmatch.fnmatchcase(nodeid, pattern.replace("[", "[[]")):
                 budget = budget.merged(limits, where)
         return budget
 

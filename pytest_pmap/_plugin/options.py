@@ -12,12 +12,13 @@ import pytest
 
 from .._engine.files import check_writable
 from .._gate.compare import DEFAULT_METRIC, Tolerance, parse_metric
-from .._gate.results import ResultsFileError, RunResults
+from .._gate.results import ResultsFileError, load_baseline
 from .._measure.allocator import fix_malloc_thresholds
 from .._measure.budget import BudgetConfig, describe_keys
 from .._measure.result import GATE_METRICS
 from ..errors import BudgetSyntaxError, PmapError
 from . import hookspecs
+from .report import Outcome
 from .state import OUTPUTS, SESSION, Gate, Session, unavailable
 
 __all__ = ["pytest_addhooks", "pytest_addoption", "pytest_configure"]
@@ -39,6 +40,14 @@ TOLERANCE_DESC = (
     "as in '2%,512KiB' (the default); widened to a huge page where transparent huge pages moved"
 )
 METRIC_DESC = f"the metric the baseline gate compares (default {DEFAULT_METRIC}): {', '.join(GATE_METRICS)}"
+ALLOW_EMPTY_DESC = (
+    "run the --pmap-baseline gate even when it can compare no test (the baseline has no results, none for "
+    "this run's tests, or no value of the metric); without it such a gate fails, since it would pass anything"
+)
+ALLOW_INCOMPLETE_DESC = (
+    "accept a --pmap-baseline saved from a run that did not finish (interrupted, stopped by -x or --maxfail, "
+    "crashed); the tests it did not measure pass as new"
+)
 BENCHER_DESC = "write every test's metrics to PATH in Bencher Metric Format (bytes); implies --pmap"
 BENCHMARK_ACTION_DESC = (
     "write the gated metric of every test to PATH for github-action-benchmark (tool: customSmallerIsBetter); "
@@ -63,6 +72,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--pmap-markdown", metavar="PATH", default=None, help=MARKDOWN_DESC)
     group.addoption("--pmap-save-baseline", metavar="PATH", default=None, help=SAVE_BASELINE_DESC)
     group.addoption("--pmap-baseline", metavar="PATH", default=None, help=BASELINE_DESC)
+    group.addoption("--pmap-allow-empty-baseline", action="store_true", default=False, help=ALLOW_EMPTY_DESC)
+    group.addoption("--pmap-allow-incomplete-baseline", action="store_true", default=False, help=ALLOW_INCOMPLETE_DESC)
     group.addoption("--pmap-tolerance", metavar="TOLERANCE", default=None, help=TOLERANCE_DESC.replace("%", "%%"))
     group.addoption("--pmap-metric", metavar="METRIC", default=None, help=METRIC_DESC)
     group.addoption("--pmap-bencher", metavar="PATH", default=None, help=BENCHER_DESC)
@@ -85,14 +96,16 @@ def pytest_configure(config: pytest.Config) -> None:
     if _flag(config, "pmap_malloc_thresholds"):  # first, before we allocate anything for the session
         fix_malloc_thresholds()
     top = config.getoption("pmap_top")
+    source = f"--pmap-top {top}"
     if top is None:
         raw = config.getini("pmap_top")
+        source = f"pmap_top = {raw!r} in {_ini_name(config)}"
         try:
             top = int(raw)
         except ValueError:
-            raise pytest.UsageError(f"pmap_top = {raw!r} in {_ini_name(config)} is not a number of tests") from None
+            raise pytest.UsageError(f"{source} is not a number of tests") from None
     if top < 0:
-        raise pytest.UsageError(f"--pmap-top {top}: give 0 or more tests")
+        raise pytest.UsageError(f"{source}: give 0 or more tests")
     pyproject, source = _read_pyproject(config)
     try:
         config_budgets = BudgetConfig.parse(pyproject, source)
@@ -102,7 +115,9 @@ def pytest_configure(config: pytest.Config) -> None:
     measure = measure or bool(gate.outputs) or gate.baseline_path is not None
     why = unavailable()
     junit = bool(getattr(config.option, "xmlpath", None))
-    config.stash[SESSION] = Session(measure, top, config_budgets, why, gate, junit=junit)
+    state = config.stash[SESSION] = Session(measure, top, config_budgets, why, gate, junit=junit)
+    if measure:
+        config.pluginmanager.register(Outcome(state), "pmap-outcome")
     if measure and why:
         config.issue_config_time_warning(pytest.PytestConfigWarning(f"--pmap does nothing here: {why}"), 2)
 
@@ -146,31 +161,53 @@ def _gate(config: pytest.Config) -> Gate:
     except BudgetSyntaxError as exc:
         raise pytest.UsageError(str(exc)) from None
     worker = hasattr(config, "workerinput")  # an xdist worker measures; only the controller reads and writes files
-    files: dict[str, str] = {}  # each file written, and the option that writes it
+    gate.allow_empty = bool(config.getoption("pmap_allow_empty_baseline"))
+    files: dict[str, str] = {}  # option name -> the file it replaces at the end ("" for one written through)
     for name in OUTPUTS:
         raw = config.getoption(name)
         if raw is None:
             continue
         path, option = Path(raw), f"--{name.replace('_', '-')}"
         if not worker:
-            file = _check_writable(raw, option)  # the name as given: Path('') would be '.'
-            if file in files:
-                raise pytest.UsageError(f"{option} {raw}: {files[file]} writes that file too, and one would replace "
-                                        "the other; give each its own file")
-            if file:
-                files[file] = option
+            files[name] = _check_writable(raw, option)  # the name as given: Path('') would be '.'
         gate.outputs[name] = path
     raw = config.getoption("pmap_baseline")
     if raw is not None:
         gate.baseline_path = Path(raw)
         if not worker:
             try:
-                gate.baseline = RunResults.load(raw, "baseline file")
+                gate.baseline = load_baseline(
+                    raw, allow_empty=gate.allow_empty, allow_incomplete=bool(config.getoption("pmap_allow_incomplete_baseline"))
+                )
             except ResultsFileError as exc:
-                raise pytest.UsageError(
-                    f"--pmap-baseline: {exc} (save one with --pmap-save-baseline {raw})"
-                ) from None
+                hint = "" if os.path.exists(raw) else f" (save one with --pmap-save-baseline {raw})"
+                raise pytest.UsageError(f"--pmap-baseline: {exc}{hint}") from None
+    if not worker:
+        _check_distinct(gate, files)
     return gate
+
+
+def _check_distinct(gate: Gate, files: dict[str, str]) -> None:
+    """Stop before the tests run if two files of the session are one: the later write would
+    replace the earlier, and a report written over the baseline would replace what it is gated
+    against. (`--pmap-save-baseline` may name the baseline: that updates it, when the gate passes.)
+    `files` holds each output's file as the writer will replace it; one written through (a device,
+    a FIFO, /dev/stdout) can take several reports."""
+    seen: dict[str, str] = {}
+    if gate.baseline_path is not None:
+        seen[os.path.realpath(gate.baseline_path)] = f"--pmap-baseline {gate.baseline_path}"
+    for name, path in gate.outputs.items():
+        option, key = f"--{name.replace('_', '-')} {path}", files.get(name, "")
+        if not key:
+            continue
+        other = seen.get(key)
+        if other is not None and not (name == "pmap_save_baseline" and other.startswith("--pmap-baseline ")):
+            raise pytest.UsageError(
+                f"{option} is the same file as {other}: writing it would replace "
+                + ("the baseline this run is gated against; to update a baseline, use --pmap-save-baseline"
+                   if other.startswith("--pmap-baseline ") else "the other; give each its own file")
+            )
+        seen.setdefault(key, option)
 
 
 def _check_writable(path: str | os.PathLike[str], option: str) -> str:

@@ -10,13 +10,14 @@ from typing import Any, Optional
 import pytest
 
 from .._measure.boundary import BoundaryReader, growth
-from .._measure.budget import Budget, check, parse_limits, report_text
+from .._measure.budget import Budget, check, report_text
 from .._measure.probe import Probe, Reading
 from .._measure.result import MemoryResult
 from ..errors import BudgetSyntaxError, PmapError, hide_from_tracebacks
 from ..size import Size
 from ..warnings import PmapWarning
 from .fixtures import PROBES, ignore_rule
+from .markers import budget_of
 from .state import SESSION
 
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
@@ -28,17 +29,6 @@ _FAILURE = pytest.StashKey[str]()
 _BUDGET = pytest.StashKey[Budget]()
 
 
-def _budget(item: pytest.Item) -> Budget:
-    state = item.config.stash[SESSION]
-    budget = state.config_budgets.for_test(item.nodeid)
-    for mark in reversed(list(item.iter_markers("pmap"))):  # the closest marker wins
-        if mark.args:
-            raise BudgetSyntaxError(f"marker on {item.nodeid}: pmap() takes keyword limits only, got {mark.args!r}")
-        source = f"marker on {item.nodeid}"
-        budget = budget.merged(parse_limits(mark.kwargs, source), "marker")
-    return budget
-
-
 _FIXTURES = {"pmap", "pmap_spawn", "pmap_attach"}
 
 
@@ -48,7 +38,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     needed = config.stash[SESSION].measure
     for item in items:
         try:
-            item.stash[_BUDGET] = _budget(item)
+            item.stash[_BUDGET] = budget_of(item)
         except BudgetSyntaxError as exc:
             item.stash[_BUDGET_ERROR] = str(exc)
             needed = True

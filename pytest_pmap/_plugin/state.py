@@ -41,6 +41,8 @@ class Gate:
     baseline_path: Optional[Path] = None
     baseline: Optional[RunResults] = None
     """The baseline, loaded at start-up so that a bad file stops the run before any test."""
+    allow_empty: bool = False
+    """`--pmap-allow-empty-baseline`: a comparison that gates no test passes (with a warning)."""
     outputs: dict[str, Path] = field(default_factory=dict)
     """Option name (`pmap_json`, ...) -> where to write."""
     comparison: Optional[Comparison] = None
@@ -66,7 +68,14 @@ class Session:
     """The per-test readings of `--pmap`, made when the first test is measured."""
     junit: bool = False
     """True when a JUnit XML report is written: each test's measurements go in as properties."""
-
+    stopped: str = ""
+    """Why the session was interrupted (`KeyboardInterrupt`, `stopping after 1 failures`), "" if it was not."""
+    collect_errors: int = 0
+    """Files or modules that could not be collected: their tests were never run."""
+    lost: list[str] = field(default_factory=list)
+    """xdist workers that went down without handing over their measurements, as messages."""
+    gathered: set[str] = field(default_factory=set)
+    """xdist workers whose measurements were gathered (xdist may report a worker down twice)."""
 
 
 SESSION = pytest.StashKey["Session"]()
