@@ -21,12 +21,12 @@ from pytest_pmap import MapDiff, NotSupported, PmapError, PmapWarning, Probe, Pr
 from pytest_pmap._cli.pmap import main as pmap_main
 
 
-def _read(pid: int, command: bool, out: pytest.CaptureFixture[bytes]) -> tuple[bytes, int, int]:
-    """Read `pid` by `snapshot()` (maps and smaps_rollup one time in two) or by `pytest-pmap -x`:
+def _read(pid: int, way: int, out: pytest.CaptureFixture[bytes]) -> tuple[bytes, int, int]:
+    """Read `pid` by `snapshot()` (way 0), `snapshot(detail=False)` (1) or `pytest-pmap -x` (2):
     its command line, number of mappings and the last one's address. A command that cannot read
     the process fails the caller's test."""
-    if not command:
-        snap = snapshot(pid, detail=random.random() < 0.5)  # never ProcessGone: the process lives on
+    if way < 2:
+        snap = snapshot(pid, detail=way == 0)  # never ProcessGone: the process lives on
         return snap.cmdline.encode(), len(snap.mappings), snap.mappings[-1].start
     status = pmap_main(["-x", str(pid)])
     lines = out.readouterr().out.splitlines()
@@ -40,13 +40,13 @@ def test_a_process_that_starts_a_new_program_while_it_is_read_gives_one_whole_ma
     # The kernel ends a read of the old program's map early when execve lets go of it, and a read
     # started before execve can carry the old program's name over the new one's map. The new
     # program's map grows as it starts (the loader maps its libraries): any of its states is true.
-    # Read by snapshot() and, one time in three, by `pytest-pmap -x`.
+    # Read by snapshot(), snapshot(detail=False) and `pytest-pmap -x` in turn.
     python = snapshot(forks.waiting)
     chance = random.Random(15)
     wrong: list[str] = []
     for i in range(300):
         pid = forks.go(f"exec {chance.randrange(8_000)}")
-        cmdline, count, last = _read(pid, i % 3 == 0, capsysbinary)
+        cmdline, count, last = _read(pid, i % 3, capsysbinary)
         program = b"exit_race.py" if count > 1000 else b"sleep 600"
         whole = last == python.mappings[-1].start  # [vsyscall]: a read cut short loses it
         # inside execve there are no arguments yet: pmap shows the command name in brackets instead
@@ -68,7 +68,7 @@ def test_a_process_whose_main_thread_exits_while_it_is_read_is_not_exited(
     for i in range(100):
         pid = forks.go(f"thread {chance.randrange(8_000)}")
         try:
-            _, count, last = _read(pid, i % 3 == 0, capsysbinary)
+            _, count, last = _read(pid, i % 3, capsysbinary)
         except (ProcessGone, AssertionError) as exc:
             wrong.append(str(exc))
             continue
