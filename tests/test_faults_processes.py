@@ -275,7 +275,7 @@ def _spawning_suite(pytester: pytest.Pytester, pids: Path) -> None:
             p.process.wait()
             record(p.pid)
 
-        def test_zz_none_is_left(pmap_spawn):
+        def test_zz_none_is_left():
             left = []
             for pid in map(int, open(PIDS).read().split()):
                 try:
