@@ -15,6 +15,7 @@ from .errors import (
     NotSupported,
     PidReused,
     PmapError,
+    PmapWarning,
     ProcessGone,
     SmapsParseError,
     SnapshotFileError,
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
     from ._measure.budget import Violation
     from ._measure.probe import NewMappings, Probe, Reading
     from ._measure.result import MemoryResult
-    from .warnings import PmapWarning
 
 #: Names imported on first use, so that the `pytest-pmap` command starts fast.
 _LAZY = {
@@ -36,7 +36,6 @@ _LAZY = {
     "NewMappings": "_measure.probe", "Probe": "_measure.probe", "Reading": "_measure.probe",
     "Violation": "_measure.budget",
     "MemoryResult": "_measure.result", "RunResults": "_gate.results",
-    "PmapWarning": "warnings",
 }
 
 

@@ -1,7 +1,10 @@
-"""The errors pytest-pmap raises: each names the culprit and the way out."""
+"""The errors pytest-pmap raises, each naming the culprit and the way out, and the warning it issues."""
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
 from typing import Any
 
 
@@ -39,6 +42,28 @@ class UsageError(PmapError, ValueError):
 
 class BudgetSyntaxError(UsageError):
     """A size, range or budget was written in a way we cannot read."""
+
+
+class PmapWarning(UserWarning):
+    """What a passing test or a library call would otherwise hide: a memory budget the kernel gives
+    no numbers for, a process `pmap_spawn` started that crashed or had to be killed, a diff of two
+    different processes. Make it an error with `-W error::pytest_pmap.PmapWarning`.
+
+    Defined here, beside the errors, so that every layer can issue it, the engine (which never
+    imports pytest) included; `pytest_pmap.PmapWarning` and `pytest_pmap.warnings.PmapWarning` are
+    this very class, so one filter catches them all."""
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def warn(message: str) -> None:
+    """Issue a `PmapWarning` attributed to the first line outside pytest-pmap that led here (the
+    user's `b.diff(a)`, not our own frames)."""
+    frame, level = sys._getframe(1), 2
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(PmapWarning(message), stacklevel=level)
 
 
 def hide_from_tracebacks(excinfo: Any) -> bool:

@@ -1,13 +1,11 @@
-"""The warnings pytest-pmap issues."""
+"""The warning pytest-pmap issues, `PmapWarning`.
+
+It is defined in `pytest_pmap.errors`, where the engine (which never imports pytest) can issue it
+too; this module names the same class, for code that imported it from here.
+"""
 
 from __future__ import annotations
 
-import pytest
+from .errors import PmapWarning
 
 __all__ = ["PmapWarning"]
-
-
-class PmapWarning(pytest.PytestWarning):
-    """What a passing test would otherwise hide: a memory budget the kernel gives no numbers for,
-    or a process `pmap_spawn` started that crashed or had to be killed. Make it an error with
-    `-W error::pytest_pmap.PmapWarning`."""

@@ -130,6 +130,55 @@ def zombie(procs: Processes) -> int:
     return child
 
 
+class Forks:
+    """Drives helpers/exit_race.py: copies of a process with many mappings, forked from one and let
+    go one at a time, to exit (or start a new program) while they are read."""
+
+    def __init__(self, mappings: int) -> None:
+        self.proc = subprocess.Popen([sys.executable, str(HELPERS / "exit_race.py"), str(mappings)], text=True,
+                                     bufsize=1, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.stdin, self.stdout = self.proc.stdin, self.proc.stdout
+        self.waiting = int(self.stdout.readline().split()[1])
+        """The copy forked in advance, waiting for its orders: its map is every copy's map."""
+        self._answer_due = False
+        self._let_go = 0
+
+    def go(self, order: str) -> int:
+        """Let the waiting copy go (`order` is "DELAY_US", or "exec DELAY_US" to run `sleep`);
+        returns its PID at once, to be read while it goes. Every 25 copies, those let go are killed
+        and reaped (until then, those that exited wait as zombies)."""
+        if self._answer_due:
+            self.waiting = int(self.stdout.readline())
+            if self._let_go % 25 == 0:
+                self.stdin.write("reap\n")
+                self.stdin.flush()
+                assert self.stdout.readline() == "reaped\n"
+        pid = self.waiting
+        self.stdin.write(f"{order}\n")
+        self.stdin.flush()
+        self._answer_due = True
+        self._let_go += 1
+        return pid
+
+    def close(self) -> None:
+        self.stdin.close()
+        self.stdout.close()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def forks() -> Iterator[Forks]:
+    """Copies of a process with 2,000 mappings, let go one at a time (see `Forks`)."""
+    f = Forks(2000)
+    yield f
+    f.close()
+
+
 def _wait_until_zombie(pid: int, timeout: float = 10) -> None:
     """Wait until `/proc/PID/stat` shows state Z (an exited process, or an exited main thread)."""
     deadline = time.monotonic() + timeout

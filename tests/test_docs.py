@@ -61,6 +61,8 @@ def test_what_can_go_wrong_lists_every_case_with_tests_that_exist() -> None:
     text = (REPO / "docs" / "faults.md").read_text()
     cases = [int(n) for n in re.findall(r"^\| (\d+) \|", text, re.M)]
     assert sorted(cases) == list(range(1, 21)), "the page covers the twenty cases of the issue, once each"
+    later = re.findall(r"^\| (\d+\.\d+) \|", text, re.M)
+    assert len(later) == len(set(later)), "each case of a later round is listed once"
     named = re.findall(r"`(?:(test_\w+)\.py::)?(test_\w+)`", text)
     assert len(named) > 40
     for module, test in named:

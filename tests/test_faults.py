@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -14,46 +15,64 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import Forks
 
-from pytest_pmap import MiB, PidReused, Probe, ProcessGone, ProcFS, Snapshot, snapshot
+from pytest_pmap import MiB, PidReused, Probe, ProcessGone, ProcFS, snapshot
+from pytest_pmap._cli.pmap import main as pmap_main
 from pytest_pmap._measure.boundary import BoundaryReader
 
-#: The mappings every complete map of `sh` ends with: a read cut short loses them.
-TAIL = {"[stack]", "[vdso]"}
+
+def _read_three_ways(pid: int, way: int, out: pytest.CaptureFixture[bytes]) -> tuple[int, int, int]:
+    """Read `pid` as `snapshot()` (way 0), `snapshot(detail=False)` (1) or `pytest-pmap -x` (2): the
+    number of mappings, the bytes mapped and the last mapping's address; `ProcessGone` when the
+    reader says the process has gone (the command: exit status 1 and the header line only, or, for
+    a zombie, pmap's empty listing)."""
+    if way < 2:
+        snap = snapshot(pid, detail=way == 0)
+        return len(snap.mappings), snap.mapped, snap.mappings[-1].start if snap.mappings else 0
+    status = pmap_main(["-x", str(pid)])
+    lines = out.readouterr().out.splitlines()
+    if status:
+        assert len(lines) == 1, lines
+        raise ProcessGone(f"PID {pid} : the command's exit status is {status}")
+    rows = lines[2:-2]
+    if not rows and lines[-1].split()[2:] == [b"0", b"0", b"0"]:
+        raise ProcessGone(f"PID {pid} : a zombie, listed empty as pmap lists it")
+    return len(rows), int(lines[-1].split()[2]) << 10, int(rows[-1].split()[0], 16) if rows else 0
 
 
-def _snapshot_or_gone(pid: int, detail: bool) -> Snapshot | ProcessGone:
-    try:
-        return snapshot(pid, detail=detail)
-    except ProcessGone as exc:
-        return exc
-
-
-def test_processes_exiting_while_they_are_read_give_a_whole_map_or_processgone() -> None:
-    outcomes = {"complete": 0, "gone": 0}
+def test_processes_exiting_while_they_are_read_give_a_whole_map_or_processgone(
+    forks: Forks, capsysbinary: pytest.CaptureFixture[bytes],
+) -> None:
+    # 1,000 copies of a process with 2,000 mappings (forked from one, so each costs a few ms), each
+    # exiting at a random moment of its read: the kernel then ends the read early, without an
+    # error. Most exit while their parent is busy, so they wait as zombies with their start time
+    # unchanged; some are caught between letting go of their memory map and turning zombie (state R).
+    # Each is read by snapshot() (maps and smaps_rollup one time in four: the rollup needs the
+    # memory map too, so fewer of those are cut) or, one time in five, by `pytest-pmap -x`.
+    whole = [_read_three_ways(forks.waiting, way, capsysbinary) for way in range(3)]
+    assert whole[0][0] > 2000
+    outcomes = {"whole": 0, "gone": 0}
+    partial: list[str] = []
+    unnamed: list[str] = []
+    chance = random.Random(14)
     for i in range(1000):
-        # The shell says it is ready (so it is past exec, whose half-built map is a true map too),
-        # then exits as soon as it reads a line: we send one and read its map at once.
-        victim = subprocess.Popen(["sh", "-c", "echo; read x"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        assert victim.stdin is not None and victim.stdout is not None
+        way = 2 if i % 5 == 0 else 1 if i % 4 == 0 else 0
+        pid = forks.go(str(chance.randrange(8_000)))  # exit after up to 8 ms: most reads are cut
         try:
-            victim.stdout.readline()
-            victim.stdin.write(b"\n")
-            victim.stdin.flush()
-            snap = _snapshot_or_gone(victim.pid, detail=i % 2 == 0)
-            if isinstance(snap, ProcessGone):
-                assert str(victim.pid) in str(snap)
-                outcomes["gone"] += 1
-            else:
-                names = {m.path for m in snap.mappings}
-                assert names >= TAIL, f"PID {victim.pid}: a shortened map ({len(snap.mappings)} mappings: {names})"
-                assert snap.mapped > 0 and snap.rss is not None and snap.rss > 0
-                outcomes["complete"] += 1
-        finally:
-            victim.stdin.close()
-            victim.stdout.close()
-            victim.wait()
-    assert outcomes["complete"] and outcomes["gone"], outcomes
+            count, mapped, last = _read_three_ways(pid, way, capsysbinary)
+        except ProcessGone as exc:
+            unnamed += [] if f"PID {pid} " in str(exc) else [str(exc)]
+            outcomes["gone"] += 1
+        else:
+            ref_count, ref_mapped, ref_last = whole[way]
+            if count < ref_count - 8 or last != ref_last or abs(mapped - ref_mapped) > MiB:
+                partial.append(f"PID {pid} read by {('snapshot()', 'snapshot(detail=False)', 'pytest-pmap -x')[way]}: "
+                               f"{count} of {ref_count} mappings, mapped {mapped >> 10}K of {ref_mapped >> 10}K")
+            outcomes["whole"] += 1
+    assert not partial, f"{len(partial)} partial maps of 1000 ({outcomes}): {partial[:5]}"
+    assert outcomes["whole"] and outcomes["gone"], outcomes
+    assert not unnamed, f"errors that do not name the PID: {unnamed[:3]}"
 
 
 def _as_nobody(code: str, wrapper: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:

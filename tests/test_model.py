@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import PMAP, known
 
-from pytest_pmap import METRICS, Mapping, PmapError, ProcessGone, Snapshot, SnapshotFileError, snapshot
+from pytest_pmap import METRICS, Mapping, NotSupported, PmapError, ProcessGone, Snapshot, SnapshotFileError, snapshot
 from pytest_pmap._engine.parse.status import parse_stat
 from pytest_pmap._engine.procfs import ProcFS
 from pytest_pmap._engine.render.listing import render
@@ -93,10 +93,11 @@ def test_zombie_is_gone_not_zero(tmp_path: Path) -> None:
         snapshot(123, procfs=fake_proc(tmp_path, state="Z"))
 
 
-def test_empty_map_of_a_live_process_is_gone_but_a_kernel_thread_is_empty(tmp_path: Path) -> None:
+def test_empty_map_of_a_live_process_is_gone_and_a_kernel_thread_has_none(tmp_path: Path) -> None:
     with pytest.raises(ProcessGone, match="no memory map"):
         snapshot(123, procfs=fake_proc(tmp_path / "a", blocks=0))
-    assert snapshot(123, procfs=fake_proc(tmp_path / "b", blocks=0, flags=0x00200000)).mappings == []
+    with pytest.raises(NotSupported, match="PID 123 is a kernel thread"):
+        snapshot(123, procfs=fake_proc(tmp_path / "b", blocks=0, flags=0x00200000))
 
 
 def test_missing_pid_names_it(tmp_path: Path) -> None:
@@ -236,7 +237,5 @@ def test_save_is_atomic_and_keeps_the_old_file_on_failure(tmp_path: Path) -> Non
 
 
 def test_no_procfs_is_not_supported_not_gone(tmp_path: Path) -> None:
-    from pytest_pmap import NotSupported
-
     with pytest.raises(NotSupported, match=r"no procfs at .*only Linux"):
         snapshot(1, procfs=ProcFS(tmp_path / "nowhere"))

@@ -6,18 +6,19 @@ import argparse
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 from .._engine.acquire import check_pid, check_same_process, snapshot
-from .._engine.diff import MapDiff
+from .._engine.diff import MapDiff, other_process
 from .._engine.procfs import default_procfs
 from .._engine.render.listing import render
 from .._engine.render.text import pmap_bytes
 from .._engine.snapshot import Snapshot
-from ..errors import PmapError
+from ..errors import PmapError, PmapWarning
 from ..size import signed
 from .output import WriteError, complain, out
 
@@ -161,12 +162,12 @@ def _diff_parser() -> _Parser:
 
 def _diff(ns: argparse.Namespace) -> int:
     before, after = _load(ns.before), _load(ns.after)
-    if before.pid != after.pid or before.start_time != after.start_time:
-        complain(
-            f"pytest-pmap diff: note: the two snapshots are of different processes "
-            f"(PID {before.pid} started at tick {before.start_time}, PID {after.pid} at tick {after.start_time})\n"
-        )
-    diff = MapDiff.between(before, after)
+    why = other_process(before, after)
+    if why:
+        complain(f"pytest-pmap diff: note: {why}\n")
+    with warnings.catch_warnings():  # the note above says what the library's warning says
+        warnings.simplefilter("ignore", PmapWarning)
+        diff = MapDiff.between(before, after)
     out(pmap_bytes(diff.render(ns.fmt, limit=ns.top)))
     return 0
 

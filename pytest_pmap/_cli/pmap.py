@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Optional
 
-from .._engine.acquire import Target, finish, locate, maps_runs, smaps_runs
+from .._engine.acquire import ATTEMPTS, ReadAgain, Target, finish, locate, maps_runs, smaps_runs
 from .._engine.parse.run import Run
 from .._engine.procfs import ProcFS, default_procfs
 from .._engine.render.listing import render_runs
@@ -276,18 +276,33 @@ def _options(seen: list[tuple[str, Optional[str]]], operands: list[str]) -> Opti
 
 def _collect(fs: ProcFS, pid: int) -> Optional[Target]:
     """Who `pid` is, as pmap collects it for every PID before printing any; None when it is not
-    there. A zombie is listed (with an empty map, as pmap lists it); a process whose main thread
-    has exited is read through a live thread, where pmap would show an empty map."""
+    there. A zombie and a kernel thread are listed with an empty map, as pmap lists them; a process
+    whose main thread has exited is read through a live thread, where pmap would show an empty map."""
     try:
-        return locate(pid, fs, allow_defunct=True)
+        return locate(pid, fs, allow_defunct=True, allow_kernel_thread=True)
     except (ProcessGone, AccessDenied, NotSupported, ValueError):
         return None
 
 
 def _listing(fs: ProcFS, target: Target, opts: Options) -> tuple[str, int]:
     """What pmap prints for one PID, and its exit status: 1, and the header line only, when the
-    map cannot be read to its end (the process exited, or its PID was reused, meanwhile). Each
-    run of smaps is rendered as it arrives."""
+    map cannot be read to its end (the process exited, or its PID was reused, meanwhile). A
+    process that started a new program, or whose main thread exited, while it was read is read
+    again, as `snapshot()` reads it."""
+    for _ in range(ATTEMPTS - 1):
+        try:
+            return _read_listing(fs, target, opts)
+        except ReadAgain:
+            again = _collect(fs, target.tgid)
+            if again is None:
+                break
+            target = again
+    return _read_listing(fs, target, opts, last=True)
+
+
+def _read_listing(fs: ProcFS, target: Target, opts: Options, last: bool = False) -> tuple[str, int]:
+    """One reading of `_listing`: ReadAgain propagates unless this is the `last` one. Each run of
+    smaps is rendered as it arrives."""
     head = Snapshot(
         pid=target.tgid,
         mappings=[],
@@ -311,7 +326,9 @@ def _listing(fs: ProcFS, target: Target, opts: Options) -> tuple[str, int]:
             head, counted(runs), opts.fmt, quiet=opts.quiet, show_path=opts.show_path, range=opts.range
         )
         finish(fs, target, any(mapped))
-    except (ProcessGone, AccessDenied, NotSupported):
+    except (ProcessGone, AccessDenied, NotSupported) as exc:
+        if isinstance(exc, ReadAgain) and not last:
+            raise
         return header_line(head) + "\n", 1
     return text, 0
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Optional
 
-from ..errors import PidReused, PmapError, ProcessGone, UsageError, hide_from_tracebacks
+from ..errors import NotSupported, PidReused, PmapError, ProcessGone, UsageError, hide_from_tracebacks
 from .mapping import mappings_of
 from .parse.fields import FieldValue, parse_rollup
 from .parse.locate import locate_maps, locate_smaps
@@ -27,8 +27,8 @@ from .snapshot import Snapshot
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
 
 __all__ = [
-    "PeakReset", "Target", "check_pid", "check_same_process", "finish", "has_rollup", "locate", "map_thread",
-    "shm_minor", "snapshot", "tgid_of",
+    "ATTEMPTS", "PeakReset", "ReadAgain", "Target", "check_pid", "check_same_process", "finish", "has_rollup",
+    "locate", "map_thread", "shm_minor", "snapshot", "tgid_of",
 ]
 
 
@@ -56,16 +56,22 @@ class Target:
         return task_file(self.thread, name)
 
 
-def locate(pid: Optional[int], fs: ProcFS, *, allow_defunct: bool = False) -> Target:
+def locate(pid: Optional[int], fs: ProcFS, *, allow_defunct: bool = False, allow_kernel_thread: bool = False) -> Target:
     """Who `pid` is (the calling process when None), before its map is read.
 
-    Raises `UsageError` for a value that cannot be a PID and `ProcessGone` for a process that is
-    not there, or that is a zombie with no live thread unless `allow_defunct` (pmap lists one,
-    with an empty map).
+    Raises `UsageError` for a value that cannot be a PID, `ProcessGone` for a process that is not
+    there, or that is a zombie with no live thread unless `allow_defunct`, and `NotSupported` for
+    a kernel thread unless `allow_kernel_thread` (pmap lists both, with an empty map).
     """
     pid = os.getpid() if pid is None else check_pid(pid, fs)
     tgid = tgid_of(pid, fs)
     stat = fs.stat(tgid)
+    if stat.is_kernel_thread and not allow_kernel_thread:
+        raise NotSupported(
+            f"PID {tgid} is a kernel thread ([{stat.comm.decode('utf-8', 'replace')}]): kernel threads have no user "
+            "memory map, so there is nothing to read or measure (pmap lists it with an empty map); give the PID "
+            "of a user process"
+        )
     thread = None
     defunct = False
     if stat.is_zombie:
@@ -90,10 +96,28 @@ def maps_runs(fs: ProcFS, target: Target) -> list[Run]:
     return locate_maps(fs.read(target.tgid, target.file("maps")))
 
 
+class ReadAgain(ProcessGone):
+    """The process lives on, but changed while its map was read in a way a new read resolves: it
+    started a new program (`execve`), so what was read is the old program's map, perhaps cut short,
+    or the new one's under the old one's name; or its main thread exited while other threads run
+    on, so it is read through one of those now. `snapshot()` reads it again."""
+
+
+#: How many times `snapshot()` reads a process that keeps changing while it is read.
+ATTEMPTS = 3
+
+
 def finish(fs: ProcFS, target: Target, mapped: bool) -> Stat:
     """Check, after reading, that the map read (`mapped`: it had any mapping) is whole and still
     the same process's; return the state of whoever it was read through (the process, or its
-    live thread). Raises `ProcessGone` when it is not: nothing read may be used then."""
+    live thread). Raises `ProcessGone` when it is not: nothing read may be used then.
+
+    The kernel ends a read of maps or smaps early, without an error, once the process has let go
+    of its memory map (it is exiting): from then on stat shows the start of its stack as 0, also
+    while the process still runs its exit (state R or D) or waits as a zombie with its start time
+    unchanged. A start of the stack that moved means a new memory map (an `execve`): what was read
+    is not the process's map now either.
+    """
     pid = target.tgid
     after = fs.stat(pid)
     if after.start_time != target.stat.start_time:
@@ -103,11 +127,22 @@ def finish(fs: ProcFS, target: Target, mapped: bool) -> Stat:
         )
     if target.thread is not None:
         after = fs.stat(pid, target.thread)
-    if target.defunct:
+    if target.defunct or after.is_kernel_thread:
         return after
     if after.is_zombie:
+        if target.thread is None and fs.live_thread(pid) is not None:
+            raise ReadAgain(f"PID {pid}'s main thread exited while its map was read (other threads run on): "
+                            "nothing was recorded")
         raise ProcessGone(f"PID {pid} exited while its map was read: nothing was recorded")
-    if not mapped and not after.is_kernel_thread:
+    if after.start_stack != target.stat.start_stack:
+        if after.start_stack == 0 and "VmSize" not in fs.status(pid, target.thread):
+            # no Vm* lines in status: the process has no memory map any more
+            raise ProcessGone(f"PID {pid} exited while its map was read (its memory map is gone): nothing was recorded")
+        raise ReadAgain(
+            f"PID {pid} started a new program while its map was read (or no longer lets us read it): "
+            "nothing was recorded"
+        )
+    if not mapped:
         raise ProcessGone(f"PID {pid} has no memory map left: it is exiting; nothing was recorded")
     return after
 
@@ -118,20 +153,35 @@ def snapshot(pid: Optional[int] = None, *, detail: bool = True, procfs: Optional
     `detail=True` reads `/proc/PID/smaps` (every mapping with its Rss, Pss, ...).
     `detail=False` reads `maps` and `smaps_rollup` only: much cheaper, totals but no per-mapping fields.
     A thread ID means its process. A process whose main thread has exited is read through one of
-    its live threads. Raises `ProcessGone` if the process exits, is a zombie, or its PID is reused
-    while it is read (never a partial map), and `AccessDenied` when the kernel will not show its map.
+    its live threads; one that starts a new program, or whose main thread exits, while it is read
+    is read again. Raises
+    `ProcessGone` if the process exits, is a zombie, or its PID is reused while it is read (never a
+    partial map), and `AccessDenied` when the kernel will not show its map.
     """
     fs = procfs or default_procfs()
+    for _ in range(ATTEMPTS - 1):
+        try:
+            return _snapshot(pid, detail, fs)
+        except ReadAgain:
+            continue  # a new program, or a main thread that exited: read what is there now
+    return _snapshot(pid, detail, fs)
+
+
+def _snapshot(pid: Optional[int], detail: bool, fs: ProcFS) -> Snapshot:
     target = locate(pid, fs)
     names = target.names(fs)
     rollup = None
-    if not detail and has_rollup(fs, target.tgid, target.thread):
-        mappings = mappings_of(maps_runs(fs, target), names)
-        rollup = _read_rollup(fs, target)
-    else:  # the detail asked for, or a kernel without smaps_rollup (before Linux 4.14, gVisor): sum smaps
-        detail = True
-        mappings = mappings_of(smaps_runs(fs, target), names)
-    status = fs.status(target.tgid, target.thread)
+    try:
+        if not detail and has_rollup(fs, target.tgid, target.thread):
+            mappings = mappings_of(maps_runs(fs, target), names)
+            rollup = _read_rollup(fs, target)
+        else:  # the detail asked for, or a kernel without smaps_rollup (before Linux 4.14, gVisor): sum smaps
+            detail = True
+            mappings = mappings_of(smaps_runs(fs, target), names)
+        status = fs.status(target.tgid, target.thread)
+    except ProcessGone:  # smaps_rollup of a memory map let go of is ESRCH: an exit, or a new program
+        finish(fs, target, True)
+        raise
     after = finish(fs, target, bool(mappings))
     return Snapshot(
         pid=target.tgid,

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
+from ..errors import warn
 from ..size import Size, SizeLike, parse_size, signed
 from .mapping import Mapping
 from .render.difftext import render_diff
@@ -21,7 +22,7 @@ from .totals import Totals, sum_known
 if TYPE_CHECKING:
     from .snapshot import Snapshot
 
-__all__ = ["MapDiff", "MappingChange"]
+__all__ = ["MapDiff", "MappingChange", "other_process"]
 
 Ignore = Callable[[Mapping], bool]
 
@@ -117,10 +118,25 @@ def _same(a: Mapping, b: Mapping) -> bool:
     return a._parsed() == b._parsed() and a.rss == b.rss and a.dirty == b.dirty
 
 
+def other_process(before: Snapshot, after: Snapshot) -> str:
+    """Why `before` and `after` are not snapshots of one process ("" when they are): their PIDs, or
+    their start times (a PID reused), differ."""
+    if before.pid == after.pid and before.start_time == after.start_time:
+        return ""
+    return (f"the two snapshots are of different processes (PID {before.pid} started at tick {before.start_time}, "
+            f"PID {after.pid} at tick {after.start_time})")
+
+
 class MapDiff:
-    """The difference between two snapshots of one process: `before` and `after`."""
+    """The difference between two snapshots of one process: `before` and `after`.
+
+    Two snapshots of different processes are compared all the same, with a `PmapWarning` that says so.
+    """
 
     def __init__(self, before: Snapshot, after: Snapshot, ignore: Optional[Ignore] = None) -> None:
+        why = other_process(before, after)
+        if why:
+            warn(f"{why}: the diff compares two unrelated memory maps")
         self.before = before
         self.after = after
         self.ignore = ignore

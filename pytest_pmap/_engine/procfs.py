@@ -264,6 +264,39 @@ class ProcFS:
                 continue
         return None
 
+    def children(self, pid: int) -> list[int]:
+        """The PIDs of the children of process `pid` (those of every thread of it; zombies
+        included), read from `task/TID/children`; [] once it has exited. On a kernel without
+        those files (CONFIG_PROC_CHILDREN unset), every process's stat is read for its parent."""
+        try:
+            tids = [name for name in os.listdir(self.path(pid, "task")) if name.isdigit()]
+        except OSError:
+            return []
+        found: list[int] = []
+        for tid in tids:
+            try:
+                with open(self.path(pid, f"task/{tid}/children"), "rb") as f:
+                    found += [int(child) for child in f.read().split()]
+            except FileNotFoundError:
+                if os.path.isdir(self.path(pid, f"task/{tid}")):
+                    return self._children_from_stat(pid)
+            except OSError:  # the thread has exited meanwhile
+                continue
+        return found
+
+    def _children_from_stat(self, pid: int) -> list[int]:
+        found = []
+        for name in os.listdir(self.root):
+            try:
+                with open(self.path(int(name), "stat"), "rb") as f:
+                    data = f.read()
+            except (OSError, ValueError):
+                continue
+            fields = data[data.rfind(b")") + 2 :].split()
+            if len(fields) > 1 and fields[1] == str(pid).encode():
+                found.append(int(name))
+        return found
+
     def exists(self, pid: int) -> bool:
         """True when the procfs has a directory for `pid` (a process, or a thread's hidden entry)."""
         return os.path.isdir(f"{self.root}/{pid}")

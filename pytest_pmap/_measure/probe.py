@@ -140,17 +140,24 @@ class Probe:
     def snapshot(self, detail: bool = True) -> Snapshot:
         """A snapshot of the process now; once it has exited, the last one taken before.
 
-        Raises `PidReused` when the process watched has exited and its PID names another process.
+        Raises `PidReused` when the process watched has exited and its PID names another process,
+        and `ProcessGone` when it exited before any snapshot after its baseline: what it did since
+        is unknown, and the baseline again would read as no change at all.
         """
+        return self._take(detail, fall_back=True)
+
+    def _take(self, detail: bool, fall_back: bool) -> Snapshot:
+        """A snapshot now; once the process has ended, the last one (`fall_back`, and one was taken
+        after the baseline) or `ProcessGone`."""
         if self.process is not None and self.last is not None and self.process.poll() is not None:
             # our child has exited and was reaped: its PID may name another process now
-            return self._ended(exit_status(self.process.returncode))
+            return self._ended(exit_status(self.process.returncode), fall_back)
         try:
             snap = snapshot(self.pid, detail=detail, procfs=self.procfs)
         except ProcessGone:
             if self.last is None:
                 raise
-            return self._ended("exited")
+            return self._ended("exited", fall_back)
         if self.last is not None:
             check_same_process(self.last, snap)
         self.last = snap
@@ -158,15 +165,21 @@ class Probe:
             self.on_snapshot(self, snap)
         return snap
 
-    def _ended(self, how: str) -> Snapshot:
+    def _ended(self, how: str, fall_back: bool) -> Snapshot:
+        if not fall_back:
+            raise ProcessGone(f"PID {self.pid} {how}: no new baseline can be taken of a process that has ended")
+        if self.last is self.baseline:
+            raise ProcessGone(f"PID {self.pid} {how} before it could be read after its baseline: what it used since "
+                              "is unknown, not zero; read it while it runs (before waiting for it to end)")
         self.ended = f"PID {self.pid} {how}: readings are from its last snapshot"
         return self.last  # type: ignore[return-value]  # only called once there is one
 
     def mark(self) -> Snapshot:
-        """Take a new baseline now, and reset the peak RSS so that `peak_rss` counts from here."""
+        """Take a new baseline now, and reset the peak RSS so that `peak_rss` counts from here.
+        Raises `ProcessGone` once the process has ended."""
         why = self._reset_peak()  # refused, or no clear_refs here; a process that is gone fails the snapshot next
+        self.baseline = self._take(True, fall_back=False)
         self.peak_note = f"{why}; peak_rss is the peak since PID {self.pid} started" if why else ""
-        self.baseline = self.snapshot()
         return self.baseline
 
     # -- readings ---------------------------------------------------------------------------------

@@ -3,7 +3,6 @@ reaped at teardown) and `pmap_attach` (a running process, left alone)."""
 
 from __future__ import annotations
 
-import atexit
 import os
 import signal
 import subprocess
@@ -13,6 +12,7 @@ from typing import Any, Callable, Optional
 import pytest
 
 from .._engine.mapping import Mapping
+from .._measure import processes
 from .._measure.probe import Probe, exit_status
 from ..errors import ProcessGone, UsageError, hide_from_tracebacks
 from ..warnings import PmapWarning
@@ -63,8 +63,9 @@ def pmap(request: pytest.FixtureRequest) -> Probe:
 @pytest.fixture
 def pmap_spawn(request: pytest.FixtureRequest) -> Iterator[Callable[..., Probe]]:
     """`pmap_spawn(argv, **popen_kwargs)` starts the process under test and returns its `Probe`
-    (`probe.process` is the `subprocess.Popen`). At teardown every process started is sent
-    SIGTERM, killed after a timeout, and reaped: none is left behind."""
+    (`probe.process` is the `subprocess.Popen`). At teardown every process started, and every
+    process it started (daemons that called `setsid` included), is sent SIGTERM, killed after a
+    timeout, and reaped: none is left behind. See `pytest_pmap._measure.processes`."""
     why = request.config.stash[SESSION].unavailable
     if why:
         pytest.skip(why)
@@ -75,11 +76,10 @@ def pmap_spawn(request: pytest.FixtureRequest) -> Iterator[Callable[..., Probe]]
             raise UsageError("pmap_spawn needs a command to start: argv is empty")
         program = os.fsdecode(argv if isinstance(argv, (str, bytes, os.PathLike)) else argv[0])
         try:
-            proc: subprocess.Popen[bytes] = subprocess.Popen(argv, **popen_kwargs)
+            proc = processes.start(argv, **popen_kwargs)
         except (OSError, ValueError, TypeError) as exc:
             raise UsageError(f"pmap_spawn could not start {program!r}: {getattr(exc, 'strerror', None) or exc}") from None
         started.append((proc, program))
-        _LIVE.add(proc)
         try:
             probe = _probe(request, proc.pid)
         except ProcessGone:
@@ -95,44 +95,22 @@ def pmap_spawn(request: pytest.FixtureRequest) -> Iterator[Callable[..., Probe]]
     finally:
         for proc, program in started:
             crashed = proc.poll() is not None and -proc.returncode in _CRASH_SIGNALS
-            killed = _stop(proc)
-            if crashed or killed:
-                what = "crashed: it " + exit_status(proc.returncode) if crashed else \
-                    f"ignored SIGTERM for {STOP_TIMEOUT:g} s and was killed with SIGKILL"
-                request.node.warn(PmapWarning(f"pmap_spawn: {program!r} (PID {proc.pid}) {what}"))
-
-
-#: Spawned processes not yet reaped: if pytest itself is interrupted before the fixture's teardown
-#: runs, they are killed and reaped when the interpreter exits.
-_LIVE: set[subprocess.Popen[bytes]] = set()
+            stopped = processes.stop(proc, STOP_TIMEOUT)
+            if crashed:
+                request.node.warn(PmapWarning(f"pmap_spawn: {program!r} (PID {proc.pid}) crashed: it "
+                                              f"{exit_status(proc.returncode)}"))
+            if proc.pid in stopped.killed:
+                request.node.warn(PmapWarning(f"pmap_spawn: {program!r} (PID {proc.pid}) ignored SIGTERM for "
+                                              f"{STOP_TIMEOUT:g} s and was killed with SIGKILL"))
+            others = [pid for pid in stopped.killed if pid != proc.pid]
+            if others:
+                request.node.warn(PmapWarning(
+                    f"pmap_spawn: processes that {program!r} (PID {proc.pid}) started ignored SIGTERM for "
+                    f"{STOP_TIMEOUT:g} s and were killed with SIGKILL: PID {', '.join(map(str, others))}"))
 
 
 #: Signals that mean a process crashed (rather than was stopped): the fixture warns of them.
 _CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGILL, signal.SIGFPE}
-
-
-def _stop(proc: subprocess.Popen[bytes], timeout: Optional[float] = None) -> bool:
-    """Stop and reap `proc`: SIGTERM, then SIGKILL after the timeout. True when it took SIGKILL."""
-    killed = False
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(STOP_TIMEOUT if timeout is None else timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            killed = True
-    proc.wait()
-    for pipe in (proc.stdin, proc.stdout, proc.stderr):  # nobody can read them after the test
-        if pipe is not None:
-            pipe.close()
-    _LIVE.discard(proc)
-    return killed
-
-
-@atexit.register
-def _stop_the_rest() -> None:
-    for proc in list(_LIVE):
-        _stop(proc, timeout=0.5)
 
 
 @pytest.fixture
