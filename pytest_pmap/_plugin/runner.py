@@ -1,6 +1,7 @@
 """The per-test runner: every test's budget worked out at collection, the `--pmap` readings
 around each call, budgets checked after it, failures reported with the pmap diff, and the
-explanation of a failing assertion on a reading. Registered only when a session needs it."""
+explanation of a failing assertion on a reading. Imported, and its hooks registered, only when a
+session needs them (`pytest_pmap.plugin` decides)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from .state import SESSION
 
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
 
-__all__ = ["pytest_assertrepr_compare", "pytest_collection_modifyitems"]
+__all__ = ["FIXTURES", "explain", "take_part"]
 
 _FAILURE = pytest.StashKey[str]()
 """The report of a test's broken budget."""
@@ -29,8 +30,8 @@ _BUDGET = pytest.StashKey[Budget]()
 
 
 def _budget(item: pytest.Item) -> Budget:
-    state = item.config.stash[SESSION]
-    budget = state.config_budgets.for_test(item.nodeid)
+    config_budgets = item.config.stash[SESSION].config_budgets
+    budget = Budget() if config_budgets is None else config_budgets.for_test(item.nodeid)
     for mark in reversed(list(item.iter_markers("pmap"))):  # the closest marker wins
         if mark.args:
             raise BudgetSyntaxError(f"marker on {item.nodeid}: pmap() takes keyword limits only, got {mark.args!r}")
@@ -39,12 +40,13 @@ def _budget(item: pytest.Item) -> Budget:
     return budget
 
 
-_FIXTURES = {"pmap", "pmap_spawn", "pmap_attach"}
+#: Our fixtures: a test that uses one has its probes released, and its failure report gets their diffs.
+FIXTURES = frozenset({"pmap", "pmap_spawn", "pmap_attach"})
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def take_part(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Work out every test's budget now, and take part in running tests only if some test has a
-    budget or uses a fixture, or `--pmap` is on: a session that uses none of it pays nothing."""
+    budget or uses a fixture, or `--pmap` is on."""
     needed = config.stash[SESSION].measure
     for item in items:
         try:
@@ -53,7 +55,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.stash[_BUDGET_ERROR] = str(exc)
             needed = True
         else:
-            needed = needed or bool(item.stash[_BUDGET]) or not _FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
+            needed = needed or bool(item.stash[_BUDGET]) or not FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
     if needed and not config.pluginmanager.has_plugin(_RUNNER_NAME):
         config.pluginmanager.register(_Runner(), _RUNNER_NAME)
 
@@ -156,7 +158,9 @@ def _properties(record: MemoryResult) -> list[tuple[str, object]]:
     return props
 
 
-def pytest_assertrepr_compare(config: pytest.Config, op: str, left: object, right: object) -> Optional[list[str]]:
+def explain(op: str, left: object, right: object) -> Optional[list[str]]:
+    """`pytest_assertrepr_compare` for a comparison with a `Reading`: what it measured, and the diff
+    that explains it; None for any other comparison."""
     reading = left if isinstance(left, Reading) else right if isinstance(right, Reading) else None
     if reading is None:
         return None
