@@ -16,6 +16,7 @@ from typing import Optional
 from ...errors import SmapsParseError, hide_from_tracebacks
 from ...size import Size
 from .fields import HEADER, KB_END, FieldValue, HeaderFields, not_a_header, number_at, parse_fields
+from .sections import Sections
 
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
 
@@ -85,6 +86,15 @@ class HeaderColumns:
             parts,
         )
 
+    def texts(self) -> tuple[list[bytes], list[bytes], list[bytes]]:
+        """Every block's offset, device and inode as the kernel writes them (`00000000`, `fe:00`, `4242`)."""
+        parts = self._parts
+        return list(map(_THIRD, parts)), list(map(_FOURTH, parts)), list(map(_FIFTH, parts))
+
+    def raw_names(self) -> list[bytes]:
+        """Every block's header line after the inode: the padding and the name, as written."""
+        return [p[5] if len(p) == 6 else b"" for p in self._parts]
+
     def ids(self) -> tuple[list[int], list[int], list[int], list[int]]:
         """Every block's offset, device major and minor, and inode, parsed on the first call."""
         if not self._ids:
@@ -132,6 +142,8 @@ class Run:
     ends: list[int]
     first_line: int = 1
     """The line number, in the whole file, of the first line of `text` (for error messages)."""
+    sections: Optional[Sections] = field(default=None, repr=False)
+    """The field lines of every block, cut out once, when the run has the kernel's layout."""
     columns: dict[bytes, list[Optional[Size]]] = field(default_factory=dict, repr=False)
     """The `numbers()` read so far, by key."""
     _parsed: list[HeaderColumns] = field(default_factory=list, repr=False)
@@ -184,8 +196,23 @@ class Run:
         """Every block's value of the `key` field (`b"\\nRss:"`), as `number_at` reads it."""
         column = self.columns.get(key)
         if column is None:
-            column = self.columns[key] = _number_column(self, key)
+            sections = self.sections
+            if sections is not None and sections.has(key):
+                column = sections.column(key)
+            else:
+                column = _number_column(self, key)
+            self.columns[key] = column
         return column
+
+    def total(self, key: bytes, first: int = 0, stop: Optional[int] = None) -> Optional[int]:
+        """The sum of the `key` field over blocks first..stop-1 (all by default); None when none
+        of them has it. A run of the kernel's layout sums each distinct text of its blocks once."""
+        stop = len(self) if stop is None else stop
+        sections = self.sections
+        if sections is not None and sections.has(key):
+            return sections.total(key, first, stop)
+        present = [int(v) for v in self.numbers(key)[first:stop] if v is not None]
+        return sum(present) if present else None
 
 
 def _number_column(run: Run, key: bytes) -> list[Optional[Size]]:
