@@ -1,8 +1,10 @@
-"""`pytest-pmap [-x|-d|-X|-XX] [-q] [-p] [-A L[,H]] PID...`: procps-ng pmap's command line, byte for byte.
+"""`pytest-pmap [-x|-d|-X|-XX|-c|-C FILE] [-q] [-p] [-A L[,H]] PID...` and `pytest-pmap -n|-N FILE`:
+procps-ng pmap's command line, byte for byte.
 
 Options are read the way GNU `getopt_long` reads them (permuted, abbreviated long options, the same
-messages), PIDs the way pmap reads them (`/proc/` prefix, `strtoul` base 0), and the exit status is
-pmap's: 1 for unreadable maps or bad arguments, OR 42 when a PID was not found.
+messages), PIDs the way pmap reads them (`/proc/` prefix, `strtoul` base 0), rc files as pmap reads
+and writes them (`rcfile`), and the exit status is pmap's: 1 for unreadable maps or bad arguments,
+OR 42 when a PID was not found.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from .._engine.acquire import Target, finish, locate, maps_runs, smaps_runs
 from .._engine.parse.run import Run
 from .._engine.procfs import ProcFS, default_procfs
 from .._engine.render.listing import render_runs
+from .._engine.render.table import Shown
 from .._engine.render.text import header_line, pmap_bytes
 from .._engine.snapshot import Snapshot
 from ..errors import AccessDenied, NotSupported, ProcessGone
+from .rcfile import create_rc, default_rc_path, read_rc
 
 __all__ = ["Options", "UsageExit", "main", "parse_args", "parse_pid", "parse_range"]
 
@@ -100,7 +104,13 @@ class Options:
     pids: tuple[int, ...] = ()
     """The PIDs, in argument order (duplicates kept)."""
     warnings: str = ""
-    """Text for stderr that does not stop the run (-r)."""
+    """Text for stderr that does not stop the run (-r, an rc file's odd lines)."""
+    columns: Optional[Shown] = None
+    """-c and -C: the columns the rc file enables; None otherwise."""
+    create_rc: Optional[str] = None
+    """-n and -N: the rc file to write (and nothing else to do)."""
+    default_rc: bool = False
+    """True when the rc file is the default one, `~/.pmaprc` (-n, -c): pmap's messages name it so."""
 
 
 def _strtoul(text: str, base: int) -> tuple[int, str]:
@@ -160,15 +170,17 @@ def parse_pid(arg: str) -> Optional[int]:
 
 
 def parse_args(args: list[str]) -> Options:
-    """Read pmap's command line as GNU getopt_long does; errors raise `UsageExit`."""
+    """Read pmap's command line as GNU getopt_long does, and the rc file it names (-c, -C);
+    errors raise `UsageExit`."""
     if not args:
         raise _usage_error()
     seen: list[tuple[str, Optional[str]]] = []
+    notes: list[str] = []  # warnings about the rc file's lines, printed as it is read
     try:
         operands = _getopt(args, seen)
-        return _options(seen, operands)
+        return _options(seen, operands, notes)
     except UsageExit as exc:
-        exc.stderr = _warnings(seen) + exc.stderr
+        exc.stderr = _warnings(seen) + "".join(notes) + exc.stderr
         raise
 
 
@@ -238,7 +250,7 @@ def _warnings(seen: list[tuple[str, Optional[str]]]) -> str:
     return "".join(f"{PROG}: option -r is ignored as SunOS compatibility\n" for letter, _ in seen if letter == "r")
 
 
-def _options(seen: list[tuple[str, Optional[str]]], operands: list[str]) -> Options:
+def _options(seen: list[tuple[str, Optional[str]]], operands: list[str], notes: list[str]) -> Options:
     letters = [letter for letter, _ in seen]
     xs = letters.count("X")
     if sum(1 for opt in "cCdnNx" if opt in letters) + (xs > 0) > 1:
@@ -248,10 +260,23 @@ def _options(seen: list[tuple[str, Optional[str]]], operands: list[str]) -> Opti
         raise _fail("options -p, -q are mutually exclusive with -n, -N")
     if rc_create and operands:
         raise _fail("too many arguments")
-    if rc_create or "c" in letters or "C" in letters:
-        raise UsageExit(1, "pytest-pmap: pmap's rc files (-c, -C, -n, -N) are not supported; use -X or -XX\n")
+    rc_file = next((value for letter, value in reversed(seen) if letter in "CN"), None)  # the last one given
+    if rc_create:
+        path = rc_file if "N" in letters else _default_rc()
+        return Options(create_rc=path, default_rc="n" in letters, warnings=_warnings(seen))
     if not operands:
         raise _fail("argument missing")
+    columns = None
+    show_path = "p" in letters
+    if "c" in letters or "C" in letters:
+        path = rc_file if "C" in letters else _default_rc()
+        assert path is not None
+        rc = read_rc(path)
+        if rc is None:
+            raise _fail("couldn't read the rc file" if "C" in letters else "couldn't read ~/.pmaprc")
+        notes.append(rc.warnings)
+        columns = Shown(only=rc.fields)
+        show_path ^= rc.toggles_path
     pids = tuple(p for p in map(parse_pid, operands) if p is not None)
     if not pids or len(pids) > _MAX_PIDS:
         raise _fail("library failed pids statistics")
@@ -259,10 +284,34 @@ def _options(seen: list[tuple[str, Optional[str]]], operands: list[str]) -> Opti
     for letter, value in seen:
         if letter == "A":
             rng = parse_range(value or "")
-    fmt = "XX" if xs > 1 else "X" if xs else "x" if "x" in letters else "d" if "d" in letters else "default"
+    fmt = "XX" if xs > 1 else "X" if xs or columns else "x" if "x" in letters else "d" if "d" in letters else "default"
     return Options(
-        fmt=fmt, quiet="q" in letters, show_path="p" in letters, range=rng, pids=pids, warnings=_warnings(seen)
+        fmt=fmt, quiet="q" in letters, show_path=show_path, range=rng, pids=pids,
+        warnings=_warnings(seen) + "".join(notes), columns=columns,
     )
+
+
+def _default_rc() -> str:
+    """`$HOME/.pmaprc`; pmap stops when HOME is not set."""
+    path = default_rc_path()
+    if path is None:
+        raise _fail("HOME variable undefined")
+    return path
+
+
+def _create(opts: Options) -> int:
+    """-n and -N: write the rc file template; pmap's messages, on stderr, and its exit status."""
+    assert opts.create_rc is not None
+    done = create_rc(opts.create_rc)
+    what = "~/.pmaprc" if opts.default_rc else "the rc file"
+    if not done:
+        sys.stderr.write(f"{PROG}: {'~/.pmaprc file' if opts.default_rc else 'rc file'} successfully created, "
+                         "feel free to edit the content\n")
+        return 0
+    if done == "exists":
+        sys.stderr.write(f"{PROG}: the file already exists - delete or rename it first\n")
+    sys.stderr.write(f"{PROG}: couldn't create {what}\n")
+    return 1
 
 
 def _collect(fs: ProcFS, pid: int) -> Optional[Target]:
@@ -299,7 +348,8 @@ def _listing(fs: ProcFS, target: Target, opts: Options) -> tuple[str, int]:
     try:
         runs = smaps_runs(fs, target) if head.detail else maps_runs(fs, target)
         text = render_runs(
-            head, counted(runs), opts.fmt, quiet=opts.quiet, show_path=opts.show_path, range=opts.range
+            head, counted(runs), opts.fmt, quiet=opts.quiet, show_path=opts.show_path, range=opts.range,
+            columns=opts.columns,
         )
         finish(fs, target, any(mapped))
     except (ProcessGone, AccessDenied, NotSupported):
@@ -319,6 +369,8 @@ def main(args: list[str]) -> int:
         return exc.status
     sys.stderr.write(opts.warnings)
     sys.stderr.flush()
+    if opts.create_rc is not None:
+        return _create(opts)
     fs = default_procfs()
     targets = [t for t in (_collect(fs, pid) if fs.exists(pid) else None for pid in opts.pids) if t is not None]
     status = 0 if len(targets) == len(opts.pids) else 42

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import PmapError
 
-__all__ = ["dumps", "read_json", "write_atomic"]
+__all__ = ["dumps", "read_json", "write_atomic", "write_new"]
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -31,6 +31,25 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise PmapError(f"cannot write {os.fspath(path)!r}: {exc.strerror}") from None
+        raise
+
+
+def write_new(path: str | os.PathLike[str], data: bytes) -> None:
+    """Create the file `path` holding `data`, with the permissions the umask allows. A file that
+    exists is never replaced, and one that could not be written whole is removed: the error names
+    the file."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as exc:
+        raise PmapError(f"cannot create {os.fspath(path)!r}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
         if isinstance(exc, OSError):
             raise PmapError(f"cannot write {os.fspath(path)!r}: {exc.strerror}") from None
         raise

@@ -18,7 +18,7 @@ from ..mapping import Span, spans
 from ..parse.run import HeaderColumns, Run
 from ..totals import add_sizes_by_perms, mode_totals_of
 from .names import Names
-from .table import smaps_table
+from .table import SHOWN_X, SHOWN_XX, Shown, smaps_table
 from .text import MODES, header_line
 
 if TYPE_CHECKING:
@@ -119,16 +119,18 @@ def render_runs(
     show_path: bool = False,
     range: Optional[tuple[int, int]] = None,  # noqa: A002 - pmap's own word for -A
     utf8: Optional[bool] = None,
+    columns: Optional[Shown] = None,
 ) -> str:
     """`render` for the mappings of the parser's runs, each rendered as it comes: the command
     renders a run while the next is read. `snap` gives the header line and what names depend
-    on (PID, command line, stack); its mappings are not used."""
+    on (PID, command line, stack); its mappings are not used. `columns` are the columns of an
+    rc file (pmap -c), for the "X" format."""
     whole = ((run, 0, len(run)) for run in runs)
-    return _render(snap, whole, fmt, quiet, show_path, range or FULL_RANGE, utf8)
+    return _render(snap, whole, fmt, quiet, show_path, range or FULL_RANGE, utf8, columns)
 
 
 def _render(snap: Snapshot, spans: Iterable[Span], fmt: str, quiet: bool, show_path: bool,
-            rng: tuple[int, int], utf8: Optional[bool]) -> str:
+            rng: tuple[int, int], utf8: Optional[bool], columns: Optional[Shown] = None) -> str:
     if fmt not in FORMATS:
         raise PmapError(f"unknown pmap format {fmt!r}: use one of {', '.join(FORMATS)}")
     lines = [header_line(snap, utf8)]
@@ -140,7 +142,7 @@ def _render(snap: Snapshot, spans: Iterable[Span], fmt: str, quiet: bool, show_p
     elif fmt == "x":
         _extended(spans, names, rng, quiet, lines)
     else:
-        smaps_table(snap.pid, spans, fmt == "XX", quiet, show_path, lines)
+        smaps_table(snap.pid, spans, columns or (SHOWN_XX if fmt == "XX" else SHOWN_X), quiet, show_path, lines)
     return "\n".join(lines) + "\n"
 
 
