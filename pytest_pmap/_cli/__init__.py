@@ -7,9 +7,11 @@ lists them.
 
 from __future__ import annotations
 
-import signal
 import sys
-from typing import Optional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional
 
 __all__ = ["COMMANDS", "HELP", "main"]
 
@@ -41,6 +43,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     if argv is None:
         # Like pmap and every other filter: end quietly when the reader of our output goes away
         # (`pytest-pmap -X PID | head`), instead of a BrokenPipeError.
+        import signal
+
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in ("help", "--pytest-pmap-help"):

@@ -11,19 +11,46 @@ from __future__ import annotations
 
 import os
 import sys
+from collections import namedtuple
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import Optional
 
 from .._engine.acquire import Target, finish, locate, maps_runs, smaps_runs
 from .._engine.parse.run import Run
 from .._engine.procfs import ProcFS, default_procfs
 from .._engine.render.listing import render_runs
-from .._engine.render.table import Shown
 from .._engine.render.text import header_line, pmap_bytes
-from .._engine.snapshot import Snapshot
 from ..errors import AccessDenied, NotSupported, ProcessGone
-from .rcfile import create_rc, default_rc_path, read_rc
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NamedTuple, Optional
+
+    from .._engine.render.table import Shown
+
+    class _OptionsFields(NamedTuple):
+        fmt: str = "default"
+        """default, x, d, X or XX."""
+        quiet: bool = False
+        """-q: no column header, no footer."""
+        show_path: bool = False
+        """-p: full paths."""
+        range: tuple[int, int] = (0, (1 << 64) - 1)
+        """-A: (low, high), both inclusive."""
+        pids: tuple[int, ...] = ()
+        """The PIDs, in argument order (duplicates kept)."""
+        warnings: str = ""
+        """Text for stderr that does not stop the run (-r, an rc file's odd lines)."""
+        columns: Optional[Shown] = None
+        """-c and -C: the columns the rc file enables; None otherwise."""
+        create_rc: Optional[str] = None
+        """-n and -N: the rc file to write (and nothing else to do)."""
+        default_rc: bool = False
+        """True when the rc file is the default one, `~/.pmaprc` (-n, -c): pmap's messages name it so."""
+else:  # the command imports neither `typing` nor `dataclasses` (see _engine/__init__.py)
+    _OptionsFields = namedtuple(
+        "_OptionsFields", "fmt quiet show_path range pids warnings columns create_rc default_rc",
+        defaults=("default", False, False, (0, (1 << 64) - 1), (), "", None, None, False),
+    )
 
 __all__ = ["Options", "UsageExit", "main", "parse_args", "parse_pid", "parse_range"]
 
@@ -89,28 +116,10 @@ def _fail(message: str) -> UsageExit:
     return UsageExit(1, f"{PROG}: {message}\n")
 
 
-@dataclass(frozen=True)
-class Options:
-    """What pmap's command line asked for."""
+class Options(_OptionsFields):
+    """What pmap's command line asked for (see `_OptionsFields`)."""
 
-    fmt: str = "default"
-    """default, x, d, X or XX."""
-    quiet: bool = False
-    """-q: no column header, no footer."""
-    show_path: bool = False
-    """-p: full paths."""
-    range: tuple[int, int] = (0, _ULONG)
-    """-A: (low, high), both inclusive."""
-    pids: tuple[int, ...] = ()
-    """The PIDs, in argument order (duplicates kept)."""
-    warnings: str = ""
-    """Text for stderr that does not stop the run (-r, an rc file's odd lines)."""
-    columns: Optional[Shown] = None
-    """-c and -C: the columns the rc file enables; None otherwise."""
-    create_rc: Optional[str] = None
-    """-n and -N: the rc file to write (and nothing else to do)."""
-    default_rc: bool = False
-    """True when the rc file is the default one, `~/.pmaprc` (-n, -c): pmap's messages name it so."""
+    __slots__ = ()
 
 
 def _strtoul(text: str, base: int) -> tuple[int, str]:
@@ -262,13 +271,16 @@ def _options(seen: list[tuple[str, Optional[str]]], operands: list[str], notes: 
         raise _fail("too many arguments")
     rc_file = next((value for letter, value in reversed(seen) if letter in "CN"), None)  # the last one given
     if rc_create:
-        path = rc_file if "N" in letters else _default_rc()
+        path = rc_file if "N" in letters else _default_rc()  # pmap writes it once the options are read
         return Options(create_rc=path, default_rc="n" in letters, warnings=_warnings(seen))
     if not operands:
         raise _fail("argument missing")
     columns = None
     show_path = "p" in letters
     if "c" in letters or "C" in letters:
+        from .._engine.render.table import Shown
+        from .rcfile import read_rc
+
         path = rc_file if "C" in letters else _default_rc()
         assert path is not None
         rc = read_rc(path)
@@ -293,6 +305,8 @@ def _options(seen: list[tuple[str, Optional[str]]], operands: list[str], notes: 
 
 def _default_rc() -> str:
     """`$HOME/.pmaprc`; pmap stops when HOME is not set."""
+    from .rcfile import default_rc_path
+
     path = default_rc_path()
     if path is None:
         raise _fail("HOME variable undefined")
@@ -301,6 +315,8 @@ def _default_rc() -> str:
 
 def _create(opts: Options) -> int:
     """-n and -N: write the rc file template; pmap's messages, on stderr, and its exit status."""
+    from .rcfile import create_rc
+
     assert opts.create_rc is not None
     done = create_rc(opts.create_rc)
     what = "~/.pmaprc" if opts.default_rc else "the rc file"
@@ -312,6 +328,10 @@ def _create(opts: Options) -> int:
         sys.stderr.write(f"{PROG}: the file already exists - delete or rename it first\n")
     sys.stderr.write(f"{PROG}: couldn't create {what}\n")
     return 1
+
+
+#: What a listing's header line and names need of a process (`render.text.Head`).
+_Head = namedtuple("_Head", "pid raw_cmdline comm state start_stack shm_minor")
 
 
 def _collect(fs: ProcFS, pid: int) -> Optional[Target]:
@@ -328,16 +348,9 @@ def _listing(fs: ProcFS, target: Target, opts: Options) -> tuple[str, int]:
     """What pmap prints for one PID, and its exit status: 1, and the header line only, when the
     map cannot be read to its end (the process exited, or its PID was reused, meanwhile). Each
     run of smaps is rendered as it arrives."""
-    head = Snapshot(
-        pid=target.tgid,
-        mappings=[],
-        raw_cmdline=target.cmdline,
-        comm=target.stat.comm,
-        state=target.stat.state,
-        start_stack=target.stat.start_stack,
-        detail=opts.fmt in ("x", "X", "XX"),
-        shm_minor=target.names(fs).shm_minor,
-    )
+    head = _Head(target.tgid, target.cmdline, target.stat.comm, target.stat.state, target.stat.start_stack,
+                 target.names(fs).shm_minor)
+    detail = opts.fmt in ("x", "X", "XX")
     mapped = []
 
     def counted(runs: Iterable[Run]) -> Iterator[Run]:
@@ -346,7 +359,7 @@ def _listing(fs: ProcFS, target: Target, opts: Options) -> tuple[str, int]:
             yield run
 
     try:
-        runs = smaps_runs(fs, target) if head.detail else maps_runs(fs, target)
+        runs = smaps_runs(fs, target) if detail else maps_runs(fs, target)
         text = render_runs(
             head, counted(runs), opts.fmt, quiet=opts.quiet, show_path=opts.show_path, range=opts.range,
             columns=opts.columns,

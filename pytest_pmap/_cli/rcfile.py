@@ -6,8 +6,21 @@ and all. The default rc file is `$HOME/.pmaprc`, the file the real pmap reads.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Optional
+from collections import namedtuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NamedTuple, Optional
+
+    class _RcFields(NamedTuple):
+        fields: frozenset[str]
+        """The columns it enables (`Perm`, `Rss`, `VmFlags`, `Mapping`, ...): only these and Address show."""
+        toggles_path: bool
+        """True when it has ShowPath an odd number of times: each one turns -p over."""
+        warnings: str
+        """pmap's warnings about its lines, for stderr (`pmap: syntax error found in the config - line 3`)."""
+else:  # the command imports neither `typing` nor `dataclasses` (see _engine/__init__.py)
+    _RcFields = namedtuple("_RcFields", "fields toggles_path warnings")
 
 __all__ = ["TEMPLATE", "RcFile", "create_rc", "default_rc_path", "read_rc"]
 
@@ -28,16 +41,10 @@ _NAME = 31
 _FIELDS, _MAPPING, _UNSUPPORTED, _NONE = "fields", "mapping", "unsupported", "none"
 
 
-@dataclass(frozen=True)
-class RcFile:
-    """What an rc file asks for."""
+class RcFile(_RcFields):
+    """What an rc file asks for (see `_RcFields`)."""
 
-    fields: frozenset[str]
-    """The columns it enables (`Perm`, `Rss`, `VmFlags`, `Mapping`, ...): only these and Address show."""
-    toggles_path: bool
-    """True when it has ShowPath an odd number of times: each one turns -p over."""
-    warnings: str
-    """pmap's warnings about its lines, for stderr (`pmap: syntax error found in the config - line 3`)."""
+    __slots__ = ()
 
 
 def default_rc_path() -> Optional[str]:

@@ -13,12 +13,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
-from ..size import Size, SizeLike, parse_size, signed
+from ..size import Size, parse_size, signed
 from .mapping import Mapping
 from .render.difftext import render_diff
 from .totals import Totals, sum_known
 
 if TYPE_CHECKING:
+    from ..size import SizeLike
     from .snapshot import Snapshot
 
 __all__ = ["MapDiff", "MappingChange"]

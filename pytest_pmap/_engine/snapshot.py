@@ -12,19 +12,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar, Optional
+from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 from ..errors import NotSupported, SmapsParseError, SnapshotFileError, hide_from_tracebacks
 from ..size import Size
 from .diff import MapDiff
 from .files import dumps, read_json, write_atomic
 from .mapping import Mapping, mappings_of
-from .parse.fields import FieldValue
 from .parse.locate import locate_maps, locate_smaps
 from .parse.status import kb_bytes
 from .render.listing import render
 from .render.names import Names
 from .totals import METRIC_FIELDS, METRICS, SUMMED, Totals, mode_totals, sum_fields
+
+if TYPE_CHECKING:
+    from .parse.fields import FieldValue
 
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
 

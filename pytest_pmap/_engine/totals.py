@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from itertools import compress
-from operator import sub
 from typing import Optional
 
 from ..size import Size
 from .mapping import Mapping, spans
 from .metrics import GROWTH, METRIC_DESCRIPTIONS, METRIC_FIELDS, METRICS, PEAK_DESCRIPTIONS, SUMMED
+from .permissions import add_sizes_by_perms, mode_totals_of
 
 __all__ = [
     "GROWTH", "METRICS", "METRIC_DESCRIPTIONS", "METRIC_FIELDS", "PEAK_DESCRIPTIONS", "SUMMED", "Totals",
@@ -69,21 +68,6 @@ def mode_totals(mappings: Iterable[Mapping]) -> tuple[int, int, int]:
         columns = run.header_columns()
         add_sizes_by_perms(by_perms, columns.perms[first:stop], columns.starts[first:stop], columns.ends[first:stop])
     return mode_totals_of(by_perms)
-
-
-def add_sizes_by_perms(by_perms: dict[str, int], perms: list[str], starts: list[int], ends: list[int]) -> None:
-    """Add the sizes of these mappings (given column by column) to `by_perms`, by permissions."""
-    sizes = list(map(sub, ends, starts))
-    for p in set(perms):
-        by_perms[p] = by_perms.get(p, 0) + sum(compress(sizes, map(p.__eq__, perms)))
-
-
-def mode_totals_of(by_perms: dict[str, int]) -> tuple[int, int, int]:
-    """`mode_totals` from the sizes mapped with each permission (`rw-p`)."""
-    shared = sum(size for perms, size in by_perms.items() if perms[3] == "s")
-    writeable = sum(size for perms, size in by_perms.items() if perms[3] == "p" and perms[1] == "w")
-    readonly = sum(size for perms, size in by_perms.items() if perms[3] == "p" and perms[1] != "w")
-    return shared + writeable + readonly, writeable, shared
 
 
 def sum_known(values: Iterable[Optional[int]]) -> Optional[int]:

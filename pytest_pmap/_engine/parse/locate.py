@@ -11,15 +11,17 @@ kernels, hand-written files) is checked line by line.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from itertools import repeat
 from operator import add
-from typing import Optional
 
 from ...errors import SmapsParseError, hide_from_tracebacks
 from .fields import FIELD_LINE, HEADER, HEADER_LINE, LAST_KEY, shown
 from .run import Run
 from .sections import Sections
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional
 
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
 
@@ -42,18 +44,20 @@ def locate_maps(text: bytes) -> list[Run]:
     return [Run(text, heads, nls, [min(nl + 1, len(text)) for nl in nls])] if heads else []
 
 
-@dataclass(frozen=True)
 class _Layout:
     """What every block of a kernel-written smaps shares, taken from the first block."""
 
-    first_key: bytes
-    """The first field line's key, after the header's newline: `b"\\nSize:"`."""
-    fixed: int
-    """Bytes from the header line's newline to the newline before the `VmFlags:` line."""
-    first_end: int
-    """Bytes from the header line's newline to the first field line's newline."""
-    lines: int
-    """Field lines per block, VmFlags included."""
+    __slots__ = ("first_end", "first_key", "fixed", "lines")
+
+    def __init__(self, first_key: bytes, fixed: int, first_end: int, lines: int) -> None:
+        self.first_key = first_key
+        """The first field line's key, after the header's newline: `b"\\nSize:"`."""
+        self.fixed = fixed
+        """Bytes from the header line's newline to the newline before the `VmFlags:` line."""
+        self.first_end = first_end
+        """Bytes from the header line's newline to the first field line's newline."""
+        self.lines = lines
+        """Field lines per block, VmFlags included."""
 
     @classmethod
     def of(cls, text: bytes) -> Optional[_Layout]:

@@ -8,15 +8,19 @@ header lines are split and checked in C-level passes over all of them at once
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from itertools import repeat
 from operator import itemgetter
-from typing import Optional
 
 from ...errors import SmapsParseError, hide_from_tracebacks
 from ...size import Size
-from .fields import HEADER, KB_END, FieldValue, HeaderFields, not_a_header, number_at, parse_fields
+from .fields import HEADER, KB_END, HeaderFields, not_a_header, number_at, parse_fields
 from .sections import Sections
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional
+
+    from .fields import FieldValue
 
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
 
@@ -27,7 +31,6 @@ _PERMS = frozenset(f"{r}{w}{x}{s}".encode() for r in "-r" for w in "-w" for x in
 _FIRST, _SECOND, _THIRD, _FOURTH, _FIFTH = map(itemgetter, range(5))
 
 
-@dataclass(frozen=True, eq=False)
 class HeaderColumns:
     """The header lines of a run, parsed column by column, for every block at once.
 
@@ -36,17 +39,21 @@ class HeaderColumns:
     lines have been checked whole, so nothing is left to fail later.
     """
 
-    starts: list[int]
-    ends: list[int]
-    perms: list[str]
-    """As the kernel writes them: `rw-p`."""
-    names: list[bytes]
-    """The path or `[name]` after the inode, raw; empty for an anonymous mapping."""
-    start_texts: list[str]
-    """The start addresses as written: lowercase hex, zero-padded to 8 digits by the kernel."""
-    _parts: list[list[bytes]] = field(repr=False)
-    """Each line split at its first five spaces."""
-    _ids: list[list[int]] = field(default_factory=list, repr=False)
+    __slots__ = ("_ids", "_parts", "ends", "names", "perms", "start_texts", "starts")
+
+    def __init__(self, starts: list[int], ends: list[int], perms: list[str], names: list[bytes],
+                 start_texts: list[str], parts: list[list[bytes]]) -> None:
+        self.starts = starts
+        self.ends = ends
+        self.perms = perms
+        """As the kernel writes them: `rw-p`."""
+        self.names = names
+        """The path or `[name]` after the inode, raw; empty for an anonymous mapping."""
+        self.start_texts = start_texts
+        """The start addresses as written: lowercase hex, zero-padded to 8 digits by the kernel."""
+        self._parts = parts
+        """Each line split at its first five spaces."""
+        self._ids: list[list[int]] = []
 
     @classmethod
     def parse(cls, lines: list[bytes]) -> Optional[HeaderColumns]:
@@ -126,7 +133,6 @@ def _split_pairs(joined: bytes, separator: bytes) -> list[str]:
 
 
 
-@dataclass(frozen=True, eq=False)
 class Run:
     """The mapping blocks of one text buffer, by position.
 
@@ -135,19 +141,26 @@ class Run:
     block at once, the first time they are asked for, and kept.
     """
 
-    text: bytes
-    heads: list[int]
-    nls: list[int]
-    """Where each header line's newline is (or would be, on a last line without one)."""
-    ends: list[int]
-    first_line: int = 1
-    """The line number, in the whole file, of the first line of `text` (for error messages)."""
-    sections: Optional[Sections] = field(default=None, repr=False)
-    """The field lines of every block, cut out once, when the run has the kernel's layout."""
-    columns: dict[bytes, list[Optional[Size]]] = field(default_factory=dict, repr=False)
-    """The `numbers()` read so far, by key."""
-    _parsed: list[HeaderColumns] = field(default_factory=list, repr=False)
-    _headers: list[HeaderFields] = field(default_factory=list, repr=False)
+    __slots__ = ("_headers", "_parsed", "columns", "ends", "first_line", "heads", "nls", "sections", "text")
+
+    def __init__(self, text: bytes, heads: list[int], nls: list[int], ends: list[int], first_line: int = 1,
+                 sections: Optional[Sections] = None) -> None:
+        self.text = text
+        self.heads = heads
+        self.nls = nls
+        """Where each header line's newline is (or would be, on a last line without one)."""
+        self.ends = ends
+        self.first_line = first_line
+        """The line number, in the whole file, of the first line of `text` (for error messages)."""
+        self.sections = sections
+        """The field lines of every block, cut out once, when the run has the kernel's layout."""
+        self.columns: dict[bytes, list[Optional[Size]]] = {}
+        """The `numbers()` read so far, by key."""
+        self._parsed: list[HeaderColumns] = []
+        self._headers: list[HeaderFields] = []
+
+    def __repr__(self) -> str:
+        return f"<Run of {len(self.heads)} blocks from line {self.first_line}>"
 
     def __len__(self) -> int:
         return len(self.heads)

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 from collections import Counter
 from itertools import repeat
-from typing import Optional
 
 from ...size import Size
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional
 
 __all__ = ["Sections"]
 

@@ -14,14 +14,17 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Optional
 
 from ...errors import PmapError, SmapsParseError
-from ..mapping import Span
 from ..parse.fields import numeric_fields, text_at
 from ..parse.run import Run
 from .text import text as _text
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional
+
+    from ..mapping import Span
 
 __all__ = ["X_HIDDEN", "Shown", "smaps_table"]
 
@@ -33,14 +36,16 @@ X_HIDDEN = frozenset({
 _FIXED = ("Address", "Perm", "Offset", "Device", "Inode")
 
 
-@dataclass(frozen=True)
 class Shown:
     """Which columns a smaps table shows, as pmap's `is_enabled` decides: everything but `hidden`
     (-X, -XX), or only the names an rc file lists (`only`). Address always shows."""
 
-    hidden: frozenset[str] = frozenset()
-    only: Optional[frozenset[str]] = None
-    """The names an rc file enables (`Perm`, `Rss`, `VmFlags`, `Mapping`, ...); None for -X and -XX."""
+    __slots__ = ("hidden", "only")
+
+    def __init__(self, hidden: frozenset[str] = frozenset(), only: Optional[frozenset[str]] = None) -> None:
+        self.hidden = hidden
+        self.only = only
+        """The names an rc file enables (`Perm`, `Rss`, `VmFlags`, `Mapping`, ...); None for -X and -XX."""
 
     def __call__(self, name: str) -> bool:
         return name in self.only if self.only is not None else name not in self.hidden
@@ -51,22 +56,24 @@ SHOWN_X = Shown(X_HIDDEN)
 SHOWN_XX = Shown()
 
 
-@dataclass
 class _Columns:
     """Every mapping of one process, column by column."""
 
-    fixed: list[list[str]] = field(default_factory=lambda: [[], [], [], [], []])
-    """Address (the kernel's hex start), Perm, Offset, Device, Inode: as smaps writes them."""
-    names: list[bytes] = field(default_factory=list)
-    """The Mapping column: the name after the inode, cut to 127 bytes."""
-    flags: list[Optional[bytes]] = field(default_factory=list)
-    """VmFlags, or None for a block without it."""
-    firsts: list[tuple[bytes, bytes]] = field(default_factory=list)
-    """Each block's first numeric field (Size) as (name, digits)."""
-    rests: list[object] = field(default_factory=list)
-    """Each block's key into `fields`: the text of its other field lines."""
-    fields: dict[object, list[tuple[bytes, bytes]]] = field(default_factory=dict)
-    """Key -> the numeric fields after the first, (name, digits), in order."""
+    __slots__ = ("fields", "firsts", "fixed", "flags", "names", "rests")
+
+    def __init__(self) -> None:
+        self.fixed: list[list[str]] = [[], [], [], [], []]
+        """Address (the kernel's hex start), Perm, Offset, Device, Inode: as smaps writes them."""
+        self.names: list[bytes] = []
+        """The Mapping column: the name after the inode, cut to 127 bytes."""
+        self.flags: list[Optional[bytes]] = []
+        """VmFlags, or None for a block without it."""
+        self.firsts: list[tuple[bytes, bytes]] = []
+        """Each block's first numeric field (Size) as (name, digits)."""
+        self.rests: list[object] = []
+        """Each block's key into `fields`: the text of its other field lines."""
+        self.fields: dict[object, list[tuple[bytes, bytes]]] = {}
+        """Key -> the numeric fields after the first, (name, digits), in order."""
 
 
 def smaps_table(pid: int, spans: Iterable[Span], shown: Shown, quiet: bool, show_path: bool, lines: list[str]) -> None:
