@@ -4,21 +4,22 @@ In smaps as the kernel writes it, every block has the same field lines at the sa
 process with thousands of mappings most blocks repeat another's values: small anonymous regions,
 guard pages, a library's pieces. So each block's field lines after the first (`Size:`, which
 changes with every mapping's size) up to `VmFlags:` are cut out once, as the run is located and
-its text is still in the CPU's cache, and equal cuts are kept as one object. Any field of every
-block, and any field's sum over the run, is then a lookup per block, or per distinct text: what
-`snapshot()`'s totals, `Mapping.rss` and pmap -x and -X all read.
+its text is still in the CPU's cache, and equal cuts are kept as one object. A field is then read
+once per distinct text, and any field of every block, or its sum over the run, is a lookup per
+block, or per distinct text: what `snapshot()`'s totals, `Mapping.rss` and pmap -x and -X read.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from itertools import repeat
 
-from ...size import Size
+from .fields import number_at
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Optional
+
+    from ...size import Size
 
 __all__ = ["Sections"]
 
@@ -30,7 +31,7 @@ class Sections:
     equal texts are one object, so a run of repeated blocks holds each text once.
     """
 
-    __slots__ = ("_counts", "_parsed", "of_block", "start", "stop")
+    __slots__ = ("_counts", "_distinct", "_values", "of_block", "start", "stop")
 
     def __init__(self, of_block: list[bytes], start: int, stop: int) -> None:
         self.of_block = of_block
@@ -38,7 +39,8 @@ class Sections:
         """Where each block's first field line ends (its newline), from the header line's newline."""
         self.stop = stop
         """Where the newline before each block's `VmFlags:` line is, from the header line's newline."""
-        self._parsed: dict[bytes, dict[bytes, Optional[Size]]] = {}
+        self._distinct: Optional[list[bytes]] = None
+        self._values: dict[bytes, dict[bytes, Optional[Size]]] = {}
         self._counts: Optional[Counter[bytes]] = None
 
     @classmethod
@@ -61,48 +63,36 @@ class Sections:
             return None
         return cls(of_block, start, stop)
 
-    def distinct(self) -> dict[bytes, dict[bytes, Optional[Size]]]:
-        """Each distinct text, with its fields: key (`b"\\nRss:"`) -> value, as `number_at` reads it."""
-        if not self._parsed:
-            self._parsed.update((text, _parse(text)) for text in dict.fromkeys(self.of_block))
-        return self._parsed
+    def distinct(self) -> list[bytes]:
+        """Each distinct text, in the order of the blocks."""
+        if self._distinct is None:
+            self._distinct = list(dict.fromkeys(self.of_block))
+        return self._distinct
+
+    def values(self, key: bytes) -> dict[bytes, Optional[Size]]:
+        """Each distinct text's `key` field (`b"\\nRss:"`), as `number_at` reads it: only the
+        field asked for is parsed, once per distinct text."""
+        found = self._values.get(key)
+        if found is None:
+            found = self._values[key] = {text: number_at(text, key, 0, len(text)) for text in self.distinct()}
+        return found
 
     def has(self, key: bytes) -> bool:
         """True when some block has the `key` field among these lines."""
-        return any(key in fields for fields in self.distinct().values())
+        return any(key in text for text in self.distinct())
 
     def column(self, key: bytes) -> list[Optional[Size]]:
         """The `key` field of every block (None where a block has no such line)."""
-        values = {text: fields.get(key) for text, fields in self.distinct().items()}
-        return list(map(values.__getitem__, self.of_block))
+        return list(map(self.values(key).__getitem__, self.of_block))
 
     def total(self, key: bytes, first: int, stop: int) -> Optional[int]:
         """The sum of the `key` field over blocks first..stop-1; None when none of them has it."""
-        fields = self.distinct()
+        values = self.values(key)
         if first == 0 and stop == len(self.of_block):
             if self._counts is None:
                 self._counts = Counter(self.of_block)
-            counted = [(fields[text].get(key), n) for text, n in self._counts.items()]
+            counted = [(values[text], n) for text, n in self._counts.items()]
             present = [int(value) * n for value, n in counted if value is not None]
         else:
-            present = [int(v) for v in map(dict.get, map(fields.__getitem__, self.of_block[first:stop]), repeat(key))
-                       if v is not None]
+            present = [int(v) for v in map(values.__getitem__, self.of_block[first:stop]) if v is not None]
         return sum(present) if present else None
-
-
-def _parse(text: bytes) -> dict[bytes, Optional[Size]]:
-    """The fields of one block's lines: `kB` values in bytes, bare numbers as they are, None for
-    anything else; the first line of a name wins, as `number_at` finds it."""
-    fields: dict[bytes, Optional[Size]] = {}
-    for line in text.split(b"\n")[1:]:
-        name, colon, value = line.partition(b":")
-        if not colon:
-            continue
-        value = value.strip()
-        number: Optional[Size] = None
-        if value.endswith(b" kB") and value[:-3].isdigit():
-            number = Size.of(int(value[:-3]) << 10)
-        elif value.isdigit():
-            number = Size.of(int(value))
-        fields.setdefault(b"\n" + name + b":", number)
-    return fields
