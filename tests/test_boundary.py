@@ -80,3 +80,36 @@ def test_readings_carried_forward_agree_with_the_kernel() -> None:
         checked += 1
     assert carried >= 20, "the carried-forward path was not exercised"
     assert checked >= 40, f"only {checked} readings could be checked"
+
+
+def test_smaps_rollup_is_read_for_a_bounded_share_of_the_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past CARRY_LIMIT readings, smaps_rollup is carried forward while a real reading would take more
+    than 1/ROLLUP_SHARE of the time since the last one: a process whose rollup is slow to read (a big
+    one) is read for real far less often than every CARRY_LIMIT readings, a fast one as before."""
+    from pytest_pmap._measure import boundary
+
+    def real_reads(rollup_seconds: float, readings: int, share: int) -> int:
+        monkeypatch.setattr(boundary, "ROLLUP_SHARE", share)
+        reader = BoundaryReader()
+        original = reader._rollup
+        count = 0
+
+        def slow_rollup() -> dict[str, int]:
+            nonlocal count
+            count += 1
+            deadline = boundary.time.perf_counter() + rollup_seconds
+            while boundary.time.perf_counter() < deadline:
+                pass
+            return original()
+
+        monkeypatch.setattr(reader, "_rollup", slow_rollup)
+        keep = []
+        for _ in range(readings):
+            keep.append(bytearray(64 * KiB))  # anonymous memory faulted in: what is carried forward
+            keep[-1][::4096] = b"x" * len(keep[-1][::4096])
+            reader.read()
+        return count
+
+    readings = 5 * (boundary.CARRY_LIMIT + 1)
+    assert real_reads(0.0, readings, share=0) >= 4  # no share: read again after every CARRY_LIMIT carries
+    assert real_reads(0.02, readings, share=50) <= 2  # 20 ms a reading: 50 x 20 ms = 1 s between them at least

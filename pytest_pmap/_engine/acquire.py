@@ -227,7 +227,7 @@ class PeakReset:
         """Reset the peak now; "" when done, else why it could not be (refused, no clear_refs)."""
         fs, pid = self.fs, self.pid
         try:
-            thread = map_thread(fs, pid, fs.stat(pid))
+            thread = None if _main_thread_calls(pid) else map_thread(fs, pid, fs.stat(pid))
             if thread is not None:
                 fs.write(pid, task_file(thread, "clear_refs"), b"5")
                 return ""
@@ -237,6 +237,16 @@ class PeakReset:
         except PmapError as exc:
             return f"peak RSS could not be reset ({exc})"
         return ""
+
+
+def _main_thread_calls(pid: int) -> bool:
+    """True when the caller is process `pid`'s main thread, which is alive then: no need to read
+    its stat to find out (the per-test readings of `--pmap` reset the peak before every test)."""
+    if pid != os.getpid():
+        return False
+    import threading  # here: the command never resets a peak
+
+    return threading.get_native_id() == pid
 
 
 def check_same_process(watched: Snapshot, now: Snapshot) -> None:

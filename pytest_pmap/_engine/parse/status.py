@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 else:  # the command imports neither `typing` nor `dataclasses` (see _engine/__init__.py)
     _StatFields = namedtuple("_StatFields", "pid comm state flags start_time start_stack")
 
-__all__ = ["PF_KTHREAD", "Stat", "kb_bytes", "parse_stat", "parse_status", "status_sizes"]
+__all__ = ["PF_KTHREAD", "Stat", "kb_bytes", "kb_lines", "parse_stat", "parse_status", "status_sizes"]
 
 PF_KTHREAD = 0x00200000
 """The kernel's flag for a kernel thread (`PF_KTHREAD`, in stat's field 9)."""
@@ -84,7 +84,14 @@ def parse_status(data: bytes) -> dict[str, str]:
 def status_sizes(data: bytes) -> dict[str, int]:
     """Every `kB` line of `/proc/PID/status` in bytes (`{"VmRSS": 1263616, ...}`): the cheap
     reading the per-test measurements take."""
-    return {key.decode(): int(value) << 10 for key, value in _KB_LINE.findall(data)}
+    return {key.decode(): int(value) << 10 for key, value in _KB_LINE.findall(kb_lines(data))}
+
+
+def kb_lines(data: bytes) -> bytes:
+    """The part of `/proc/PID/status` that holds its `kB` lines: they come together, from the
+    first `Vm` line to the last ` kB` line (a sixth of the file; all of it if that is not so)."""
+    start, stop = data.find(b"\nVm"), data.rfind(b" kB\n")
+    return data if start < 0 or stop < start else data[start : stop + 4]
 
 
 def kb_bytes(value: Optional[str]) -> Optional[int]:
