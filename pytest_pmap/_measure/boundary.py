@@ -175,11 +175,9 @@ carried forward."""
 def growth(before: Boundary, after: Boundary, ignore: Optional[Callable[[Mapping], bool]] = None) -> dict[str, object]:
     """Each metric's growth from `before` to `after`, the peak's rise, the change in huge pages and
     the new mappings: the fields of a `MemoryResult`."""
-    def rollup(*names: str) -> Optional[int]:
-        if not all(n in after.rollup and n in before.rollup for n in names):
-            return None
-        return sum(after.rollup[n] - before.rollup[n] for n in names)
-
+    now, then = after.rollup, before.rollup
+    moved = dict.fromkeys(now, 0) if now is then else {k: v - then[k] for k, v in now.items() if k in then}
+    uss = moved["Private_Clean"] + moved["Private_Dirty"] if "Private_Clean" in moved and "Private_Dirty" in moved else None
     if after.maps is before.maps:
         map_growth = (0, 0, 0)
         new: tuple[NewRegion, ...] = ()
@@ -196,14 +194,14 @@ def growth(before: Boundary, after: Boundary, ignore: Optional[Callable[[Mapping
             "mapped": map_growth[0],
             "writeable_private": map_growth[1],
             "shared": map_growth[2],
-            "rss": rollup("Rss"),
-            "pss": rollup("Pss"),
-            "uss": rollup("Private_Clean", "Private_Dirty"),
-            "private_dirty": rollup("Private_Dirty"),
-            "anonymous": rollup("Anonymous"),
-            "swap": rollup("Swap"),
+            "rss": moved.get("Rss"),
+            "pss": moved.get("Pss"),
+            "uss": uss,
+            "private_dirty": moved.get("Private_Dirty"),
+            "anonymous": moved.get("Anonymous"),
+            "swap": moved.get("Swap"),
         },
         "peak_growth": None if hwm is None or start is None else hwm - start,
-        "huge_pages": rollup("AnonHugePages"),
+        "huge_pages": moved.get("AnonHugePages"),
         "new_regions": new,
     }
