@@ -1,8 +1,8 @@
 """The `pytest-pmap` command (also `python -m pytest_pmap`). Never imports pytest: it must start fast.
 
-`pytest-pmap [-x|-d|-X|-XX] [-q] [-p] [-A L[,H]] PID...` prints exactly what procps-ng pmap prints
-(`pmap`). The subcommands work on snapshots and results files (`commands`); `pytest-pmap help`
-lists them.
+`pytest-pmap [-x|-d|-X|-XX|-c|-C F] [-q] [-p] [-A L[,H]] PID...` (and `-n`, `-N F`) does exactly
+what procps-ng pmap does (`pmap`, `rcfile`). The subcommands work on snapshots and results files
+(`commands`); `pytest-pmap help` lists them.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ COMMANDS = ("snapshot", "show", "diff", "watch", "compare")
 HELP = """\
 pytest-pmap: the memory map of a Linux process, exactly as procps-ng pmap prints it.
 
-  pytest-pmap [-x|-d|-X|-XX] [-q] [-p] [-A LOW[,HIGH]] PID...
-        print like pmap (pytest-pmap -h shows pmap's own options)
+  pytest-pmap [-x|-d|-X|-XX|-c|-C FILE] [-q] [-p] [-A LOW[,HIGH]] PID...
+        print like pmap (pytest-pmap -h shows pmap's own options); -n|-N FILE writes pmap's rc file
   pytest-pmap snapshot PID -o FILE [--maps-only]
         save a process's map (smaps) to a JSON snapshot file
   pytest-pmap show FILE [-x|-d|-X|-XX] [-q] [-p]
