@@ -231,7 +231,8 @@ KEYS = [b"\nSize:", b"\nKernelPageSize:", b"\nRss:", b"\nPss:", b"\nPrivate_Clea
 @pytest.mark.parametrize("edit", [
     # The second block's Size line one byte longer and its Rss line one shorter: every block is as
     # long as the first, so the run is located in bulk, but its lines are not where the first's are.
-    (b"Size:                 48 kB\n", b"Size:                  48 kB\n", b"Rss:                  12 kB\n", b"Rss:                 12 kB\n"),
+    (b"Size:                 48 kB\n", b"Size:                  48 kB\n",
+     b"Rss:                  12 kB\n", b"Rss:                 12 kB\n"),
     # ... and the other way round, by more than a newline and a unit: Size shorter, Swap longer.
     (b"Size:                 48 kB\n", b"Size:             48 kB\n", b"Swap:                  0 kB\nTHPeligible:           1",
      b"Swap:                      0 kB\nTHPeligible:           1"),
