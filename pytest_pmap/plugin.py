@@ -22,6 +22,8 @@ from ._plugin.options import pytest_addoption, pytest_configure
 from ._plugin.state import SESSION
 
 if TYPE_CHECKING:
+    from _pytest.nodes import Node
+
     from ._measure.probe import Probe
 
 __all__ = [
@@ -52,14 +54,33 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Take part in running tests only when `--pmap` is on, pyproject.toml sets budgets, or some
     test uses a fixture or a `pmap` marker: a session that uses none of it imports nothing more."""
     state = config.stash[SESSION]
-    if not state.measure and state.config_budgets is None and not any(
-        not _FIXTURES.isdisjoint(getattr(item, "fixturenames", ())) or item.get_closest_marker("pmap") is not None
-        for item in items
-    ):
+    if not state.measure and state.config_budgets is None and not _asks_for_pmap(items):
         return
     from ._plugin.runner import take_part
 
     take_part(config, items)
+
+
+def _asks_for_pmap(items: list[pytest.Item]) -> bool:
+    """True when some test uses one of our fixtures or has a `pmap` marker, on itself or on its
+    module or class. What `item.get_closest_marker("pmap")` says, without walking every test's chain
+    of parents anew: each module and class is looked at once."""
+    marked: dict[int, bool] = {}
+
+    def has_marker(node: Optional[Node]) -> bool:
+        if node is None:
+            return False
+        found = marked.get(id(node))
+        if found is None:
+            found = marked[id(node)] = any(m.name == "pmap" for m in node.own_markers) or has_marker(node.parent)
+        return found
+
+    return any(
+        not _FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
+        or any(m.name == "pmap" for m in item.own_markers)
+        or has_marker(item.parent)
+        for item in items
+    )
 
 
 def pytest_assertrepr_compare(config: pytest.Config, op: str, left: object, right: object) -> Optional[list[str]]:
