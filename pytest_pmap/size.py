@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import re
-from typing import Optional, Union
 
 from .errors import BudgetSyntaxError, hide_from_tracebacks
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional, Union
+
+    #: What a size may be given as: bytes, or a size string (`"8MiB"`).
+    SizeLike = Union[int, str]
 
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
 
@@ -28,7 +34,6 @@ _UNITS = {
 _MAX_DIGITS = 40
 _SIZE_RE = re.compile(r"\s*([+-]?)(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]*)\s*")
 
-SizeLike = Union[int, str]
 
 
 def parse_size(value: SizeLike) -> int:
@@ -180,3 +185,13 @@ def signed(value: Optional[int], *, unit: bool = True, missing: str = "n/a") -> 
         return missing
     n = int(value)
     return f"{'-' if n < 0 else '+'}{abs(n) >> 10}{'K' if unit else ''}"
+
+
+def __getattr__(name: str) -> object:
+    # `SizeLike` is for annotations; it exists at run time only when asked for, so that importing
+    # this module does not import `typing` (the `pytest-pmap` command must start fast).
+    if name == "SizeLike":
+        from typing import Union
+
+        return Union[int, str]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

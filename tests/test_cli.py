@@ -58,9 +58,16 @@ def test_formats(argv: list[str], fmt: str) -> None:
     assert parse_args(argv).fmt == fmt
 
 
-def test_rc_files_are_a_clear_no() -> None:
-    with pytest.raises(UsageExit, match="rc files"):
-        parse_args(["-c", "1"])
+def test_an_rc_file_chooses_the_columns_and_turns_p_over(tmp_path: Path) -> None:
+    rc = tmp_path / "rc"
+    rc.write_text("[Fields Display]\nRss\nMapping\n[Mapping]\nShowPath\n")
+    opts = parse_args(["-C", str(rc), "1"])
+    assert opts.fmt == "X" and opts.columns is not None and opts.show_path
+    assert [name for name in ("Address", "Perm", "Rss", "Size", "Mapping", "VmFlags") if opts.columns(name)] == ["Rss", "Mapping"]
+    assert not parse_args(["-p", "-C", str(rc), "1"]).show_path
+    with pytest.raises(UsageExit) as err:
+        parse_args(["-C", str(tmp_path / "none"), "1"])
+    assert (err.value.status, err.value.stderr) == (1, "pmap: couldn't read the rc file\n")
 
 
 def ours(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -117,6 +117,21 @@ def test_a_marker_budget_fails_the_test_listing_every_broken_limit(pytester: pyt
     assert "peak_growth" not in result.stdout.str()
 
 
+@pytest.mark.parametrize("where", ["module", "class"])
+def test_a_marker_on_a_module_or_a_class_budgets_its_tests(pytester: pytest.Pytester, where: str) -> None:
+    """The plugin takes part in a run only when something asks for it: a `pmap` marker on a test's
+    module (`pytestmark`) or class asks as much as one on the test itself."""
+    body = "    def test_grows(self):\n        KEEP.append(bytearray(30 * MiB))\n"
+    source = {
+        "module": "pytestmark = pytest.mark.pmap(uss_growth='4MiB')\ndef test_grows():\n    KEEP.append(bytearray(30 * MiB))\n",
+        "class": "@pytest.mark.pmap(uss_growth='4MiB')\nclass TestGrowth:\n" + body,
+    }[where]
+    pytester.makepyfile("import pytest\nfrom pytest_pmap import MiB\nKEEP = []\n" + source)
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(failed=1)
+    result.stdout.re_match_lines([r"  uss_growth: \d+K > 4096K \(limit from marker\)"])
+
+
 @pytest.mark.parametrize(
     ("marker", "message"),
     [

@@ -1,18 +1,20 @@
 """The `pytest-pmap` command (also `python -m pytest_pmap`). Never imports pytest: it must start fast.
 
-`pytest-pmap [-x|-d|-X|-XX] [-q] [-p] [-A L[,H]] PID...` prints exactly what procps-ng pmap prints
-(`pmap`). The subcommands work on snapshots and results files (`commands`); `pytest-pmap help`
-lists them, each line made from the subcommand's own parser.
+`pytest-pmap [-x|-d|-X|-XX|-c|-C F] [-q] [-p] [-A L[,H]] PID...` (and `-n`, `-N F`) does exactly
+what procps-ng pmap does (`pmap`, `rcfile`). The subcommands work on snapshots and results files
+(`commands`); `pytest-pmap help` lists them, each line made from the subcommand's own parser.
 """
 
 from __future__ import annotations
 
-import signal
 import sys
-from typing import Optional
 
 from .names import SUBCOMMANDS
 from .output import WriteError, complain, out
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional
 
 __all__ = ["help_text", "main"]
 
@@ -26,7 +28,7 @@ def help_text() -> str:
         "pytest-pmap: the memory map of a Linux process, exactly as procps-ng pmap prints it.",
         "",
         f"  {SYNOPSIS}",
-        "        print like pmap (pytest-pmap -h shows pmap's own options)",
+        "        print like pmap (pytest-pmap -h shows pmap's own options); -n|-N FILE writes pmap's rc file",
     ]
     for line, summary in usage():
         lines += [f"  {line}", f"        {summary}"]
@@ -41,6 +43,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         # as pmap ends, rather than with a KeyboardInterrupt traceback (a SIGINT our parent chose
         # to ignore, as a shell does for background jobs, stays ignored). A file being written
         # is still cleaned up first (`_engine/files`).
+        import signal
+
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             signal.signal(signal.SIGINT, signal.SIG_DFL)

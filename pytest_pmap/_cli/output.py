@@ -8,7 +8,10 @@ import contextlib
 import errno
 import os
 import sys
-from typing import Union
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Union
 
 __all__ = ["WriteError", "complain", "out"]
 

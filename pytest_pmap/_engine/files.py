@@ -28,7 +28,9 @@ from typing import Any, Optional
 
 from ..errors import PmapError
 
-__all__ = ["MAX_READ", "Destination", "append", "check_writable", "destination", "dumps", "read_json", "write_atomic"]
+__all__ = [
+    "MAX_READ", "Destination", "append", "check_writable", "destination", "dumps", "read_json", "write_atomic", "write_new",
+]
 
 #: The largest file `read_json` reads. A snapshot takes about 740 bytes per mapping (a
 #: 100,000-mapping snapshot is about 74 MB), so this holds a snapshot of 1.4 million mappings,
@@ -90,6 +92,25 @@ def destination(path: str | os.PathLike[str]) -> Destination:
     if stat.S_ISDIR(mode):
         raise PmapError(f"cannot write {name!r}: it is a folder; give a file name")
     return Destination(current, "file" if stat.S_ISREG(mode) else "stream")
+
+
+def write_new(path: str | os.PathLike[str], data: bytes) -> None:
+    """Create the file `path` holding `data`, with the permissions the umask allows. A file that
+    exists is never replaced, and one that could not be written whole is removed: the error names
+    the file."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as exc:
+        raise PmapError(f"cannot create {os.fspath(path)!r}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        if isinstance(exc, OSError):
+            raise PmapError(f"cannot write {os.fspath(path)!r}: {exc.strerror}") from None
+        raise
 
 
 def check_writable(path: str | os.PathLike[str]) -> Destination:

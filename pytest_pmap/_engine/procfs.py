@@ -11,10 +11,13 @@ import errno
 import os
 import weakref
 from collections.abc import Callable, Iterator
-from typing import Optional
 
 from ..errors import AccessDenied, NotSupported, ProcessGone, hide_from_tracebacks
 from .parse.status import Stat, parse_stat, parse_status
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional
 
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
 

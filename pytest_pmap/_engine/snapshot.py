@@ -12,19 +12,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar, Optional
+from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 from ..errors import NotSupported, SmapsParseError, SnapshotFileError, hide_from_tracebacks
 from ..size import Size
 from .diff import MapDiff
 from .files import dumps, read_json, write_atomic
 from .mapping import Mapping, mappings_of
-from .parse.fields import FieldValue
 from .parse.locate import locate_maps, locate_smaps
 from .parse.status import kb_bytes
 from .render.listing import render
 from .render.names import Names
 from .totals import METRIC_FIELDS, METRICS, SUMMED, Totals, mode_totals, sum_fields
+
+if TYPE_CHECKING:
+    from .parse.fields import FieldValue
 
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
 
@@ -92,33 +94,42 @@ class Snapshot:
         return "smaps" if self.detail else "smaps_rollup"
 
     @cached_property
+    def _mode_totals(self) -> tuple[int, int, int]:
+        return mode_totals(self.mappings)
+
+    @cached_property
     def totals(self) -> Totals:
         """All metrics at once; each is None when the kernel did not report it."""
-        mapped, writeable, shared = mode_totals(self.mappings)
-        sums = self._field_sums
+        mapped, writeable, shared = self._mode_totals
         values: dict[str, Optional[Size]] = {
             "mapped": Size.of(mapped),
             "writeable_private": Size.of(writeable),
             "shared": Size.of(shared),
         }
-        for metric, names in METRIC_FIELDS.items():
-            values[metric] = Size.of(sum(sums[n] for n in names)) if all(n in sums for n in names) else None
+        for metric in METRIC_FIELDS:
+            values[metric] = self._field_metric(metric)
         return Totals(**values)
+
+    def _field_metric(self, metric: str) -> Optional[Size]:
+        """A metric that sums smaps fields (all but pmap -d's three): only the fields' sums are
+        needed, not the header lines of every mapping."""
+        sums, names = self._field_sums, METRIC_FIELDS[metric]
+        return Size.of(sum(sums[n] for n in names)) if all(n in sums for n in names) else None
 
     @property
     def mapped(self) -> Size:
         """Address space mapped: pmap -d's `mapped`."""
-        return self.totals.mapped  # type: ignore[return-value]
+        return Size.of(self._mode_totals[0])
 
     @property
     def writeable_private(self) -> Size:
         """Private writeable address space: pmap -d's `writeable/private`."""
-        return self.totals.writeable_private  # type: ignore[return-value]
+        return Size.of(self._mode_totals[1])
 
     @property
     def shared(self) -> Size:
         """Shared address space: pmap -d's `shared`."""
-        return self.totals.shared  # type: ignore[return-value]
+        return Size.of(self._mode_totals[2])
 
     def missing(self, name: str) -> str:
         """Why metric `name` is None here: which smaps lines the kernel did not write, and the
@@ -128,10 +139,10 @@ class Snapshot:
                 f"{', '.join(m for m in METRICS if getattr(self.totals, m) is not None)}")
 
     def _metric(self, name: str) -> Size:
-        value = getattr(self.totals, name)
+        value = self._field_metric(name)
         if value is None:
             raise NotSupported(self.missing(name))
-        return value  # type: ignore[no-any-return]
+        return value
 
     @property
     def rss(self) -> Size:

@@ -19,14 +19,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from .._measure.result import GATE_METRICS, MemoryResult
+from .._engine.metrics import DEFAULT_METRIC, GATE_METRICS
+from .._measure.result import MemoryResult
 from ..errors import BudgetSyntaxError
 from ..size import KiB, Size, parse_size, signed
 from .results import RunResults
 
 __all__ = ["DEFAULT_METRIC", "Comparison", "Row", "Tolerance", "compare", "parse_metric"]
 
-DEFAULT_METRIC = "uss_growth"
 ALLOCATOR_STEP = 1024 * KiB
 """How far CPython's allocator reserve can move an allocating test's growth from run to run."""
 ALLOCATING = 256 * KiB

@@ -12,8 +12,9 @@ from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from .._engine.metrics import BUDGET_KEYS as KEYS
+from .._engine.metrics import describe_budget_keys as describe_keys
 from .._engine.snapshot import Snapshot
-from .._engine.totals import GROWTH, METRIC_DESCRIPTIONS, METRICS, PEAK_DESCRIPTIONS
 from ..errors import BudgetSyntaxError, NotSupported, hide_from_tracebacks
 from ..size import Size
 from .probe import Probe, Reading
@@ -24,21 +25,6 @@ __all__ = [
     "KEYS", "Budget", "BudgetConfig", "Violation", "check", "describe_keys",
     "measure", "parse_limits", "report_text",
 ]
-
-#: Every budget key, with what it caps.
-KEYS: dict[str, str] = {
-    **{name: f"{name} at the end of the test: {what}" for name, what in METRIC_DESCRIPTIONS.items()},
-    **{f"{name}_growth": GROWTH.format(name) for name in METRICS},
-    **PEAK_DESCRIPTIONS,
-    "new_anon": "the largest single new anonymous mapping (new address space)",
-    "new_mapping": "the largest single new mapping of any kind (new address space)",
-}
-
-
-def describe_keys() -> str:
-    """The budget keys and what each caps, one per line: for `--help` and the marker's description."""
-    return "\n".join(f"{key}: {what}" for key, what in KEYS.items())
-
 
 def parse_limits(raw: MappingABC[str, Any], source: str) -> dict[str, Size]:
     """Budget keys -> sizes; an unknown key or a bad size raises `BudgetSyntaxError` naming `source`."""

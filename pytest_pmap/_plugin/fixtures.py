@@ -1,5 +1,8 @@
 """The fixtures: `pmap` (the test process), `pmap_spawn` (a process the test starts, stopped and
-reaped at teardown) and `pmap_attach` (a running process, left alone)."""
+reaped at teardown) and `pmap_attach` (a running process, left alone).
+
+These are their bodies; `pytest_pmap.plugin` declares the fixtures and imports this module when a
+test first uses one."""
 
 from __future__ import annotations
 
@@ -51,7 +54,6 @@ def _probe(request: pytest.FixtureRequest, pid: Optional[int]) -> Probe:
 # -- fixtures -----------------------------------------------------------------------------------------
 
 
-@pytest.fixture
 def pmap(request: pytest.FixtureRequest) -> Probe:
     """A `Probe` on the test process itself: baseline and peak reset at setup."""
     why = request.config.stash[SESSION].unavailable
@@ -60,7 +62,6 @@ def pmap(request: pytest.FixtureRequest) -> Probe:
     return _probe(request, None)
 
 
-@pytest.fixture
 def pmap_spawn(request: pytest.FixtureRequest) -> Iterator[Callable[..., Probe]]:
     """`pmap_spawn(argv, **popen_kwargs)` starts the process under test and returns its `Probe`
     (`probe.process` is the `subprocess.Popen`). At teardown every process started, and every
@@ -113,7 +114,6 @@ def pmap_spawn(request: pytest.FixtureRequest) -> Iterator[Callable[..., Probe]]
 _CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGILL, signal.SIGFPE}
 
 
-@pytest.fixture
 def pmap_attach(request: pytest.FixtureRequest) -> Callable[[int], Probe]:
     """`pmap_attach(pid)` returns a `Probe` on a running process, which is never stopped by us."""
     why = request.config.stash[SESSION].unavailable

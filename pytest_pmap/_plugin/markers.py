@@ -23,7 +23,8 @@ __all__ = ["budget_of"]
 
 def budget_of(item: pytest.Item) -> Budget:
     """The budget of `item`; a bad marker raises `BudgetSyntaxError` naming the level and the key."""
-    budget = item.config.stash[SESSION].config_budgets.for_test(item.nodeid)
+    config_budgets = item.config.stash[SESSION].config_budgets
+    budget = Budget() if config_budgets is None else config_budgets.for_test(item.nodeid)
     if next(item.iter_markers("pmap"), None) is None:  # most tests: no marker at any level
         return budget
     for where, label, marks in reversed(_levels(item)):  # farthest first, so the closest wins each key

@@ -1,27 +1,27 @@
 """Options, ini keys and `[tool.pytest_pmap]`: each help text written once, every setting resolved
-in one place (command line > ini/pyproject > default) and checked before any test runs."""
+in one place (command line > ini/pyproject > default) and checked before any test runs.
+
+Loaded by every pytest run that has the plugin installed, used or not: what a setting needs (the
+gate's parsers, the baseline file, the budget parser, TOML) is imported only when it is set.
+PYTEST_DONT_REWRITE: it holds no assert worth pytest's rewriting.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import pytest
 
-from .._engine.files import check_writable
-from .._gate.compare import DEFAULT_METRIC, Tolerance, parse_metric
-from .._gate.results import ResultsFileError, load_baseline
-from .._measure.allocator import fix_malloc_thresholds
-from .._measure.budget import BudgetConfig, describe_keys
-from .._measure.result import GATE_METRICS
-from ..errors import BudgetSyntaxError, PmapError
-from . import hookspecs
-from .report import Outcome
-from .state import OUTPUTS, SESSION, Gate, Session, unavailable
+from .._engine.metrics import DEFAULT_METRIC, GATE_METRICS, describe_budget_keys
+from .state import OUTPUTS, SESSION, Gate, Session
 
-__all__ = ["pytest_addhooks", "pytest_addoption", "pytest_configure"]
+if TYPE_CHECKING:
+    from .._measure.budget import BudgetConfig
+
+__all__ = ["pytest_addoption", "pytest_configure"]
 
 PMAP_DESC = "measure every test's memory (growth, peak, new mappings) and print the tests that grew most"
 TOP_DESC = "how many tests the --pmap summary lists (default 10)"
@@ -60,10 +60,6 @@ MALLOC_DESC = (
 )
 
 
-def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
-    pluginmanager.add_hookspecs(hookspecs)
-
-
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("pmap", "memory budgets from /proc/PID/smaps (pytest-pmap)")
     group.addoption("--pmap", action="store_true", default=None, help=PMAP_DESC)
@@ -90,10 +86,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "pmap(**limits): memory budget of the test process during this test; keys: "
-        + "; ".join(describe_keys().splitlines()),
+        + "; ".join(describe_budget_keys().splitlines()),
     )
     measure = _flag(config, "pmap")
     if _flag(config, "pmap_malloc_thresholds"):  # first, before we allocate anything for the session
+        from .._measure.allocator import fix_malloc_thresholds
+
         fix_malloc_thresholds()
     top = config.getoption("pmap_top")
     source = f"--pmap-top {top}"
@@ -106,20 +104,31 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(f"{source} is not a number of tests") from None
     if top < 0:
         raise pytest.UsageError(f"{source}: give 0 or more tests")
-    pyproject, source = _read_pyproject(config)
-    try:
-        config_budgets = BudgetConfig.parse(pyproject, source)
-    except BudgetSyntaxError as exc:
-        raise pytest.UsageError(str(exc)) from None
+    config_budgets = _config_budgets(config)
     gate = _gate(config)
     measure = measure or bool(gate.outputs) or gate.baseline_path is not None
-    why = unavailable()
     junit = bool(getattr(config.option, "xmlpath", None))
-    state = config.stash[SESSION] = Session(measure, top, config_budgets, why, gate, junit=junit)
-    if measure:
-        config.pluginmanager.register(Outcome(state), "pmap-outcome")
-    if measure and why:
-        config.issue_config_time_warning(pytest.PytestConfigWarning(f"--pmap does nothing here: {why}"), 2)
+    session = config.stash[SESSION] = Session(measure, top, config_budgets, gate, junit=junit)
+    if measure:  # what the run's end says of how it ended: an interrupted run is not a baseline
+        from .report import Outcome
+
+        config.pluginmanager.register(Outcome(session), "pmap-outcome")
+    if measure and session.unavailable:
+        config.issue_config_time_warning(pytest.PytestConfigWarning(f"--pmap does nothing here: {session.unavailable}"), 2)
+
+
+def _config_budgets(config: pytest.Config) -> Optional[BudgetConfig]:
+    """The budgets of `[tool.pytest_pmap]`, checked; None when pyproject.toml has no such table."""
+    pyproject, source = _read_pyproject(config)
+    if pyproject is None:
+        return None
+    from .._measure.budget import BudgetConfig
+    from ..errors import BudgetSyntaxError
+
+    try:
+        return BudgetConfig.parse(pyproject, source)
+    except BudgetSyntaxError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def _flag(config: pytest.Config, name: str) -> bool:
@@ -151,15 +160,19 @@ def _ini_name(config: pytest.Config) -> str:
 def _gate(config: pytest.Config) -> Gate:
     """The gate's settings, checked; the baseline is read now, so a bad one stops the run early."""
     gate = Gate()
-    try:
-        metric, source = _setting(config, "pmap_metric")
-        if metric is not None:
-            gate.metric = parse_metric(metric, source)
-        tolerance, source = _setting(config, "pmap_tolerance")
-        if tolerance is not None:
-            gate.tolerance = Tolerance.parse(tolerance, source)
-    except BudgetSyntaxError as exc:
-        raise pytest.UsageError(str(exc)) from None
+    metric, metric_source = _setting(config, "pmap_metric")
+    tolerance, tolerance_source = _setting(config, "pmap_tolerance")
+    if metric is not None or tolerance is not None:
+        from .._gate.compare import Tolerance, parse_metric
+        from ..errors import BudgetSyntaxError
+
+        try:
+            if metric is not None:
+                gate.metric = parse_metric(metric, metric_source)
+            if tolerance is not None:
+                gate.tolerance = Tolerance.parse(tolerance, tolerance_source)
+        except BudgetSyntaxError as exc:
+            raise pytest.UsageError(str(exc)) from None
     worker = hasattr(config, "workerinput")  # an xdist worker measures; only the controller reads and writes files
     gate.allow_empty = bool(config.getoption("pmap_allow_empty_baseline"))
     files: dict[str, str] = {}  # option name -> the file it replaces at the end ("" for one written through)
@@ -175,6 +188,8 @@ def _gate(config: pytest.Config) -> Gate:
     if raw is not None:
         gate.baseline_path = Path(raw)
         if not worker:
+            from .._gate.results import ResultsFileError, load_baseline
+
             try:
                 gate.baseline = load_baseline(
                     raw, allow_empty=gate.allow_empty, allow_incomplete=bool(config.getoption("pmap_allow_incomplete_baseline"))
@@ -214,6 +229,9 @@ def _check_writable(path: str | os.PathLike[str], option: str) -> str:
     """Stop before the tests run if `path` cannot be written at the end (the writer's own check:
     a device, a FIFO or /dev/stdout is written through, a regular file replaced in its folder).
     Returns the file that will be replaced, "" for one written through."""
+    from .._engine.files import check_writable
+    from ..errors import PmapError
+
     try:
         where = check_writable(path)
     except PmapError as exc:
@@ -221,24 +239,33 @@ def _check_writable(path: str | os.PathLike[str], option: str) -> str:
     return os.path.realpath(where.path) if where.kind in ("new", "file") else ""
 
 
-def _read_pyproject(config: pytest.Config) -> tuple[dict[str, Any], str]:
-    """`[tool.pytest_pmap]` of the project's pyproject.toml, and how to name it in errors."""
+def _read_pyproject(config: pytest.Config) -> tuple[Optional[dict[str, Any]], str]:
+    """`[tool.pytest_pmap]` of the project's pyproject.toml (None when there is no such table), and
+    how to name it in errors. A file that does not mention `pytest_pmap` anywhere has no such
+    table: it is not parsed."""
     path = Path(config.rootpath) / "pyproject.toml"
     if config.inipath is not None and config.inipath.name == "pyproject.toml":
         path = Path(config.inipath)
-    if not path.is_file():
-        return {}, "pyproject.toml [tool.pytest_pmap]"
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None, ""
+    except OSError as exc:
+        raise pytest.UsageError(f"cannot read {path}: {exc}") from None
+    if b"pytest_pmap" not in data:
+        return None, ""
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - exercised on old Pythons only
         import tomli as tomllib
     source = f"{path} [tool.pytest_pmap]"
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        section = tomllib.loads(data.decode("utf-8")).get("tool", {}).get("pytest_pmap")
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise pytest.UsageError(f"cannot read {path}: {exc}") from None
-    section = data.get("tool", {}).get("pytest_pmap", {})
+    if section is None:
+        return None, ""
     if not isinstance(section, dict):
         raise pytest.UsageError(f"{source} must be a table")
     return section, source

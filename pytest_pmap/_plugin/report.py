@@ -1,5 +1,6 @@
 """The end of a session: gathering xdist workers' results, the baseline gate, the files, and the
-`--pmap` table in the terminal."""
+`--pmap` table in the terminal. Imported only by a session that measures (`pytest_pmap.plugin`
+calls it then)."""
 
 from __future__ import annotations
 
@@ -9,23 +10,19 @@ from typing import Any
 import pytest
 
 from .._engine.files import dumps
-from .._gate.compare import compare
+from .._gate.compare import Tolerance, compare
 from .._gate.environment import current_environment
 from .._gate.results import RunResults, last_of_each
 from .._measure.result import MemoryResult
 from ..errors import PmapError
 from ..size import signed
-from .state import OUTPUTS, SESSION, Gate, Session
+from .state import OUTPUTS, Gate, Session
 
-__all__ = ["Outcome", "pytest_sessionfinish", "pytest_terminal_summary", "pytest_testnodedown", "summary_table"]
+__all__ = ["Outcome", "node_down", "session_finish", "summary_table", "terminal_summary"]
 
 
-@pytest.hookimpl(optionalhook=True)
-def pytest_testnodedown(node: Any, error: Any) -> None:
+def node_down(node: Any, error: Any, state: Session) -> None:
     """On the xdist controller: gather a worker's measurements, or note that they are lost."""
-    state = node.config.stash.get(SESSION, None)
-    if state is None or not state.measure:
-        return
     output = getattr(node, "workeroutput", {}) or {}
     name = str(getattr(getattr(node, "gateway", None), "id", node))
     if name in state.gathered:  # xdist reports an interrupted worker down twice
@@ -70,10 +67,8 @@ def _incomplete(session: pytest.Session, state: Session) -> str:
     return "; ".join(state.lost)
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    state = session.config.stash.get(SESSION, None)
-    if state is None or not state.measure:
-        return
+def session_finish(session: pytest.Session, state: Session) -> None:
+    """The gate and the files, on the controller; a worker hands its results over instead."""
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:  # an xdist worker: the controller compares and writes
         workeroutput["pmap_results"] = [r.to_json() for r in state.results]
@@ -96,7 +91,8 @@ def _gate_and_write(gate: Gate, run: RunResults) -> bool:
     from .._gate.reports import write_report
 
     if gate.baseline is not None:
-        gate.comparison = compare(gate.baseline, run, gate.metric, gate.tolerance, f"baseline {gate.baseline_path}",
+        tolerance = gate.tolerance or Tolerance()
+        gate.comparison = compare(gate.baseline, run, gate.metric, tolerance, f"baseline {gate.baseline_path}",
                                   allow_ungated=gate.allow_empty)
     for name, path in gate.outputs.items():
         what = OUTPUTS[name]
@@ -139,11 +135,8 @@ def _render(name: str, run: RunResults, gate: Gate) -> bytes:
     return run.dumps()  # --pmap-json and --pmap-save-baseline: the same document
 
 
-def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    state = config.stash.get(SESSION, None)
-    if state is None or not state.measure or hasattr(config, "workerinput"):
-        return
-    tr = terminalreporter
+def terminal_summary(tr: Any, state: Session) -> None:
+    """The `--pmap` table, the gate's verdict and the files written."""
     tr.write_sep("=", "pmap: memory per test")
     if state.unavailable:
         tr.write_line(f"--pmap did nothing: {state.unavailable}")

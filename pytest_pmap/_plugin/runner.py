@@ -1,6 +1,7 @@
 """The per-test runner: every test's budget worked out at collection, the `--pmap` readings
 around each call, budgets checked after it, failures reported with the pmap diff, and the
-explanation of a failing assertion on a reading. Registered only when a session needs it."""
+explanation of a failing assertion on a reading. Imported, and its hooks registered, only when a
+session needs them (`pytest_pmap.plugin` decides)."""
 
 from __future__ import annotations
 
@@ -22,38 +23,48 @@ from .state import SESSION
 
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
 
-__all__ = ["pytest_assertrepr_compare", "pytest_collection_modifyitems"]
+__all__ = ["FIXTURES", "explain", "take_part"]
 
 _FAILURE = pytest.StashKey[str]()
 """The report of a test's broken budget."""
 _BUDGET = pytest.StashKey[Budget]()
 
 
-_FIXTURES = {"pmap", "pmap_spawn", "pmap_attach"}
+#: Our fixtures: a test that uses one has its probes released, and its failure report gets their diffs.
+FIXTURES = frozenset({"pmap", "pmap_spawn", "pmap_attach"})
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Work out every test's budget now, and take part in running tests only if some test has a
-    budget or uses a fixture, or `--pmap` is on: a session that uses none of it pays nothing."""
-    needed = config.stash[SESSION].measure
+def take_part(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Work out every test's budget now, and take part in running tests only as far as the session
+    needs: the call of every test when `--pmap` is on or some test has a budget; its setup, report
+    and teardown when some test has a budget (or a bad one) or uses a fixture."""
+    budgets = checks = False
     for item in items:
         try:
-            item.stash[_BUDGET] = budget_of(item)
+            budget = budget_of(item)
         except BudgetSyntaxError as exc:
             item.stash[_BUDGET_ERROR] = str(exc)
-            needed = True
-        else:
-            needed = needed or bool(item.stash[_BUDGET]) or not _FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
-    if needed and not config.pluginmanager.has_plugin(_RUNNER_NAME):
-        config.pluginmanager.register(_Runner(), _RUNNER_NAME)
+            checks = True
+            continue
+        if budget:
+            item.stash[_BUDGET] = budget
+            budgets = True
+        elif not checks and not FIXTURES.isdisjoint(getattr(item, "fixturenames", ())):
+            checks = True
+    manager = config.pluginmanager
+    if (budgets or config.stash[SESSION].measure) and not manager.has_plugin(_CALLS):
+        manager.register(_Calls(), _CALLS)
+    if (budgets or checks) and not manager.has_plugin(_CHECKS):
+        manager.register(_Checks(), _CHECKS)
 
 
-_RUNNER_NAME = "pmap-runner"
+_CALLS, _CHECKS = "pmap-calls", "pmap-checks"
 _BUDGET_ERROR = pytest.StashKey[str]()
 
 
-class _Runner:
-    """The hooks that run with every test, registered only when a session needs them."""
+class _Checks:
+    """The hooks around a test that has a budget or uses a fixture: registered only when a session
+    has such a test, so that a session that only measures pays for none of them."""
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
@@ -63,44 +74,6 @@ class _Runner:
         why = item.config.stash[SESSION].unavailable
         if item.stash.get(_BUDGET, None) and why:
             pytest.skip(f"memory budget not checked: {why}")
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
-        state = item.config.stash[SESSION]
-        budget = item.stash.get(_BUDGET, None) or Budget()
-        if state.unavailable or not (budget or state.measure):
-            return (yield)
-        ignore = ignore_rule(item.config)
-        start = None
-        peak_note = ""
-        if state.measure:
-            if state.reader is None:
-                state.reader = BoundaryReader()
-            peak_note = state.reader.reset_peak()
-            start = state.reader.read()
-        probe = Probe(None, ignore=ignore) if budget else None
-        try:
-            return (yield)
-        finally:
-            measured: dict[str, Any] = {}
-            if state.reader is not None and start is not None:  # before the budget's snapshots, which allocate
-                measured = growth(start, state.reader.read(), ignore)
-                if peak_note:
-                    measured["peak_growth"] = None
-            if probe is not None:
-                violations, unchecked = check(budget, probe)
-                for line in unchecked:  # never passed silently: a warning the session summary shows
-                    item.add_report_section("call", "pmap", line)
-                    item.warn(PmapWarning(f"memory budget {line}"))
-                if violations:
-                    item.config.hook.pytest_pmap_budget_exceeded(item=item, violations=violations)
-                    item.stash[_FAILURE] = measured["failure"] = report_text(violations)
-                    measured["budget"] = tuple(v.line for v in violations)
-            if state.measure:
-                record = MemoryResult(item.nodeid, **measured)
-                state.results.append(record)
-                if state.junit:
-                    item.user_properties.extend(_properties(record))
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
@@ -129,6 +102,48 @@ class _Runner:
                 del item.stash[_FAILURE]
 
 
+class _Calls:
+    """The hook around every test's call: registered when `--pmap` is on or some test has a budget."""
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        state = item.config.stash[SESSION]
+        budget = item.stash.get(_BUDGET, None)
+        if state.unavailable or not (budget or state.measure):
+            return (yield)
+        ignore = ignore_rule(item.config)
+        start = None
+        peak_note = ""
+        if state.measure:
+            if state.reader is None:
+                state.reader = BoundaryReader()
+            peak_note = state.reader.reset_peak()
+            start = state.reader.read()
+        probe = Probe(None, ignore=ignore) if budget else None
+        try:
+            return (yield)
+        finally:
+            measured: dict[str, Any] = {}
+            if state.reader is not None and start is not None:  # before the budget's snapshots, which allocate
+                measured = growth(start, state.reader.read(), ignore)
+                if peak_note:
+                    measured["peak_growth"] = None
+            if probe is not None and budget is not None:
+                violations, unchecked = check(budget, probe)
+                for line in unchecked:  # never passed silently: a warning the session summary shows
+                    item.add_report_section("call", "pmap", line)
+                    item.warn(PmapWarning(f"memory budget {line}"))
+                if violations:
+                    item.config.hook.pytest_pmap_budget_exceeded(item=item, violations=violations)
+                    item.stash[_FAILURE] = measured["failure"] = report_text(violations)
+                    measured["budget"] = tuple(v.line for v in violations)
+            if state.measure:
+                record = MemoryResult(item.nodeid, **measured)
+                state.results.append(record)
+                if state.junit:
+                    item.user_properties.extend(_properties(record))
+
+
 def _last_diff(probe: Probe) -> str:
     """The diff of a failed test's probe up to the snapshot its last reading used (so its numbers
     are the assertion's), or up to now when it took none after its baseline."""
@@ -146,7 +161,9 @@ def _properties(record: MemoryResult) -> list[tuple[str, object]]:
     return props
 
 
-def pytest_assertrepr_compare(config: pytest.Config, op: str, left: object, right: object) -> Optional[list[str]]:
+def explain(op: str, left: object, right: object) -> Optional[list[str]]:
+    """`pytest_assertrepr_compare` for a comparison with a `Reading`: what it measured, and the diff
+    that explains it; None for any other comparison."""
     reading = left if isinstance(left, Reading) else right if isinstance(right, Reading) else None
     if reading is None:
         return None

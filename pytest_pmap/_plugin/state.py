@@ -1,5 +1,9 @@
 """What the plugin keeps for one session, in `config.stash`: settings, the gate's files, the
 results measured so far. Created at configure time (`options`), used by the runner and the report.
+
+Loaded by every pytest run that has the plugin installed, used or not: it imports nothing of the
+engine, the measuring or the gate (their types are named for annotations only).
+PYTEST_DONT_REWRITE: it holds no assert worth pytest's rewriting.
 """
 
 from __future__ import annotations
@@ -7,16 +11,18 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import pytest
 
-from .._engine.procfs import default_procfs
-from .._gate.compare import DEFAULT_METRIC, Comparison, Tolerance
-from .._gate.results import RunResults
-from .._measure.boundary import BoundaryReader
-from .._measure.budget import BudgetConfig
-from .._measure.result import MemoryResult
+from .._engine.metrics import DEFAULT_METRIC
+
+if TYPE_CHECKING:
+    from .._gate.compare import Comparison, Tolerance
+    from .._gate.results import RunResults
+    from .._measure.boundary import BoundaryReader
+    from .._measure.budget import BudgetConfig
+    from .._measure.result import MemoryResult
 
 __all__ = ["OUTPUTS", "SESSION", "Gate", "Session", "unavailable"]
 
@@ -37,7 +43,8 @@ class Gate:
     """The baseline comparison and the files of a session (all empty when none was asked for)."""
 
     metric: str = DEFAULT_METRIC
-    tolerance: Tolerance = field(default_factory=Tolerance)
+    tolerance: Optional[Tolerance] = None
+    """None: the default tolerance (`Tolerance()`)."""
     baseline_path: Optional[Path] = None
     baseline: Optional[RunResults] = None
     """The baseline, loaded at start-up so that a bad file stops the run before any test."""
@@ -57,11 +64,10 @@ class Session:
     """What the plugin keeps for one session (in `config.stash`)."""
 
     measure: bool
+    """True when every test is measured (`--pmap`, or an option that implies it)."""
     top: int
-    config_budgets: BudgetConfig
-    """`[tool.pytest_pmap]` of pyproject.toml."""
-    unavailable: str
-    """Why memory maps cannot be read here ("" when they can), worked out once per session."""
+    config_budgets: Optional[BudgetConfig]
+    """`[tool.pytest_pmap]` of pyproject.toml; None when the file has no such table."""
     gate: Gate
     results: list[MemoryResult] = field(default_factory=list)
     reader: Optional[BoundaryReader] = None
@@ -76,6 +82,14 @@ class Session:
     """xdist workers that went down without handing over their measurements, as messages."""
     gathered: set[str] = field(default_factory=set)
     """xdist workers whose measurements were gathered (xdist may report a worker down twice)."""
+    _unavailable: Optional[str] = field(default=None, repr=False)
+
+    @property
+    def unavailable(self) -> str:
+        """Why memory maps cannot be read here ("" when they can), worked out once, when first asked."""
+        if self._unavailable is None:
+            self._unavailable = unavailable()
+        return self._unavailable
 
 
 SESSION = pytest.StashKey["Session"]()
@@ -85,4 +99,6 @@ def unavailable() -> str:
     """Why the plugin cannot read memory maps here; "" where it can."""
     if not sys.platform.startswith("linux"):
         return _NOT_LINUX
+    from .._engine.procfs import default_procfs
+
     return default_procfs().problem()

@@ -6,10 +6,16 @@ Pure: bytes in, values out, no file opened. Unknown fields are kept, whatever th
 from __future__ import annotations
 
 import re
-from typing import Optional, Union
 
 from ...errors import SmapsParseError, hide_from_tracebacks
 from ...size import Size
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional, Union
+
+    #: A field's value: bytes for `kB` fields, a bare integer (THPeligible), or text (VmFlags).
+    FieldValue = Union[int, str]
 
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
 
@@ -18,8 +24,6 @@ __all__ = [
     "parse_rollup", "parse_value", "shown", "text_at",
 ]
 
-#: A field's value: bytes for `kB` fields, a bare integer (THPeligible), or text (VmFlags).
-FieldValue = Union[int, str]
 #: start, end, perms, offset, major, minor, inode, name (raw bytes, possibly empty)
 HeaderFields = tuple[int, int, str, int, int, int, int, bytes]
 
@@ -125,3 +129,13 @@ def text_at(text: bytes, key: bytes, start: int, end: int) -> Optional[bytes]:
     at += len(key)
     nl = text.find(b"\n", at, end)
     return text[at : nl if nl >= 0 else end].strip()
+
+
+def __getattr__(name: str) -> object:
+    # `FieldValue` is for annotations; it exists at run time only when asked for, so that importing
+    # this module does not import `typing` (the `pytest-pmap` command must start fast).
+    if name == "FieldValue":
+        from typing import Union
+
+        return Union[int, str]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
