@@ -6,7 +6,7 @@ read: `smaps_rollup` (a walk of every page table) when the RSS or swap counters 
 the address-space counters (VmSize, VmData, VmStk, VmExe, VmLib) moved. A test that changes nothing
 costs two status reads and a peak reset.
 
-Every metric is what the same name means everywhere (`totals.METRIC_DESCRIPTIONS`): rss, pss, uss,
+Every metric is what the same name means everywhere (`metrics.METRIC_DESCRIPTIONS`): rss, pss, uss,
 private_dirty, anonymous and swap are smaps_rollup's sums (smaps' on kernels without it), never the
 status counters, which only say when to read it again.
 
