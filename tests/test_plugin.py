@@ -129,7 +129,7 @@ def test_a_marker_on_a_module_or_a_class_budgets_its_tests(pytester: pytest.Pyte
     pytester.makepyfile("import pytest\nfrom pytest_pmap import MiB\nKEEP = []\n" + source)
     result = pytester.runpytest_subprocess()
     result.assert_outcomes(failed=1)
-    result.stdout.re_match_lines([r"  uss_growth: \d+K > 4096K \(limit from marker\)"])
+    result.stdout.re_match_lines([rf"  uss_growth: \d+K > 4096K \(limit from marker on {where} .+\)"])
 
 
 @pytest.mark.parametrize(

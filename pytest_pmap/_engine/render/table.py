@@ -59,11 +59,13 @@ SHOWN_XX = Shown()
 class _Columns:
     """Every mapping of one process, column by column."""
 
-    __slots__ = ("fields", "firsts", "fixed", "flags", "names", "rests")
+    __slots__ = ("fields", "firsts", "fixed", "flags", "names", "rests", "spans")
 
     def __init__(self) -> None:
         self.fixed: list[list[str]] = [[], [], [], [], []]
         """Address (the kernel's hex start), Perm, Offset, Device, Inode: as smaps writes them."""
+        self.spans: list[Span] = []
+        """The spans gathered, in order: where each block's header line is, to name it in an error."""
         self.names: list[bytes] = []
         """The Mapping column: the name after the inode, cut to 127 bytes."""
         self.flags: list[Optional[bytes]] = []
@@ -80,6 +82,7 @@ def smaps_table(pid: int, spans: Iterable[Span], shown: Shown, quiet: bool, show
     """Append pmap's -X/-XX/-c table of the spans (one process) to `lines`: column header, rows, totals."""
     cols = _Columns()
     for run, first, stop in spans:
+        cols.spans.append((run, first, stop))
         if run.sections is None or first != 0 or stop != len(run) or not _gather_run(run, cols):
             _gather_blocks(run, first, stop, cols)
     if not cols.names:
@@ -187,17 +190,27 @@ def _gather_blocks(run: Run, first: int, stop: int, cols: _Columns) -> None:
         cols.fields[key] = values[1:]
 
 
+def _header(cols: _Columns, block: int) -> bytes:
+    """The header line of the `block`-th block gathered."""
+    for run, first, stop in cols.spans:
+        if block < stop - first:
+            return run.header_line(first + block)
+        block -= stop - first
+    raise IndexError(block)
+
+
 def _field_names(pid: int, cols: _Columns, shown: Shown) -> list[str]:
-    """The numeric fields, in the first block's order; every block must have the same shown ones
-    (pmap checks only the fields it shows)."""
+    """The numeric fields shown, in the first block's order; every block must have the same
+    sequence of fields as the first (pmap-format.md §8: a different field sequence is an error)."""
     def names_of(first: tuple[bytes, bytes], rest: object) -> list[str]:
         return [_text(n) for n, _ in ([first] if first[0] else []) + cols.fields[rest]]
 
     names = names_of(cols.firsts[0], cols.rests[0])
     expected = [n for n in names if shown(n)]
     for first, rest in dict.fromkeys(zip(cols.firsts, cols.rests)):
-        if [n for n in names_of(first, rest) if shown(n)] != expected:
-            raise PmapError(f"PID {pid}: inconsistent detail field in smaps file, line: {_text(first[0])}")
+        if names_of(first, rest) != names:
+            block = next(i for i, key in enumerate(zip(cols.firsts, cols.rests)) if key == (first, rest))
+            raise PmapError(f"PID {pid}: inconsistent detail field in smaps file, line: {_text(_header(cols, block))}")
     return names
 
 
