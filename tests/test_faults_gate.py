@@ -356,3 +356,33 @@ def test_a_budget_glob_that_is_a_parametrized_node_id_matches_that_test() -> Non
     assert config.for_test("tests/test_load.py::test_load[big]").limits == {"uss_growth": 64 * MiB}
     assert config.for_test("tests/test_load.py::test_load[small-1]").limits == {"rss": MiB}
     assert not config.for_test("tests/test_load.py::test_load[b]"), "brackets are not a set of characters"
+
+
+def test_a_gate_that_cannot_measure_stops_the_run_instead_of_passing(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With a procfs that is not one, `--pmap` can only say it did nothing; a gate or a results file
+    asked for would silently pass every run, so it is a usage error naming the reason."""
+    pytester.makepyfile("def test_a(): pass")
+    env_procfs = str(pytester.path)
+    monkeypatch.setenv("PYTEST_PMAP_PROCFS", env_procfs)
+    result = pytester.runpytest_inprocess("--pmap-json", "r.json", "--pmap-save-baseline", "b.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: --pmap-json and --pmap-save-baseline: memory cannot be measured here: "
+                                 f"PYTEST_PMAP_PROCFS={env_procfs} is not a procfs*"])
+    assert not (pytester.path / "r.json").exists() and not (pytester.path / "b.json").exists()
+
+
+def test_an_xfail_test_that_breaks_its_budget_is_xfailed_not_failed(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("""
+        import pytest
+        KEEP = []
+
+        @pytest.mark.xfail(reason="known to grow")
+        @pytest.mark.pmap(uss_growth="1MiB")
+        def test_grows():
+            KEEP.append(b"x" * (16 << 20))
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rx")
+    result.assert_outcomes(xfailed=1)
+    result.stdout.fnmatch_lines(["XFAIL *test_grows*known to grow*"])

@@ -307,8 +307,11 @@ def test_everything_a_spawned_process_started_is_stopped_and_reaped(pytester: py
     assert not [pid for pid in recorded if _alive(pid)]
 
 
-@pytest.mark.parametrize("handler", ["default", "its own"])
-def test_sigterm_to_pytest_stops_every_spawned_process_first(pytester: pytest.Pytester, handler: str) -> None:
+@pytest.mark.parametrize(("signame", "handler"), [("SIGTERM", "default"), ("SIGTERM", "its own"), ("SIGHUP", "default")])
+def test_sigterm_to_pytest_stops_every_spawned_process_first(pytester: pytest.Pytester, signame: str, handler: str) -> None:
+    """SIGTERM (how CI stops a job) and SIGHUP (a closed terminal or SSH session) end pytest without
+    its teardown: what it spawned is stopped first."""
+    signum = getattr(signal, signame)
     pids = pytester.path / "pids"
     if handler == "its own":  # a handler of the suite's: it runs after ours, and is back in place between tests
         pytester.makeconftest(f"""
@@ -346,7 +349,7 @@ def test_sigterm_to_pytest_stops_every_spawned_process_first(pytester: pytest.Py
         while not done.exists() and pytest_run.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert done.exists(), pytest_run.communicate(timeout=60)[0].decode()
-        pytest_run.send_signal(signal.SIGTERM)
+        pytest_run.send_signal(signum)
         status = pytest_run.wait(30)
     finally:
         if pytest_run.poll() is None:
@@ -360,7 +363,7 @@ def test_sigterm_to_pytest_stops_every_spawned_process_first(pytester: pytest.Py
     if handler == "its own":
         assert status == 7 and (pytester.path / "handled").exists()
     else:
-        assert status == -signal.SIGTERM
+        assert status == -signum
 
 
 def test_a_spawned_process_stopped_by_sigstop_acts_on_sigterm_at_teardown(pytester: pytest.Pytester) -> None:

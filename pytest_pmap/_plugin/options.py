@@ -113,6 +113,10 @@ def pytest_configure(config: pytest.Config) -> None:
         from .report import Outcome
 
         config.pluginmanager.register(Outcome(session), "pmap-outcome")
+    files = [f"--{name.replace('_', '-')}" for name in gate.outputs]
+    files += ["--pmap-baseline"] if gate.baseline_path is not None else []
+    if files and session.unavailable:  # a gate that cannot measure would pass every run: stop now
+        raise pytest.UsageError(f"{' and '.join(files)}: memory cannot be measured here: {session.unavailable}")
     if measure and session.unavailable:
         config.issue_config_time_warning(pytest.PytestConfigWarning(f"--pmap does nothing here: {session.unavailable}"), 2)
 

@@ -83,7 +83,10 @@ class _Checks:
         if report.when != "call":
             return report
         failure = item.stash.get(_FAILURE, "")
-        if failure and report.passed:
+        if failure and report.passed and hasattr(report, "wasxfail"):  # expected to fail, and it did
+            report.outcome = "skipped"
+            report.longrepr = failure
+        elif failure and report.passed:
             report.outcome = "failed"
             report.longrepr = failure
         elif report.failed:  # the whole diff of every probe the test used, which an assertion shows in brief

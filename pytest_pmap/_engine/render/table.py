@@ -200,13 +200,12 @@ def _header(cols: _Columns, block: int) -> bytes:
 
 
 def _field_names(pid: int, cols: _Columns, shown: Shown) -> list[str]:
-    """The numeric fields shown, in the first block's order; every block must have the same
-    sequence of fields as the first (pmap-format.md §8: a different field sequence is an error)."""
+    """The numeric fields, in the first block's order; every block must have the same sequence of
+    fields as the first (pmap-format.md: a different field sequence is an error)."""
     def names_of(first: tuple[bytes, bytes], rest: object) -> list[str]:
         return [_text(n) for n, _ in ([first] if first[0] else []) + cols.fields[rest]]
 
     names = names_of(cols.firsts[0], cols.rests[0])
-    expected = [n for n in names if shown(n)]
     for first, rest in dict.fromkeys(zip(cols.firsts, cols.rests)):
         if names_of(first, rest) != names:
             block = next(i for i, key in enumerate(zip(cols.firsts, cols.rests)) if key == (first, rest))
