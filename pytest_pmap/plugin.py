@@ -19,11 +19,9 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 import pytest
 
 from ._plugin.options import pytest_addoption, pytest_configure
-from ._plugin.state import SESSION
+from ._plugin.state import SESSION, pmap_marker_lookup
 
 if TYPE_CHECKING:
-    from _pytest.nodes import Node
-
     from ._measure.probe import Probe
 
 __all__ = [
@@ -62,25 +60,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def _asks_for_pmap(items: list[pytest.Item]) -> bool:
-    """True when some test uses one of our fixtures or has a `pmap` marker, on itself or on its
-    module or class. What `item.get_closest_marker("pmap")` says, without walking every test's chain
-    of parents anew: each module and class is looked at once."""
-    marked: dict[int, bool] = {}
-
-    def has_marker(node: Optional[Node]) -> bool:
-        if node is None:
-            return False
-        found = marked.get(id(node))
-        if found is None:
-            found = marked[id(node)] = any(m.name == "pmap" for m in node.own_markers) or has_marker(node.parent)
-        return found
-
-    return any(
-        not _FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
-        or any(m.name == "pmap" for m in item.own_markers)
-        or has_marker(item.parent)
-        for item in items
-    )
+    """True when some test uses one of our fixtures or has a `pmap` marker (on itself, its class or
+    its module)."""
+    marked = pmap_marker_lookup()
+    return any(not _FIXTURES.isdisjoint(getattr(item, "fixturenames", ())) or marked(item) for item in items)
 
 
 def pytest_assertrepr_compare(config: pytest.Config, op: str, left: object, right: object) -> Optional[list[str]]:

@@ -19,7 +19,7 @@ from ..size import Size
 from ..warnings import PmapWarning
 from .fixtures import PROBES, ignore_rule
 from .markers import budget_of
-from .state import SESSION
+from .state import SESSION, pmap_marker_lookup
 
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
 
@@ -39,7 +39,13 @@ def take_part(config: pytest.Config, items: list[pytest.Item]) -> None:
     needs: the call of every test when `--pmap` is on or some test has a budget; its setup, report
     and teardown when some test has a budget (or a bad one) or uses a fixture."""
     budgets = checks = False
+    marked = pmap_marker_lookup()
+    configured = config.stash[SESSION].config_budgets is not None
     for item in items:
+        if not configured and not marked(item):  # no budget: nothing to work out
+            if not checks and not FIXTURES.isdisjoint(getattr(item, "fixturenames", ())):
+                checks = True
+            continue
         try:
             budget = budget_of(item)
         except BudgetSyntaxError as exc:

@@ -18,13 +18,17 @@ import pytest
 from .._engine.metrics import DEFAULT_METRIC
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from _pytest.nodes import Node
+
     from .._gate.compare import Comparison, Tolerance
     from .._gate.results import RunResults
     from .._measure.boundary import BoundaryReader
     from .._measure.budget import BudgetConfig
     from .._measure.result import MemoryResult
 
-__all__ = ["OUTPUTS", "SESSION", "Gate", "Session", "unavailable"]
+__all__ = ["OUTPUTS", "SESSION", "Gate", "Session", "pmap_marker_lookup", "unavailable"]
 
 _NOT_LINUX = "pytest-pmap reads /proc/PID/smaps, which only Linux has"
 
@@ -102,3 +106,20 @@ def unavailable() -> str:
     from .._engine.procfs import default_procfs
 
     return default_procfs().problem()
+
+
+def pmap_marker_lookup() -> Callable[[Node], bool]:
+    """A function telling whether a test (or any node) has a `pmap` marker, on itself or on a
+    parent (its class, its module): what `node.get_closest_marker("pmap") is not None` says, with
+    each parent looked at once however many tests it holds."""
+    marked: dict[int, bool] = {}
+
+    def lookup(node: Optional[Node]) -> bool:
+        if node is None:
+            return False
+        found = marked.get(id(node))
+        if found is None:
+            found = marked[id(node)] = any(m.name == "pmap" for m in node.own_markers) or lookup(node.parent)
+        return found
+
+    return lookup
