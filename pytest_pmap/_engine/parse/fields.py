@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
 
 __all__ = [
-    "FieldValue", "HeaderFields", "number_at", "numeric_fields", "parse_fields", "parse_header",
+    "FieldValue", "HeaderFields", "number_at", "number_of", "numeric_fields", "parse_fields", "parse_header",
     "parse_rollup", "parse_value", "shown", "text_at",
 ]
 
@@ -107,10 +107,15 @@ def number_at(text: bytes, key: bytes, nl: int, end: int) -> Optional[Size]:
         return None
     at += len(key)
     nl = text.find(b"\n", at, end)
-    line = text[at : nl if nl >= 0 else end].strip()
-    if line.endswith(b" kB") and line[:-3].isdigit():
-        return Size.of(int(line[:-3]) << 10)
-    return Size.of(int(line)) if line.isdigit() else None
+    return number_of(text[at : nl if nl >= 0 else end])
+
+
+def number_of(value: bytes) -> Optional[Size]:
+    """A field's value as `number_at` reads it: `8 kB` in bytes, `0` as it is, None for anything else."""
+    value = value.strip()
+    if value.endswith(b" kB") and value[:-3].isdigit():
+        return Size.of(int(value[:-3]) << 10)
+    return Size.of(int(value)) if value.isdigit() else None
 
 
 _NUMERIC_LINE = re.compile(rb"^([^\n:]{1,31}):[ \t]*([0-9]+)(?: kB)?$", re.M)

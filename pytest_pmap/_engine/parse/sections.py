@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .fields import number_at
+from .fields import number_of
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ class Sections:
         field asked for is parsed, once per distinct text."""
         found = self._values.get(key)
         if found is None:
-            found = self._values[key] = {text: number_at(text, key, 0, len(text)) for text in self.distinct()}
+            found = self._values[key] = _values_of(self.distinct(), key)
         return found
 
     def has(self, key: bytes) -> bool:
@@ -96,3 +96,26 @@ class Sections:
         else:
             present = [int(v) for v in map(values.__getitem__, self.of_block[first:stop]) if v is not None]
         return sum(present) if present else None
+
+
+def _values_of(texts: list[bytes], key: bytes) -> dict[bytes, Optional[Size]]:
+    """`number_at(text, key)` of each text: the rest of its first `key` line, each distinct rest
+    parsed once (most texts share the value of most fields)."""
+    out: dict[bytes, Optional[Size]] = {}
+    parsed: dict[bytes, Optional[Size]] = {}
+    skip = len(key)
+    for text in texts:
+        at = text.find(key)
+        if at < 0:
+            out[text] = None
+            continue
+        nl = text.find(b"\n", at + skip)
+        rest = text[at + skip : nl if nl >= 0 else len(text)]
+        value = parsed.get(rest, _UNSEEN)
+        if value is _UNSEEN:
+            value = parsed[rest] = number_of(rest)
+        out[text] = value  # type: ignore[assignment]
+    return out
+
+
+_UNSEEN = object()
