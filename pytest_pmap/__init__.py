@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     from ._engine.procfs import ProcFS
     from ._engine.snapshot import Snapshot
     from ._engine.totals import Totals
+    from ._engine.tree import TreeSnapshot, snapshot_tree
+    from ._engine.treediff import TreeDiff
     from ._gate.results import RunResults
     from ._measure.budget import Violation
     from ._measure.probe import NewMappings, Probe, Reading
@@ -42,6 +44,8 @@ _LAZY = {
     "ProcFS": "_engine.procfs",
     "Snapshot": "_engine.snapshot",
     "Totals": "_engine.totals",
+    "TreeSnapshot": "_engine.tree", "snapshot_tree": "_engine.tree",
+    "TreeDiff": "_engine.treediff",
     "RunResults": "_gate.results",
     "Violation": "_measure.budget",
     "NewMappings": "_measure.probe", "Probe": "_measure.probe", "Reading": "_measure.probe",
@@ -98,9 +102,12 @@ __all__ = [
     "SnapshotFileError",
     "TiB",
     "Totals",
+    "TreeDiff",
+    "TreeSnapshot",
     "UsageError",
     "Violation",
     "__version__",
     "parse_size",
     "snapshot",
+    "snapshot_tree",
 ]

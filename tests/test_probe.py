@@ -240,7 +240,7 @@ def test_a_process_that_exits_leaves_readings_from_its_last_snapshot(child: Chil
 def test_a_started_process_that_exits_says_how(child: Child) -> None:
     probe = Probe(child.pid)
     probe.process = child.proc
-    last = probe.rss
+    last = probe.rss  # a reading after the baseline (one that exited before any is ProcessGone: see test_faults)
     child.exit(3)
     assert probe.rss == last
     assert probe.ended == f"PID {child.pid} exited with status 3: readings are from its last snapshot"

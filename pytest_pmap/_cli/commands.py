@@ -15,9 +15,9 @@ from typing import Any, Optional
 from .._engine.acquire import check_pid, check_same_process, snapshot
 from .._engine.diff import MapDiff, other_process
 from .._engine.procfs import default_procfs
-from .._engine.render.listing import render
 from .._engine.render.text import pmap_bytes
 from .._engine.snapshot import Snapshot
+from .._engine.tree import TreeSnapshot, load_snapshot, snapshot_tree
 from ..errors import PmapError, PmapWarning
 from ..size import signed
 from .output import WriteError, complain, out
@@ -84,18 +84,18 @@ def _count(text: str) -> int:
     return int(text)
 
 
-def _load(source: str) -> Snapshot:
-    """A snapshot from a file, or a fresh one of a live PID."""
+def _load(source: str, tree: bool = False) -> Snapshot:
+    """A snapshot from a file (of a process or a tree), or a fresh one of a live PID (its tree with `tree`)."""
     if _digits(source) and not os.path.exists(source):
         try:
             pid = _pid(source)
         except argparse.ArgumentTypeError as exc:
             raise PmapError(f"{source!r} is neither a snapshot file nor a PID: {exc}") from None
-        return snapshot(pid)
-    return Snapshot.load(source)
+        return snapshot_tree(pid) if tree else snapshot(pid)
+    return load_snapshot(source)
 
 
-def _formats(parser: argparse.ArgumentParser, choices: tuple[str, ...], default: str) -> None:
+def _formats(parser: argparse.ArgumentParser, choices: tuple[str, ...], default: Optional[str]) -> None:
     group = parser.add_mutually_exclusive_group()
     for fmt in choices:
         flag = "-" + fmt if fmt != "default" else "--default"
@@ -109,13 +109,16 @@ def _snapshot_parser() -> _Parser:
     p.add_argument("-o", "--output", required=True, metavar="FILE",
                    help="where to write the snapshot (a file, or a device, FIFO or /dev/stdout to write through)")
     p.add_argument("--maps-only", action="store_true", help="read maps + smaps_rollup only: cheaper, no per-mapping Rss")
+    p.add_argument("--tree", action="store_true", help="the process and all its descendants, in one file")
     return p
 
 
 def _snapshot(ns: argparse.Namespace) -> int:
-    snap = snapshot(ns.pid, detail=not ns.maps_only)
+    snap = (snapshot_tree if ns.tree else snapshot)(ns.pid, detail=not ns.maps_only)
     path = snap.save(ns.output)
-    done = f"pytest-pmap: saved PID {snap.pid} ({len(snap.mappings)} mappings, mapped {snap.mapped}) to {path}\n"
+    what = f"the tree of PID {snap.pid} ({len(snap.processes)} processes, " if isinstance(snap, TreeSnapshot) \
+        else f"PID {snap.pid} ("
+    done = f"pytest-pmap: saved {what}{len(snap.mappings)} mappings, mapped {snap.mapped}) to {path}\n"
     if _is_stdout(path):  # the snapshot went to stdout: keep it pure JSON
         complain(done)
     else:
@@ -134,15 +137,19 @@ def _is_stdout(path: os.PathLike[str]) -> bool:
 
 def _show_parser() -> _Parser:
     p = _Parser(prog="pytest-pmap show", description="Print a saved snapshot exactly as pmap printed the process then.")
-    p.add_argument("file", metavar="FILE", help="a snapshot file from `pytest-pmap snapshot` or Snapshot.save()")
-    _formats(p, ("default", "x", "d", "X", "XX"), "default")
+    p.add_argument("file", metavar="FILE", help="a snapshot file from `pytest-pmap snapshot` or Snapshot.save() (a tree's too)")
+    _formats(p, ("default", "x", "d", "X", "XX"), None)
     p.add_argument("-q", "--quiet", action="store_true", help="no column header, no footer")
     p.add_argument("-p", "--show-path", action="store_true", help="full paths")
     return p
 
 
 def _show(ns: argparse.Namespace) -> int:
-    text = render(Snapshot.load(ns.file), ns.fmt, quiet=ns.quiet, show_path=ns.show_path)
+    snap = load_snapshot(ns.file)
+    if isinstance(snap, TreeSnapshot) and ns.fmt is None:  # a tree's table, as `pytest-pmap tree` prints it
+        text = snap.table()
+    else:
+        text = snap.render(ns.fmt or "default", quiet=ns.quiet, show_path=ns.show_path)
     out(pmap_bytes(text))
     return 0
 
@@ -157,11 +164,12 @@ def _diff_parser() -> _Parser:
     p.add_argument("after", metavar="AFTER", help="snapshot file or PID")
     _formats(p, ("x", "d"), "x")
     p.add_argument("--top", type=_count, default=None, metavar="N", help="show only the N rows that moved the most")
+    p.add_argument("--tree", action="store_true", help="read a live PID as its process tree (as a tree's file holds it)")
     return p
 
 
 def _diff(ns: argparse.Namespace) -> int:
-    before, after = _load(ns.before), _load(ns.after)
+    before, after = _load(ns.before, ns.tree), _load(ns.after, ns.tree)
     why = other_process(before, after)
     if why:
         complain(f"pytest-pmap diff: note: {why}\n")
@@ -179,6 +187,7 @@ def _watch_parser() -> _Parser:
         "line before. Ends when the process exits, after COUNT lines, or on Ctrl-C.",
     )
     p.add_argument("pid", type=_pid, metavar="PID")
+    p.add_argument("--tree", action="store_true", help="the process and all its descendants, summed")
     p.add_argument("-n", "--interval", type=_seconds, default=2.0, metavar="SECONDS", help="time between lines (default 2)")
     p.add_argument("-c", "--count", type=_count, default=None, metavar="COUNT", help="stop after COUNT lines")
     return p
@@ -190,7 +199,7 @@ def _watch(ns: argparse.Namespace) -> int:
     try:
         while ns.count is None or shown < ns.count:
             try:
-                snap = snapshot(ns.pid, detail=False)
+                snap = snapshot_tree(ns.pid, detail=False) if ns.tree else snapshot(ns.pid, detail=False)
                 if last is not None:
                     check_same_process(last, snap)
             except PmapError as exc:
@@ -203,6 +212,8 @@ def _watch(ns: argparse.Namespace) -> int:
             if last is not None:
                 g = t - last.totals
                 line += f"    ({signed(g.mapped)} / {signed(g.writeable_private)} / {signed(g.shared)})"
+            if isinstance(snap, TreeSnapshot):
+                line += f"    processes: {len(snap.processes)}"
             out(f"{time.strftime('%H:%M:%S')}  {line}\n")
             last = snap
             shown += 1
@@ -210,6 +221,31 @@ def _watch(ns: argparse.Namespace) -> int:
                 time.sleep(ns.interval)
     except KeyboardInterrupt:
         return 130
+    return 0
+
+
+def _tree_parser() -> _Parser:
+    p = _Parser(
+        prog="pytest-pmap tree",
+        description="A process and all its descendants: the per-process table (PID, PPID, RSS, PSS, USS, command), "
+        "the tree's totals, and unique: the resident memory of the tree that no other process maps, each page "
+        "counted once (root only; elsewhere use PSS). With -x, -d, -X or -XX, every process of the tree as "
+        "`pmap -x PID1 PID2 ...` prints them.",
+    )
+    p.add_argument("pid", type=_pid, metavar="PID", help="the root of the tree (a thread ID means its process)")
+    _formats(p, ("x", "d", "X", "XX", "default"), None)
+    p.add_argument("-q", "--quiet", action="store_true", help="with a format: no column header, no footer")
+    p.add_argument("-p", "--show-path", action="store_true", help="with a format: full paths")
+    return p
+
+
+def _tree(ns: argparse.Namespace) -> int:
+    if ns.fmt is None:
+        text = snapshot_tree(ns.pid).table()
+    else:
+        tree = snapshot_tree(ns.pid, detail=ns.fmt in ("x", "X", "XX"), unique=False)
+        text = tree.render(ns.fmt, quiet=ns.quiet, show_path=ns.show_path)
+    out(pmap_bytes(text))
     return 0
 
 
@@ -284,6 +320,7 @@ COMMANDS = {
     "show": Command(_show_parser, _show),
     "diff": Command(_diff_parser, _diff),
     "watch": Command(_watch_parser, _watch),
+    "tree": Command(_tree_parser, _tree),
     "compare": Command(_compare_parser, _compare, error_status=2),  # 1 means "a test regressed"
 }
 

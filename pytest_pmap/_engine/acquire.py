@@ -208,6 +208,7 @@ def _snapshot(pid: Optional[int], detail: bool, fs: ProcFS) -> Snapshot:
         rollup=rollup,
         status=status,
         shm_minor=names.shm_minor,
+        ppid=after.ppid,
     )
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
-from ..errors import warn
+from ..errors import UsageError, warn
 from ..size import Size, SizeLike, parse_size, signed
 from .mapping import Mapping
 from .render.difftext import render_diff
@@ -73,6 +73,8 @@ class MappingChange:
     """Change in resident memory; None when either snapshot has no per-mapping Rss."""
     dirty_delta: Optional[Size]
     """Change in dirty memory (Shared_Dirty + Private_Dirty), as pmap -x's Dirty column."""
+    pid: int = 0
+    """The process whose mappings these are (in a tree's diff, one of many)."""
 
     @property
     def mapping(self) -> Mapping:
@@ -96,7 +98,7 @@ class MappingChange:
 
     def __repr__(self) -> str:
         rss = "" if self.rss_delta is None else f" rss {signed(self.rss_delta)}"
-        return f"<{self.kind} {self.start:016x} new {self.new}{rss} {self.path or '[anon]'}>"
+        return f"<{self.kind} {self.start:016x} new {self.new}{rss} {self.path or '[anon]'} (PID {self.pid})>"
 
 
 def _groups(before: Sequence[Mapping], after: Sequence[Mapping]) -> list[tuple[list[Mapping], list[Mapping]]]:
@@ -163,11 +165,23 @@ class MapDiff:
                 size_delta=Size.of(new_size - old_size),
                 rss_delta=_delta(sum_known(m.rss for m in old), sum_known(m.rss for m in new)),
                 dirty_delta=_delta(sum_known(m.dirty for m in old), sum_known(m.dirty for m in new)),
+                pid=after.pid,
             ))
 
     @classmethod
     def between(cls, before: Snapshot, after: Snapshot, ignore: Optional[Ignore] = None) -> MapDiff:
-        """The diff from `before` to `after`, leaving out mappings for which `ignore(mapping)` is true."""
+        """The diff from `before` to `after`, leaving out mappings for which `ignore(mapping)` is true.
+
+        Two snapshots of process trees give their `TreeDiff` (a process's mappings are matched
+        only with the same process's); a tree and a single process cannot be compared.
+        """
+        if before.is_tree or after.is_tree:
+            if before.is_tree != after.is_tree:
+                raise UsageError(
+                    f"cannot diff a snapshot of the process tree of PID {(before if before.is_tree else after).pid} "
+                    f"with one of the single process {(after if before.is_tree else before).pid}: take both with the tree"
+                )
+            return after.diff(before, ignore)
         return cls(before, after, ignore)
 
     @property
@@ -214,13 +228,21 @@ class MapDiff:
     def __iter__(self) -> Iterator[MappingChange]:
         return iter(self.changes)
 
-    def render(self, fmt: str = "x", *, limit: Optional[int] = None, show_path: bool = False) -> str:
+    def render(self, fmt: str = "x", *, limit: Optional[int] = None, show_path: bool = False, metric: str = "rss") -> str:
         """The pmap-formatted diff: changed rows in pmap -x (or -d) columns with +/-/~ and signed
         deltas, then pmap -d's summary line before -> after.
 
-        `limit` keeps the rows that moved the most (by resident, then mapped change), in address order.
+        `limit` keeps the rows that moved the most (by resident, then mapped change), in address
+        order. `metric` is the one a tree's diff ranks its processes by; one process's rows always
+        rank by resident change.
         """
         return render_diff(self, fmt, limit, show_path)
+
+    def brief(self, rows: int = 3, metric: str = "rss") -> str:
+        """`render()` in a few lines, short enough for pytest's assertion message: the column titles,
+        the `rows` mappings that moved most, and pmap -d's summary line before -> after."""
+        lines = self.render(limit=rows, metric=metric).splitlines()[1:-1]  # past the PID line; the last is RSS/PSS/USS
+        return "".join(f"{line}\n" for line in lines if not line.startswith(("  ---", "  total kB")))
 
     def __str__(self) -> str:
         return self.render()

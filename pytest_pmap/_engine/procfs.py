@@ -221,6 +221,23 @@ class ProcFS:
         weakref.finalize(read, os.close, fd)
         return read
 
+    def pread(self, pid: int, name: str) -> Callable[[int, int], bytes]:
+        """A function that reads `size` bytes at `offset` of a file read by position (pagemap), through
+        one file descriptor kept open while the function lives; a short read means the process exited."""
+        fd = self._open(pid, name, os.O_RDONLY)
+
+        def read(offset: int, size: int) -> bytes:
+            try:
+                data = os.pread(fd, size, offset)
+            except OSError as exc:
+                raise self._translate(exc, pid, name) from None
+            if len(data) < size:  # the kernel reads nothing once the process's memory is gone
+                raise ProcessGone(f"PID {pid} exited while {self.path(pid, name)} was read")
+            return data
+
+        weakref.finalize(read, os.close, fd)
+        return read
+
     def stat(self, pid: int, task: Optional[int] = None) -> Stat:
         """`/proc/PID/stat` (of thread `task` when given: `/proc/PID/task/TASK/stat`), parsed."""
         return parse_stat(self.read(pid, task_file(task, "stat")), pid if task is None else task)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -39,6 +39,8 @@ class Snapshot:
 
     FORMAT: ClassVar[str] = "pytest-pmap-snapshot"
     VERSION: ClassVar[int] = 1
+    is_tree: ClassVar[bool] = False
+    """True for a `TreeSnapshot` (a process and its descendants)."""
 
     pid: int
     """The process (thread group) ID."""
@@ -64,6 +66,8 @@ class Snapshot:
     """`/proc/PID/status` lines (VmHWM, VmRSS, Threads, ...)."""
     shm_minor: Optional[int] = None
     """Minor device number of SysV shared memory on the machine, for pmap's `[ shmid=0x... ]` names."""
+    ppid: Optional[int] = None
+    """The parent's process ID when the snapshot was taken (None in files of releases that did not record it)."""
 
     @property
     def cmdline(self) -> str:
@@ -207,9 +211,10 @@ class Snapshot:
         """
         return render(self, fmt, quiet=quiet, show_path=show_path, range=range, utf8=utf8)
 
-    def diff(self, other: Snapshot) -> MapDiff:
-        """The `MapDiff` from `other` (the earlier snapshot) to this one."""
-        return MapDiff.between(other, self)
+    def diff(self, other: Snapshot, ignore: Optional[Callable[[Mapping], bool]] = None) -> MapDiff:
+        """The `MapDiff` from `other` (the earlier snapshot) to this one, leaving out the mappings
+        for which `ignore(mapping)` is true."""
+        return MapDiff.between(other, self, ignore)
 
     # -- files ----------------------------------------------------------------------------------
     def smaps_text(self) -> bytes:
@@ -233,6 +238,7 @@ class Snapshot:
             "taken_at": self.taken_at,
             "detail": self.detail,
             "shm_minor": self.shm_minor,
+            "ppid": self.ppid,
             "rollup": self.rollup,
             "status": self.status,
             "smaps": text(self.smaps_text()),
@@ -241,6 +247,8 @@ class Snapshot:
     @classmethod
     def from_json(cls, data: object, *, source: str = "snapshot") -> Snapshot:
         """Rebuild a snapshot from `to_json()` output; `source` names it in errors."""
+        if isinstance(data, dict) and data.get("format") == "pytest-pmap-tree":
+            raise SnapshotFileError(f"{source} is a process tree's snapshot: read it with TreeSnapshot.load()")
         if not isinstance(data, dict) or data.get("format") != cls.FORMAT:
             raise SnapshotFileError(f"{source} is not a pytest-pmap snapshot (no \"format\": \"{cls.FORMAT}\")")
         version = data.get("version")
@@ -275,6 +283,7 @@ class Snapshot:
                 rollup=data.get("rollup"),
                 status=dict(data.get("status") or {}),
                 shm_minor=shm_minor,
+                ppid=None if data.get("ppid") is None else int(data["ppid"]),
             )
         except (KeyError, TypeError, ValueError, AttributeError, SmapsParseError) as exc:
             raise SnapshotFileError(f"{source} is corrupt: {type(exc).__name__}: {exc}") from None

@@ -66,12 +66,17 @@ class Reading(Size):
     def brief(self, rows: int = 3) -> str:
         """`explain()` in a few lines (short enough for pytest's assertion message): the note, the
         column titles, the `rows` mappings that moved most, and pmap -d's summary line before -> after."""
-        lines = self._diff(rows).splitlines()[1:-1]  # past the PID line; the last is the other totals
-        kept = [line for line in lines if not line.startswith(("  ---", "  total kB"))]
-        return "\n".join([*self.note.splitlines(), *kept]) + "\n"
+        brief = MapDiff.between(self.before, self.after, self.ignore).brief(rows, self.metric)
+        return "".join(f"{line}\n" for line in self.note.splitlines()) + brief
+
+    @property
+    def metric(self) -> str:
+        """The metric this reading is of (`uss` for `growth.uss`): a tree's diff ranks its processes by it."""
+        name = self.what.rpartition(".")[2]
+        return name if name in METRICS else "mapped" if name.startswith("new_") else "rss"
 
     def _diff(self, rows: int) -> str:
-        return MapDiff.between(self.before, self.after, self.ignore).render(limit=rows)
+        return MapDiff.between(self.before, self.after, self.ignore).render(limit=rows, metric=self.metric)
 
 
 class NewMappings(list[MappingChange]):

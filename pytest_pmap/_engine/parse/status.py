@@ -27,8 +27,10 @@ if TYPE_CHECKING:
         """Start time in clock ticks since boot (field 22): a PID plus this names one process for good."""
         start_stack: int
         """Address of the bottom of the main stack (field 28); pmap marks the mapping holding it `[ stack ]`."""
+        ppid: int = 0
+        """The parent's process ID (field 4); 0 when it has none here (a PID namespace's first process, kthreadd)."""
 else:  # the command imports neither `typing` nor `dataclasses` (see _engine/__init__.py)
-    _StatFields = namedtuple("_StatFields", "pid comm state flags start_time start_stack")
+    _StatFields = namedtuple("_StatFields", "pid comm state flags start_time start_stack ppid", defaults=(0,))
 
 __all__ = ["PF_KTHREAD", "Stat", "kb_bytes", "kb_lines", "parse_stat", "parse_status", "status_sizes"]
 
@@ -68,6 +70,7 @@ def parse_stat(data: bytes, pid: int) -> Stat:
         flags=int(fields[6]),
         start_time=int(fields[19]),
         start_stack=int(fields[25]),
+        ppid=int(fields[1]),
     )
 
 
