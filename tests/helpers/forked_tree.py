@@ -81,6 +81,8 @@ def main() -> None:
         pid = os.fork()
         if pid == 0:
             os._exit(0)
+        while open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":  # a zombie before we say so
+            time.sleep(0.001)
         pids["zombie"] = pid
     if "--thread-child" in options:
         found: list[int] = []
