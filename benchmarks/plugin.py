@@ -1,26 +1,37 @@
 """The plugin's cost, measured side by side in one run.
 
-    python benchmarks/plugin.py [--tests 2000] [--rounds 3]
+    python benchmarks/plugin.py [--baseline-ref GIT_REF] [--parts unused,suite,fixtures]
+                                [--tests 2000] [--many 10000] [--rounds 5] [--unused-rounds 30]
 
-Anchor (issue: the pytest plugin):
-  pytest --pmap on a suite of 2,000 small tests   <= 1.3x  plain pytest on the same suite
-Also: what each fixture costs per test, in milliseconds (a suite of tests using it, minus the same
-suite without it). Every timing is the median of interleaved rounds of whole pytest runs.
+Targets (issue: cost nothing):
+  installed but unused: a one-test run              <= 1.03x the CPU of `pytest -p no:pmap`,
+                                                       with and without PYTHONDONTWRITEBYTECODE=1
+  pytest --pmap on --tests small tests              <= 1.10x plain pytest (`-p no:pmap`)
+  ... and on --many tests                           the same ratio: the cost per test does not grow
+  the peak RSS of a --pmap session                  reported, over plain pytest's
+Also: what each fixture costs per test (a suite of tests using it, minus the same suite without it),
+and which modules of ours an unused plugin imports, and how many of them pytest's assertion
+rewriting loaded.
+
+Every run is a whole pytest process of a checkout installed as pip installs it (see harness.py);
+its CPU time and peak RSS come from the kernel (wait4). With --baseline-ref, the same measurements
+of that git ref run in the same interleaved rounds, so before and after share the machine's noise.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
-HERE = Path(__file__).parent
-ENV = {**os.environ, "PYTHONPATH": str(HERE.parent)}  # the runs use this checkout's plugin
+from harness import Installed, Usage, installs, interleaved, load, median, run
+
+ONE_TEST = "def test_one():\n    assert True\n"
 
 SMALL_TESTS = """
 import pytest
@@ -31,7 +42,6 @@ def test_small(i):
 """
 
 FIXTURE_TESTS = """
-import sys
 import pytest
 
 @pytest.mark.parametrize("i", range({n}))
@@ -51,57 +61,144 @@ def test_attach(i, pmap_attach):
     assert pmap_attach({pid}).rss > 0
 """
 
+#: Lists, at the end of the session, the modules of ours that are imported, and how many pytest's
+#: assertion rewriting loaded.
+WHICH_MODULES = """
+import os, sys
 
-def pytest_run(folder: Path, *args: str) -> float:
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args], cwd=folder,
-                   env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-    return time.perf_counter() - t0
+def pytest_unconfigure(config):
+    ours = sorted(name for name in sys.modules if name.split(".")[0] == "pytest_pmap")
+    rewritten = [name for name in ours if type(getattr(sys.modules[name], "__loader__", None)).__name__
+                 == "AssertionRewritingHook"]
+    with open(os.environ["MODULES_OUT"], "w") as out:
+        out.write(f"{len(ours)} {len(rewritten)} {' '.join(ours)}")
+"""
 
 
-def medians(runs: dict[str, list[str]], folder: Path, rounds: int) -> dict[str, float]:
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(rounds):
-        for name, args in runs.items():
-            times[name].append(pytest_run(folder, *args))
-    return {name: statistics.median(ts) for name, ts in times.items()}
+def suite(folder: Path, files: dict[str, str]) -> Path:
+    """A folder of test files with its own pytest.ini, so that no ini file above it is used."""
+    folder.mkdir()
+    (folder / "pytest.ini").write_text("[pytest]\n")
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    return folder
+
+
+def pytest(inst: Installed, folder: Path, *args: str, env: dict[str, str] | None = None) -> Usage:
+    return run([inst.python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args], cwd=folder,
+               env=env if env is not None else ENV)
+
+
+def environment(bytecode: bool) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "PYTEST_ADDOPTS")}
+    return env if bytecode else {**env, "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+ENV = environment(bytecode=True)
+
+
+def ratio(a: list[Usage], b: list[Usage], what: str = "cpu") -> float:
+    return float(median([getattr(u, what) for u in a]) / median([getattr(u, what) for u in b]))
+
+
+def unused(insts: list[Installed], scratch: Path, rounds: int) -> None:
+    folder = suite(scratch / "one", {"test_one.py": ONE_TEST})
+    print(f"Installed but unused: one test, CPU time of the whole pytest process, median of {rounds} "
+          "interleaved rounds (target <= 1.03x)")
+    for bytecode in (True, False):
+        env = environment(bytecode)
+        contenders: dict[tuple[str, str], Callable[[], Usage]] = {}
+        for inst in insts:
+            contenders[(inst.label, "off")] = partial(pytest, inst, folder, "-p", "no:pmap", env=env)
+            contenders[(inst.label, "on")] = partial(pytest, inst, folder, env=env)
+        got = interleaved(contenders, rounds, warmup=2)
+        print(f"  {'with' if bytecode else 'PYTHONDONTWRITEBYTECODE=1, without'} byte-code caching:")
+        for inst in insts:
+            off, on = got[(inst.label, "off")], got[(inst.label, "on")]
+            print(f"    {inst.label:<28} -p no:pmap {median([u.cpu for u in off]) * 1000:6.1f} ms   "
+                  f"plugin unused {median([u.cpu for u in on]) * 1000:6.1f} ms   -> {ratio(on, off):.3f}x")
+    which = suite(scratch / "which", {"test_one.py": ONE_TEST, "conftest.py": WHICH_MODULES})
+    for inst in insts:
+        out = which / "modules.txt"
+        pytest(inst, which, env={**environment(False), "MODULES_OUT": str(out)})
+        count, rewritten, *names = out.read_text().split()
+        print(f"    {inst.label:<28} imports {count} modules of ours, {rewritten} through assertion rewriting: "
+              f"{' '.join(names)}")
+    print()
+
+
+def suite_cost(insts: list[Installed], scratch: Path, sizes: list[int], rounds: int) -> None:
+    print(f"pytest --pmap on small tests: CPU time (wall time) of the whole run, median of {rounds} interleaved "
+          "rounds; plain = -p no:pmap (target <= 1.10x, not growing with the number of tests)")
+    for n in sizes:
+        folder = suite(scratch / f"small{n}", {"test_small.py": SMALL_TESTS.format(n=n)})
+        contenders: dict[tuple[str, str], Callable[[], Usage]] = {}
+        for inst in insts:
+            contenders[(inst.label, "plain")] = partial(pytest, inst, folder, "-p", "no:pmap")
+            contenders[(inst.label, "unused")] = partial(pytest, inst, folder)
+            contenders[(inst.label, "--pmap")] = partial(pytest, inst, folder, "--pmap")
+        got = interleaved(contenders, rounds)
+        print(f"  {n} tests:")
+        for inst in insts:
+            plain = got[(inst.label, "plain")]
+            base_cpu, base_wall = median([u.cpu for u in plain]), median([u.wall for u in plain])
+            for kind in ("unused", "--pmap"):
+                runs = got[(inst.label, kind)]
+                cpu, wall = median([u.cpu for u in runs]), median([u.wall for u in runs])
+                print(f"    {inst.label:<28} {kind:<7} {cpu:6.2f} s ({wall:5.2f} s)  {cpu / base_cpu:.3f}x "
+                      f"({wall / base_wall:.3f}x)   {(cpu - base_cpu) / n * 1e6:6.1f} µs per test")
+            pmap_rss = median([u.max_rss for u in got[(inst.label, "--pmap")]])
+            plain_rss = median([u.max_rss for u in plain])
+            print(f"    {inst.label:<28} peak RSS: plain {plain_rss / 1024:.1f} MiB, --pmap {pmap_rss / 1024:.1f} MiB "
+                  f"({(pmap_rss - plain_rss) / 1024:+.1f} MiB, {pmap_rss / plain_rss:.3f}x)")
+    print()
+
+
+def fixtures(insts: list[Installed], scratch: Path, tests: int, rounds: int) -> None:
+    target = subprocess.Popen(["sleep", "600"])
+    try:
+        folder = suite(scratch / "fixtures", {"test_fixtures.py": FIXTURE_TESTS.format(n=tests, pid=target.pid)})
+        kinds = ["plain", "self", "spawn", "attach"]
+        contenders = {(inst.label, kind): partial(pytest, inst, folder, "-k", f"test_{kind}")
+                      for inst in insts for kind in kinds}
+        got = interleaved(contenders, rounds)
+    finally:
+        target.kill()
+        target.wait()
+    print(f"Per-test cost of each fixture ({tests} tests each, minus as many plain tests; wall time):")
+    for inst in insts:
+        plain = median([u.wall for u in got[(inst.label, "plain")]])
+        costs = "   ".join(
+            f"{'pmap_' + kind if kind != 'self' else 'pmap'} "
+            f"{(median([u.wall for u in got[(inst.label, kind)]]) - plain) / tests * 1000:5.1f} ms"
+            for kind in kinds[1:])
+        print(f"    {inst.label:<28} {costs}")
+    print()
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--baseline-ref", metavar="GIT_REF", help="also measure this git ref, in the same rounds")
+    ap.add_argument("--parts", default="unused,suite,fixtures", help="which measurements (default: all)")
     ap.add_argument("--tests", type=int, default=2000)
+    ap.add_argument("--many", type=int, default=10000, help="the larger suite, to see whether the cost per test grows")
     ap.add_argument("--fixture-tests", type=int, default=100)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--unused-rounds", type=int, default=30)
     ns = ap.parse_args()
+    parts = set(ns.parts.split(","))
 
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        (folder / "test_small.py").write_text(SMALL_TESTS.format(n=ns.tests))
-        t = medians({
-            "pytest -p no:pmap (plugin off)": ["-p", "no:pmap"],
-            "pytest (plugin loaded, unused)": [],
-            "pytest --pmap": ["--pmap"],
-        }, folder, ns.rounds)
-        base = t["pytest -p no:pmap (plugin off)"]
-        print(f"{ns.tests} small tests, median of {ns.rounds} interleaved runs ({sys.executable}):\n")
-        for name, secs in t.items():
-            print(f"  {name:<32} {secs:7.2f} s   {secs / base:5.2f}x")
-        print(f"  -> pytest --pmap / plain pytest = {t['pytest --pmap'] / base:.2f}x  (target <= 1.3x)\n")
-
-        (folder / "test_small.py").unlink()
-        target = subprocess.Popen(["sleep", "600"])
-        try:
-            (folder / "test_fixtures.py").write_text(FIXTURE_TESTS.format(n=ns.fixture_tests, pid=target.pid))
-            kinds = ["plain", "self", "spawn", "attach"]
-            t = medians({kind: ["-k", f"test_{kind}"] for kind in kinds}, folder, ns.rounds)
-        finally:
-            target.kill()
-            target.wait()
-        print(f"per-test cost of each fixture ({ns.fixture_tests} tests each, minus as many plain tests):\n")
-        for kind in kinds[1:]:
-            per_test = (t[kind] - t["plain"]) / ns.fixture_tests * 1000
-            print(f"  {'pmap_' + kind if kind != 'self' else 'pmap':<12} {per_test:6.1f} ms per test "
-                  "(setup, one reading, teardown)")
+    print(f"load average at start: {load()}  ({sys.executable})\n")
+    with tempfile.TemporaryDirectory(prefix="pytest-pmap-bench-") as tmp:
+        scratch = Path(tmp)
+        insts = installs(scratch, ns.baseline_ref)
+        if "unused" in parts:
+            unused(insts, scratch, ns.unused_rounds)
+        if "suite" in parts:
+            suite_cost(insts, scratch, [ns.tests, ns.many], ns.rounds)
+        if "fixtures" in parts:
+            fixtures(insts, scratch, ns.fixture_tests, ns.rounds)
+    print(f"load average at the end: {load()}")
     return 0
 
 

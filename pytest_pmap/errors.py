@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 import sys
 import warnings
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 
 class PmapError(Exception):

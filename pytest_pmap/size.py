@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import re
-from typing import Optional, Union
 
 from .errors import BudgetSyntaxError, hide_from_tracebacks
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional, Union
+
+    #: What a size may be given as: bytes, or a size string (`"8MiB"`).
+    SizeLike = Union[int, str]
 
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
 
@@ -24,9 +30,10 @@ _UNITS = {
     "g": GiB, "gb": GiB, "gib": GiB,
     "t": TiB, "tb": TiB, "tib": TiB,
 }
+#: More digits than any size of memory needs (2**64 has 20): a longer number is a mistake.
+_MAX_DIGITS = 40
 _SIZE_RE = re.compile(r"\s*([+-]?)(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]*)\s*")
 
-SizeLike = Union[int, str]
 
 
 def parse_size(value: SizeLike) -> int:
@@ -49,6 +56,10 @@ def parse_size(value: SizeLike) -> int:
             "B, K, M, G, T (KB/KiB, MB/MiB, ... mean the same: powers of 1024), e.g. '8MiB'"
         )
     sign, number, _ = match.groups()
+    if len(number) > _MAX_DIGITS:  # int() refuses past 4300 digits with a ValueError of its own
+        raise BudgetSyntaxError(
+            f"{value[:40]!r}... is not a size: its number has {len(number)} digits; no memory needs more than {_MAX_DIGITS}"
+        )
     whole, _, fraction = number.partition(".")
     scaled = int(whole or "0") * unit
     if fraction.strip("0"):
@@ -133,13 +144,19 @@ class Size(int):
     def __abs__(self) -> Size:
         return int.__new__(Size, abs(int(self)))
 
+    # Equality never raises: a string that is not a size is simply not equal (`"x" in sizes`,
+    # `size == "hello"`). Ordering against one does raise `BudgetSyntaxError`: `rss < "64 megs"`
+    # is a mistake to point out, not a comparison to answer.
     def __eq__(self, other: object) -> bool:
-        value = _other(other)
+        try:
+            value = _other(other)
+        except BudgetSyntaxError:
+            return False
         return NotImplemented if value is None else int(self) == value
 
     def __ne__(self, other: object) -> bool:
-        value = _other(other)
-        return NotImplemented if value is None else int(self) != value
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
 
     def __lt__(self, other: object) -> bool:
         value = _other(other)
@@ -168,3 +185,13 @@ def signed(value: Optional[int], *, unit: bool = True, missing: str = "n/a") -> 
         return missing
     n = int(value)
     return f"{'-' if n < 0 else '+'}{abs(n) >> 10}{'K' if unit else ''}"
+
+
+def __getattr__(name: str) -> object:
+    # `SizeLike` is for annotations; it exists at run time only when asked for, so that importing
+    # this module does not import `typing` (the `pytest-pmap` command must start fast).
+    if name == "SizeLike":
+        from typing import Union
+
+        return Union[int, str]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,6 +5,7 @@ imports it back (lazy imports count), every module imports on its own, and no mo
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -161,3 +162,68 @@ def test_each_module_imports_on_its_own_and_the_low_layers_without_pytest() -> N
     )
     done = subprocess.run([sys.executable, "-c", code, *names], capture_output=True, text=True, check=False)
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+
+
+#: What the `pytest-pmap` command must not import: each costs it milliseconds at every start, and a
+#: small process is read in about as much (docs/engine.md, "The command's start-up").
+HEAVY_FOR_THE_COMMAND = ("typing", "dataclasses", "inspect", "ast", "pathlib", "tempfile", "locale", "pytest")
+
+
+@pytest.mark.parametrize("args", [["-x"], ["-X"], ["-XX"], ["-d"], [], ["-q", "-p"]], ids=str)
+def test_the_command_imports_nothing_heavy(args: list[str]) -> None:
+    """`pytest-pmap` on a live process, started without `site` (whose .pth files may import anything):
+    none of the modules that cost the command its start-up time is loaded at the end."""
+    code = (
+        "import sys\n"
+        "from pytest_pmap.cli import main\n"
+        "sys.argv = ['pytest-pmap', *sys.argv[1:]]\n"
+        "status = main()\n"
+        f"print(sorted(set({HEAVY_FOR_THE_COMMAND!r}) & set(sys.modules)), status, file=sys.stderr)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(PACKAGE.parent)}
+    done = subprocess.run([sys.executable, "-S", "-c", code, *args, str(os.getpid())], capture_output=True, text=True,
+                          env=env, check=False, timeout=60)
+    assert done.stderr == "[] 0\n"
+    assert done.stdout.startswith(f"{os.getpid()}:   ")
+
+
+#: What an installed plugin that nothing asks for may import: its options and settings, the table of
+#: names they are described from, and the hook specifications.
+UNUSED_PLUGIN_IMPORTS = [
+    "pytest_pmap", "pytest_pmap._engine", "pytest_pmap._engine.metrics", "pytest_pmap._plugin",
+    "pytest_pmap._plugin.hookspecs", "pytest_pmap._plugin.options", "pytest_pmap._plugin.state", "pytest_pmap.plugin",
+]
+MODULES_AT_THE_END = """
+import os, sys
+
+def pytest_unconfigure(config):
+    with open(os.environ["MODULES_OUT"], "w") as out:
+        out.write(" ".join(sorted(name for name in sys.modules if name.split(".")[0] == "pytest_pmap")))
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "test", "expected"),
+    [([], "def test_one():\n    assert 1\n", UNUSED_PLUGIN_IMPORTS),
+     (["-p", "no:pmap"], "def test_one():\n    assert 1\n", []),
+     ([], "def test_one(pmap):\n    assert pmap.rss > 0\n", None),
+     (["--pmap"], "def test_one():\n    assert 1\n", None)],
+    ids=["unused", "blocked", "fixture", "--pmap"],
+)
+def test_an_unused_plugin_imports_only_its_options(
+    pytester: pytest.Pytester, args: list[str], test: str, expected: list[str] | None
+) -> None:
+    """A pytest run with the plugin installed and nothing of it used loads only the entry point's
+    options and settings; a fixture or --pmap loads the rest."""
+    pytester.makeconftest(MODULES_AT_THE_END)
+    pytester.makepyfile(test_one=test)
+    out = pytester.path / "modules.txt"
+    pytester._monkeypatch.setenv("MODULES_OUT", str(out))
+    pytester._monkeypatch.setenv("PYTHONPATH", str(PACKAGE.parent))
+    result = pytester.runpytest_subprocess(*args)
+    result.assert_outcomes(passed=1)
+    loaded = out.read_text().split()
+    if expected is None:
+        assert "pytest_pmap._engine.acquire" in loaded and "pytest_pmap._plugin.runner" in loaded
+    else:
+        assert loaded == expected

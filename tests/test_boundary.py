@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import re
+import time
+from pathlib import Path
 from typing import Optional
 
 import pytest
@@ -43,13 +45,20 @@ def test_readings_carried_forward_agree_with_the_kernel() -> None:
     def shared_pss(kernel: dict[str, int]) -> int:
         return kernel["Pss_File"] + kernel.get("Pss_Shmem", 0)
 
+    def unshared_anon(kernel: dict[str, int]) -> bool:
+        """True when no anonymous page of ours is shared (with a child forked by a neighbouring test
+        of this worker, say): such a page's Pss moves when the other process exits, with no fault of ours."""
+        return "Pss_Anon" not in kernel or kernel["Pss_Anon"] == kernel["Anonymous"]
+
     def read() -> tuple[Boundary, Optional[int]]:
         """A reading, and when the reader read the rollup for it: the Pss of file and shmem pages then
-        (None when other processes moved it while the reader read)."""
-        before = shared_pss(_numbers(rollup(), "Pss_File|Pss_Shmem"))
+        (None when other processes moved it while the reader read, or shared our anonymous pages)."""
+        keys = "Pss_File|Pss_Shmem|Pss_Anon|Anonymous"
+        first = _numbers(rollup(), keys)
         reading = reader.read()
-        after = shared_pss(_numbers(rollup(), "Pss_File|Pss_Shmem"))
-        return reading, before if before == after else None
+        then = _numbers(rollup(), keys)
+        before, after = shared_pss(first), shared_pss(then)
+        return reading, before if before == after and unshared_anon(first) and unshared_anon(then) else None
 
     _, fresh = read()  # the shared Pss when the reader last read the rollup
     carried = checked = 0
@@ -62,7 +71,9 @@ def test_readings_carried_forward_agree_with_the_kernel() -> None:
         # The kernel's rollup, taken while the counters stood still; our own reads between the
         # reading and this may fault in pages, which the counters show and we account for.
         before = _numbers(status(), "RssAnon|RssFile|RssShmem|VmSwap")
-        kernel = _numbers(rollup(), "Pss|Pss_File|Pss_Shmem|Private_Dirty|Anonymous")
+        kernel = _numbers(rollup(), "Pss|Pss_File|Pss_Shmem|Pss_Anon|Private_Dirty|Anonymous")
+        if not unshared_anon(kernel):
+            continue
         if _numbers(status(), "RssAnon|RssFile|RssShmem|VmSwap") != before:
             continue
         if kernel["Anonymous"] != before["RssAnon"]:
@@ -80,3 +91,52 @@ def test_readings_carried_forward_agree_with_the_kernel() -> None:
         checked += 1
     assert carried >= 20, "the carried-forward path was not exercised"
     assert checked >= 40, f"only {checked} readings could be checked"
+
+
+def _canned_process(root: Path, anon_kib: int) -> None:
+    """The files a BoundaryReader reads, for PID 4242, with `anon_kib` KiB of anonymous memory
+    (rewritten in place: the reader keeps them open)."""
+    folder = root / "4242"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "status").write_bytes(
+        f"Name:\tx\nVmSize:\t  100000 kB\nVmHWM:\t {anon_kib + 100} kB\nVmRSS:\t {anon_kib + 100} kB\n"
+        f"RssAnon:\t {anon_kib} kB\nRssFile:\t 100 kB\nRssShmem:\t 0 kB\nVmData:\t 50000 kB\nVmStk:\t 132 kB\n"
+        f"VmExe:\t 4 kB\nVmLib:\t 2000 kB\nVmSwap:\t 0 kB\nThreads:\t1\n".encode())
+    (folder / "smaps_rollup").write_bytes(
+        f"00400000-7ffff000 ---p 00000000 00:00 0 [rollup]\nRss: {anon_kib + 100} kB\nPss: {anon_kib + 50} kB\n"
+        f"Private_Clean: 0 kB\nPrivate_Dirty: {anon_kib} kB\nAnonymous: {anon_kib} kB\nSwap: 0 kB\n".encode())
+    (folder / "maps").write_bytes(b"00400000-00401000 r-xp 00000000 fe:00 1 /bin/x\n")
+    (folder / "stat").write_bytes(b"4242 (x) S 1 1 1 0 -1 4194304 0 0 0 0 0 0 0 0 20 0 1 0 100 0 0 0 0 0 0 0 0 1234 0\n")
+
+
+@pytest.mark.parametrize(("share", "rollup_seconds", "expected"), [
+    (0, 0.0, 5),   # no share: read again after every CARRY_LIMIT carried readings (45 readings: 5 times)
+    (50, 0.02, 1),  # 20 ms a rollup: not again within 50 x 20 ms
+])
+def test_smaps_rollup_is_read_for_a_bounded_share_of_the_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, share: int, rollup_seconds: float, expected: int
+) -> None:
+    """Past CARRY_LIMIT readings carried forward, smaps_rollup is read for real only once a real
+    reading would take at most 1/ROLLUP_SHARE of the time since the last one: a process whose rollup
+    is slow to read (a big one) is read far less often than every CARRY_LIMIT readings."""
+    from pytest_pmap._measure import boundary
+
+    monkeypatch.setattr(boundary, "ROLLUP_SHARE", share)
+    _canned_process(tmp_path, 10_000)
+    reader = BoundaryReader(ProcFS(tmp_path), 4242)
+    original = reader._rollup
+    reads = 0
+
+    def timed_rollup() -> dict[str, int]:
+        nonlocal reads
+        reads += 1
+        deadline = time.perf_counter() + rollup_seconds
+        while time.perf_counter() < deadline:
+            pass
+        return original()
+
+    monkeypatch.setattr(reader, "_rollup", timed_rollup)
+    for i in range(5 * (boundary.CARRY_LIMIT + 1)):
+        _canned_process(tmp_path, 10_000 + 4 * i)  # a page of anonymous memory more at each reading
+        reader.read()
+    assert reads == expected

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -57,9 +58,16 @@ def test_formats(argv: list[str], fmt: str) -> None:
     assert parse_args(argv).fmt == fmt
 
 
-def test_rc_files_are_a_clear_no() -> None:
-    with pytest.raises(UsageExit, match="rc files"):
-        parse_args(["-c", "1"])
+def test_an_rc_file_chooses_the_columns_and_turns_p_over(tmp_path: Path) -> None:
+    rc = tmp_path / "rc"
+    rc.write_text("[Fields Display]\nRss\nMapping\n[Mapping]\nShowPath\n")
+    opts = parse_args(["-C", str(rc), "1"])
+    assert opts.fmt == "X" and opts.columns is not None and opts.show_path
+    assert [name for name in ("Address", "Perm", "Rss", "Size", "Mapping", "VmFlags") if opts.columns(name)] == ["Rss", "Mapping"]
+    assert not parse_args(["-p", "-C", str(rc), "1"]).show_path
+    with pytest.raises(UsageExit) as err:
+        parse_args(["-C", str(tmp_path / "none"), "1"])
+    assert (err.value.status, err.value.stderr) == (1, "pmap: couldn't read the rc file\n")
 
 
 def ours(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -87,12 +95,24 @@ def test_watch_counts_and_ends(spaced_sleep: int) -> None:
 
 
 def test_watch_ends_cleanly_when_the_process_exits() -> None:
-    victim = subprocess.Popen(["sleep", "0.5"])
+    # The process exits once watch has shown its first line (a fixed lifetime races watch's start-up
+    # on a busy machine), and is reaped only after watch has ended.
+    victim = subprocess.Popen(["sh", "-c", "read x"], stdin=subprocess.PIPE)
+    watch = subprocess.Popen([sys.executable, "-m", "pytest_pmap", "watch", str(victim.pid), "-n", "0.1"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert victim.stdin is not None and watch.stdout is not None
     try:
-        done = ours("watch", str(victim.pid), "-n", "0.1")
+        assert select.select([watch.stdout], [], [], 60)[0], "watch printed nothing in 60 s"
+        first = watch.stdout.readline()
+        victim.stdin.close()
+        out, err = watch.communicate(timeout=60)
     finally:
+        watch.kill()
+        watch.wait()
+        victim.kill()
         victim.wait()
-    assert done.returncode == 0 and "exited" in done.stdout.splitlines()[-1] and not done.stderr
+    assert watch.returncode == 0 and "exited" in (first + out).splitlines()[-1] and not err
 
 
 @pytest.mark.parametrize(

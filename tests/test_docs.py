@@ -20,7 +20,8 @@ def test_the_budget_key_table_is_the_validators_table() -> None:
 
 
 def run_pytest(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+    # Without hypothesis's plugin, which imports hypothesis at the end of every run (see conftest's pytester).
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", *args],
                           cwd=REPO, capture_output=True, text=True)
 
 

@@ -528,7 +528,7 @@ def test_bad_values_given_to_the_fixtures_are_errors_naming_the_value(pytester: 
         def test_bad_size(pmap):
             assert pmap.rss < "lots"
     """)
-    result = pytester.runpytest_subprocess()
+    result = pytester.runpytest_inprocess()  # nothing is measured: this process will do
     result.assert_outcomes(failed=6)
     result.stdout.fnmatch_lines_random([
         "E   *UsageError: '123' is not a PID: give a positive integer*",
@@ -550,7 +550,7 @@ def test_bad_values_given_to_the_fixtures_are_errors_naming_the_value(pytester: 
 def test_bad_settings_are_usage_errors_naming_the_file(pytester: pytest.Pytester, ini: str, message: str) -> None:
     pytester.makefile(".ini", tox=f"[pytest]\n{ini}\n")
     pytester.makepyfile("def test_nothing(): pass")
-    result = pytester.runpytest_subprocess()
+    result = pytester.runpytest_inprocess()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([message])
     assert "Traceback" not in result.stderr.str()

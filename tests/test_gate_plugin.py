@@ -1,10 +1,17 @@
-"""The regression gate as CI runs it (pytester, one pytest process per run): saving a baseline,
-gating against it, the report files, xdist, JUnit XML, and the `pytest-pmap compare` command."""
+"""The regression gate as CI runs it (pytester): saving a baseline, gating against it, the report
+files, xdist, JUnit XML, and the `pytest-pmap compare` command.
+
+Every run that measures is a pytest process of its own; the baseline that the gating tests start
+from is saved once, by a run of its own (`saved_baseline`). Runs that only print help or stop on a
+bad setting measure nothing: they run in this process.
+"""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -32,15 +39,33 @@ def suite(pytester: pytest.Pytester) -> pytest.Pytester:
     return pytester
 
 
-def save_baseline(pytester: pytest.Pytester, name: str = "base.json") -> Path:
-    result = pytester.runpytest_subprocess("--pmap-save-baseline", name)
+@pytest.fixture(scope="module")
+def saved_baseline(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """The suite's baseline, saved once by a pytest process of its own (as `runpytest_subprocess`
+    would start it) and shared: each test that gates against a baseline starts from a copy."""
+    folder = tmp_path_factory.mktemp("saved-baseline")
+    (folder / "test_suite.py").write_text(SUITE)
+    env = {k: v for k, v in os.environ.items() if k not in ("LEAK_MIB", "TOX_ENV_DIR")}
+    env.update(HOME=str(folder), PY_COLORS="0", PYTEST_ADDOPTS="-p no:hypothesispytest")  # as our pytester
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-mpytest", f"--basetemp={folder / 'basetemp'}", "--pmap-save-baseline",
+                           "base.json"], cwd=folder, env=env, capture_output=True, text=True, timeout=300)
+    result = pytest.RunResult(done.returncode, done.stdout.splitlines(), done.stderr.splitlines(),
+                              time.monotonic() - start)
     result.assert_outcomes(passed=3)
-    result.stdout.fnmatch_lines([f"pmap: wrote baseline {name} (3 tests)"])
-    return pytester.path / name
+    result.stdout.fnmatch_lines(["pmap: wrote baseline base.json (3 tests)"])
+    return (folder / "base.json").read_bytes()
+
+
+def copy_baseline(pytester: pytest.Pytester, saved: bytes) -> Path:
+    """The shared baseline, as base.json of this test's suite."""
+    path = pytester.path / "base.json"
+    path.write_bytes(saved)
+    return path
 
 
 def test_help_lists_the_gate_options(pytester: pytest.Pytester) -> None:
-    result = pytester.runpytest_subprocess("--help")
+    result = pytester.runpytest_inprocess("--help")
     result.stdout.fnmatch_lines([
         "*--pmap-json=PATH*",
         "*--pmap-markdown=PATH*",
@@ -55,8 +80,8 @@ def test_help_lists_the_gate_options(pytester: pytest.Pytester) -> None:
     ])
 
 
-def test_a_saved_baseline_holds_every_test(suite: pytest.Pytester) -> None:
-    data = json.loads(save_baseline(suite).read_text())
+def test_a_saved_baseline_holds_every_test(saved_baseline: bytes) -> None:
+    data = json.loads(saved_baseline)
     assert data["format"] == "pytest-pmap-results" and data["version"] == 1
     assert [r["nodeid"] for r in data["results"]] == [
         "test_suite.py::test_steady", "test_suite.py::test_leaky", "test_suite.py::test_other"]
@@ -64,16 +89,18 @@ def test_a_saved_baseline_holds_every_test(suite: pytest.Pytester) -> None:
     assert all(isinstance(r["growth"]["uss"], int) for r in data["results"])
 
 
-def test_a_steady_run_passes_the_gate(suite: pytest.Pytester) -> None:
-    save_baseline(suite)
+def test_a_steady_run_passes_the_gate(suite: pytest.Pytester, saved_baseline: bytes) -> None:
+    copy_baseline(suite, saved_baseline)
     result = suite.runpytest_subprocess("--pmap-baseline", "base.json")
     assert result.ret == 0
     result.stdout.fnmatch_lines(["*pmap: the baseline gate*", "no test regressed in uss_growth against baseline base.json*",
                                  "3 within tolerance, 0 improved beyond it"])
 
 
-def test_a_leak_fails_the_run_and_names_the_test(suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
-    save_baseline(suite)
+def test_a_leak_fails_the_run_and_names_the_test(
+    suite: pytest.Pytester, saved_baseline: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copy_baseline(suite, saved_baseline)
     before = (suite.path / "base.json").read_bytes()
     monkeypatch.setenv("LEAK_MIB", "4")
     result = suite.runpytest_subprocess("--pmap-baseline", "base.json")
@@ -88,8 +115,10 @@ def test_a_leak_fails_the_run_and_names_the_test(suite: pytest.Pytester, monkeyp
     assert (suite.path / "base.json").read_bytes() == before
 
 
-def test_a_wider_tolerance_or_another_metric_lets_it_pass(suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
-    save_baseline(suite)
+def test_a_wider_tolerance_or_another_metric_lets_it_pass(
+    suite: pytest.Pytester, saved_baseline: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copy_baseline(suite, saved_baseline)
     monkeypatch.setenv("LEAK_MIB", "4")
     assert suite.runpytest_subprocess("--pmap-baseline", "base.json", "--pmap-tolerance", "16MiB").ret == 0
     suite.makeini("[pytest]\npmap_tolerance = 2%,16MiB\npmap_metric = swap_growth\n")
@@ -98,8 +127,8 @@ def test_a_wider_tolerance_or_another_metric_lets_it_pass(suite: pytest.Pytester
     result.stdout.fnmatch_lines(["no test regressed in swap_growth against baseline base.json (tolerance max(2%, 16 MiB))"])
 
 
-def test_new_and_gone_tests_are_reported_and_do_not_fail(suite: pytest.Pytester) -> None:
-    save_baseline(suite)
+def test_new_and_gone_tests_are_reported_and_do_not_fail(suite: pytest.Pytester, saved_baseline: bytes) -> None:
+    copy_baseline(suite, saved_baseline)
     suite.makepyfile(test_suite=SUITE.replace("def test_other", "def test_renamed"))
     result = suite.runpytest_subprocess("--pmap-baseline", "base.json")
     assert result.ret == 0
@@ -116,13 +145,13 @@ def test_new_and_gone_tests_are_reported_and_do_not_fail(suite: pytest.Pytester)
     (["--pmap-metric", "uss"], "", "ERROR: --pmap-metric: unknown metric 'uss' (did you mean 'uss_growth'?)*"),
     ([], "pmap_metric = nope\n", "ERROR: pmap_metric in tox.ini: unknown metric 'nope'*"),
     (["--pmap-json", "no/such/folder/r.json"], "",
-     "ERROR: --pmap-json no/such/folder/r.json: folder 'no/such/folder' does not exist*"),
-    (["--pmap-markdown", "."], "", "ERROR: --pmap-markdown .: that is a folder; give a file name"),
+     "ERROR: --pmap-json: cannot write 'no/such/folder/r.json': folder 'no/such/folder' does not exist*"),
+    (["--pmap-markdown", "."], "", "ERROR: --pmap-markdown: cannot write '.': it is a folder; give a file name"),
 ])
 def test_bad_settings_are_usage_errors_naming_the_source(suite: pytest.Pytester, args: list[str], ini: str, error: str) -> None:
     if ini:
         suite.path.joinpath("tox.ini").write_text("[pytest]\n" + ini)
-    result = suite.runpytest_subprocess(*args)
+    result = suite.runpytest_inprocess(*args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([error])
     assert "Traceback" not in result.stderr.str() + result.stdout.str()
@@ -139,20 +168,21 @@ def test_a_missing_or_corrupt_baseline_stops_the_run_and_is_left_alone(
     path = suite.path / "base.json"
     if content is not None:
         path.write_bytes(content)
-    result = suite.runpytest_subprocess("--pmap-baseline", "base.json", "--pmap-save-baseline", "base.json")
+    result = suite.runpytest_inprocess("--pmap-baseline", "base.json", "--pmap-save-baseline", "base.json")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([error])
     assert (path.read_bytes() if content is not None else None) == content
     assert "passed" not in result.stdout.str()
 
 
-def test_an_interrupted_run_does_not_overwrite_the_baseline(suite: pytest.Pytester) -> None:
-    path = save_baseline(suite)
+def test_an_interrupted_run_does_not_overwrite_the_baseline(suite: pytest.Pytester, saved_baseline: bytes) -> None:
+    path = copy_baseline(suite, saved_baseline)
     before = path.read_bytes()
     suite.makepyfile(test_stop="def test_stop():\n    raise KeyboardInterrupt\n")
     result = suite.runpytest_subprocess("--pmap-save-baseline", "base.json")
     assert result.ret == pytest.ExitCode.INTERRUPTED
-    result.stdout.fnmatch_lines(["pmap: ERROR: baseline not saved to base.json: the run was interrupted*"])
+    result.stdout.fnmatch_lines(
+        ["pmap: ERROR: baseline not saved to base.json: the run did not finish (interrupted: KeyboardInterrupt, exit status 2)*"])
     assert path.read_bytes() == before
 
 
@@ -170,9 +200,9 @@ def test_under_xdist_the_controller_writes_one_file_with_every_test(suite: pytes
 
 
 def test_every_report_is_written_and_the_markdown_leads_with_the_regression(
-    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+    suite: pytest.Pytester, saved_baseline: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    save_baseline(suite)
+    copy_baseline(suite, saved_baseline)
     monkeypatch.setenv("LEAK_MIB", "4")
     result = suite.runpytest_subprocess(
         "--pmap-baseline", "base.json", "--pmap-json", "r.json", "--pmap-markdown", "r.md",
@@ -212,8 +242,10 @@ def compare_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "pytest_pmap", "compare", *args], cwd=cwd, capture_output=True, text=True)
 
 
-def test_the_compare_command_gates_two_results_files(suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
-    save_baseline(suite)
+def test_the_compare_command_gates_two_results_files(
+    suite: pytest.Pytester, saved_baseline: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copy_baseline(suite, saved_baseline)
     suite.runpytest_subprocess("--pmap-json", "same.json").assert_outcomes(passed=3)
     monkeypatch.setenv("LEAK_MIB", "4")
     suite.runpytest_subprocess("--pmap-json", "leak.json").assert_outcomes(passed=3)
@@ -236,10 +268,12 @@ def test_the_compare_command_gates_two_results_files(suite: pytest.Pytester, mon
     (["base.json", "base.json", "--tolerance", "x"], "pytest-pmap compare: --tolerance: 'x' is not a tolerance"),
     (["base.json", "base.json", "--metric", "rss"],
      "pytest-pmap compare: --metric: unknown metric 'rss' (did you mean 'rss_growth'?)"),
-    (["base.json"], "pytest-pmap compare: error: the following arguments are required: head"),
+    (["base.json"], "pytest-pmap compare: error: the following arguments are required: HEAD"),
 ])
-def test_the_compare_command_rejects_bad_input_with_status_2(suite: pytest.Pytester, args: list[str], error: str) -> None:
-    save_baseline(suite)
+def test_the_compare_command_rejects_bad_input_with_status_2(
+    suite: pytest.Pytester, saved_baseline: bytes, args: list[str], error: str
+) -> None:
+    copy_baseline(suite, saved_baseline)
     out = compare_cli(*args, cwd=suite.path)
     assert out.returncode == 2
     assert error in out.stderr

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import PMAP, REPO, oracle, run
+from conftest import PMAP, REPO, oracle, run, with_our_help
 
 pytestmark = pytest.mark.skipif(PMAP is None, reason="procps pmap is not installed (the oracle)")
 
@@ -222,23 +222,34 @@ def test_races_against_exiting_processes() -> None:
     assert shapes
 
 
+def run_text(done: subprocess.CompletedProcess[bytes]) -> str:
+    """A finished command as `conftest.run` shows it: stdout, stderr and exit status in one text."""
+    out, err = (b.decode("utf-8", "surrogateescape") for b in (done.stdout, done.stderr))
+    return f"{out}--stderr--\n{err}rc={done.returncode}\n"
+
+
 def test_random_command_lines(spaced_sleep: int, workdir: Path) -> None:
     """Seeded random mixes of options, abbreviations, junk and PID forms: same text and status as pmap.
 
     The -X listings are left out here (their totals drift; the tests above cover them), and so are
-    -n and -N, with which the real pmap writes rc files.
+    -n and -N, with which the real pmap writes rc files. -c and -C read one whose columns do not drift.
     """
     import random
 
+    home = workdir / "random-home"
+    home.mkdir(exist_ok=True)
+    (home / ".pmaprc").write_text("[Fields Display]\nPerm\nSize\nRss\nMapping\n[Mapping]\nShowPath\n")
     p = str(spaced_sleep)
     pool = ["-x", "-d", "-q", "-p", "-r", "-A", "0,1", "-A0", "--range=0", "--quiet", "--show-path", "--ext", "--dev",
             "-h", "-V", "--he", "--ver", "-z", "--", p, p, f"/proc/{p}", "/proc/self", "0x1", "12x", "-xq", "-qA",
-            "ffff", "--range", "--r", "-", "abc", "--=", "---x", "-nq", "--r=5", "--e=5"]
+            "ffff", "--range", "--r", "-", "abc", "--=", "---x", "-nq", "--r=5", "--e=5",
+            "-c", "-C", str(home / ".pmaprc"), "--read-rc", "-cq", "-C/nonexistent"]
     rng = random.Random(2026)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HOME": str(home)}
     for _ in range(60):
         args = rng.sample(pool, rng.randint(0, 4))
         theirs = subprocess.run(["pmap", *args], capture_output=True, env=env, timeout=30, cwd=workdir)
         ours = subprocess.run([sys.executable, "-m", "pytest_pmap", *args], capture_output=True, env=env, timeout=30,
                               cwd=workdir)
-        assert (ours.returncode, ours.stderr, ours.stdout) == (theirs.returncode, theirs.stderr, theirs.stdout), args
+        expected = with_our_help(run_text(theirs))
+        assert run_text(ours) == expected, args

@@ -1,6 +1,7 @@
 """The pytest plugin, run the way users run it (pytester): fixtures, budgets, failure text, --pmap, hooks.
 
-Each run is a separate pytest process: the measurements must not see the memory of this one.
+Each run that measures its own process is a separate pytest process: the measurements must not see
+the memory of this one. Runs that measure nothing, or only another process, run in this process.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ ANON_ROW = r"E? *[+~] [0-9a-f]{16} +\+\d+ +\+\d+ +\+\d+ +rw--- +\[ anon \]"
 
 
 def test_help_lists_the_options_in_their_group(pytester: pytest.Pytester) -> None:
-    result = pytester.runpytest_subprocess("--help")
+    result = pytester.runpytest_inprocess("--help")
     result.stdout.fnmatch_lines([
         "memory budgets from /proc/PID/smaps (pytest-pmap):",
         "*--pmap *measure every test's memory*",
@@ -30,7 +31,7 @@ def test_help_lists_the_options_in_their_group(pytester: pytest.Pytester) -> Non
 
 
 def test_the_marker_is_documented_with_its_keys(pytester: pytest.Pytester) -> None:
-    result = pytester.runpytest_subprocess("--markers")
+    result = pytester.runpytest_inprocess("--markers")
     result.stdout.fnmatch_lines(["@pytest.mark.pmap(**limits): *uss_growth: growth of uss during the test*new_anon:*"])
 
 
@@ -60,7 +61,7 @@ def test_a_size_comparison_with_a_string_explains_itself(pytester: pytest.Pytest
         def test_rss(pmap):
             assert pmap.rss < "1MiB"
     """)
-    result = pytester.runpytest_subprocess()
+    result = pytester.runpytest_inprocess()  # any process is over 1 MiB: this one will do
     result.stdout.re_match_lines([r"E +assert rss \d+K < 1024K"])
 
 
@@ -116,6 +117,21 @@ def test_a_marker_budget_fails_the_test_listing_every_broken_limit(pytester: pyt
     assert "peak_growth" not in result.stdout.str()
 
 
+@pytest.mark.parametrize("where", ["module", "class"])
+def test_a_marker_on_a_module_or_a_class_budgets_its_tests(pytester: pytest.Pytester, where: str) -> None:
+    """The plugin takes part in a run only when something asks for it: a `pmap` marker on a test's
+    module (`pytestmark`) or class asks as much as one on the test itself."""
+    body = "    def test_grows(self):\n        KEEP.append(bytearray(30 * MiB))\n"
+    source = {
+        "module": "pytestmark = pytest.mark.pmap(uss_growth='4MiB')\ndef test_grows():\n    KEEP.append(bytearray(30 * MiB))\n",
+        "class": "@pytest.mark.pmap(uss_growth='4MiB')\nclass TestGrowth:\n" + body,
+    }[where]
+    pytester.makepyfile("import pytest\nfrom pytest_pmap import MiB\nKEEP = []\n" + source)
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(failed=1)
+    result.stdout.re_match_lines([rf"  uss_growth: \d+K > 4096K \(limit from marker on {where} .+\)"])
+
+
 @pytest.mark.parametrize(
     ("marker", "message"),
     [
@@ -134,7 +150,7 @@ def test_a_bad_marker_is_an_error_of_that_test_only(pytester: pytest.Pytester, m
         def test_other():
             pass
     """)
-    result = pytester.runpytest_subprocess()
+    result = pytester.runpytest_subprocess()  # not in this process, which has imported a module test_budget
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines([message])
     result.stdout.no_fnmatch_line("*INTERNALERROR*")
@@ -191,7 +207,7 @@ def test_pyproject_budgets_by_glob_and_the_marker_wins(pytester: pytest.Pytester
 def test_bad_pyproject_is_a_usage_error_naming_the_file(pytester: pytest.Pytester, toml: str, message: str) -> None:
     pytester.makefile(".toml", pyproject=toml)
     pytester.makepyfile("def test_x(): pass")
-    result = pytester.runpytest_subprocess()
+    result = pytester.runpytest_inprocess()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([message])
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
@@ -280,7 +296,7 @@ def test_attach_never_stops_the_process(pytester: pytest.Pytester) -> None:
                 assert p.pid == {proc.pid} and p.rss > 0
                 assert not p.new_mappings()
         """)
-        pytester.runpytest_subprocess().assert_outcomes(passed=1)
+        pytester.runpytest_inprocess().assert_outcomes(passed=1)  # it measures another process
         assert proc.poll() is None
     finally:
         proc.send_signal(signal.SIGKILL)
@@ -297,7 +313,7 @@ def test_a_spawned_process_that_exits_keeps_its_last_reading(pytester: pytest.Py
             p.process.wait()
             assert p.rss == rss and p.snapshot() is p.last
     """)
-    pytester.runpytest_subprocess().assert_outcomes(passed=1)
+    pytester.runpytest_inprocess().assert_outcomes(passed=1)  # it measures another process
 
 
 def test_pmap_option_prints_the_top_tests(pytester: pytest.Pytester) -> None:
@@ -326,7 +342,7 @@ def test_pmap_option_prints_the_top_tests(pytester: pytest.Pytester) -> None:
 def test_the_ini_turns_measuring_on(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\npmap = true\npmap_top = 1\n")
     pytester.makepyfile("def test_a(): pass\ndef test_b(): pass")
-    result = pytester.runpytest_subprocess()
+    result = pytester.runpytest_inprocess()
     result.stdout.fnmatch_lines(["*pmap: memory per test*", "2 tests measured*"])
 
 
@@ -391,10 +407,11 @@ def test_without_procfs_fixtures_skip_and_pmap_says_it_does_nothing(
         def test_marked(): pass
         def test_plain(): pass
     """)
-    result = pytester.runpytest_subprocess("--pmap", "-rs", "-W", "ignore::pytest.PytestConfigWarning")
+    result = pytester.runpytest_inprocess("--pmap", "-rs", "-W", "ignore::pytest.PytestConfigWarning")
     result.assert_outcomes(passed=1, skipped=4)
     result.stdout.fnmatch_lines([
-        "--pmap did nothing: there is no procfs at */no-proc (set PYTEST_PMAP_PROCFS to where it is mounted)",
+        "--pmap did nothing: there is no procfs at */no-proc (PYTEST_PMAP_PROCFS=*/no-proc): set PYTEST_PMAP_PROCFS to "
+        "where procfs is mounted, or unset it to read /proc",
         "SKIPPED*: there is no procfs at */no-proc*",
         "SKIPPED*: memory budget not checked: there is no procfs at*",
     ])

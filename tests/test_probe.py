@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_pmap import MiB, PidReused, ProcFS
+from pytest_pmap import MiB, PidReused, ProcessGone, ProcFS
 from pytest_pmap._measure.probe import Probe, Reading
 
 DIFF_TITLES = "  Address            Kbytes      RSS    Dirty Mode  Mapping"
@@ -244,6 +244,14 @@ def test_a_started_process_that_exits_says_how(child: Child) -> None:
     child.exit(3)
     assert probe.rss == last
     assert probe.ended == f"PID {child.pid} exited with status 3: readings are from its last snapshot"
+
+
+def test_a_started_process_that_exits_before_any_reading_is_unknown_not_unchanged(child: Child) -> None:
+    probe = Probe(child.pid)
+    probe.process = child.proc
+    child.exit(3)
+    with pytest.raises(ProcessGone, match=f"PID {child.pid} exited with status 3 before it could be read"):
+        probe.rss  # noqa: B018
 
 
 def test_brief_starts_at_the_column_titles_when_the_command_line_holds_a_newline() -> None:

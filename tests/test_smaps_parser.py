@@ -230,3 +230,36 @@ def test_header_columns_refuse_what_the_header_pattern_refuses(bad: bytes, where
     (run,) = locate.locate_maps(b"\n".join(lines))
     with pytest.raises(SmapsParseError, match=f"line {lines.index(bad) + 1} is not a mapping line"):
         run.headers()
+
+
+#: Every field the kernel layout's sections hold, and the first line, read per block.
+KEYS = [b"\nSize:", b"\nKernelPageSize:", b"\nRss:", b"\nPss:", b"\nPrivate_Clean:", b"\nPrivate_Dirty:", b"\nSwap:",
+        b"\nTHPeligible:", b"\nProtectionKey:", b"\nMissing:"]
+
+
+@pytest.mark.parametrize("edit", [
+    # The second block's Size line one byte longer and its Rss line one shorter: every block is as
+    # long as the first, so the run is located in bulk, but its lines are not where the first's are.
+    (b"Size:                 48 kB\n", b"Size:                  48 kB\n",
+     b"Rss:                  12 kB\n", b"Rss:                 12 kB\n"),
+    # ... and the other way round, by more than a newline and a unit: Size shorter, Swap longer.
+    (b"Size:                 48 kB\n", b"Size:             48 kB\n", b"Swap:                  0 kB\nTHPeligible:           1",
+     b"Swap:                      0 kB\nTHPeligible:           1"),
+    # A line of the first block's layout missing in the second, another of the same length in its place.
+    (b"Pss:                  12 kB\n", b"Xyzzy:                 1 kB\n", b"", b""),
+], ids=["size longer", "size shorter", "a line moved"])
+def test_fields_are_read_per_block_when_blocks_of_one_length_differ_inside(edit: tuple[bytes, ...]) -> None:
+    """Each field of every block is what `number_at` finds in that block alone, and each total the
+    sum of those: cutting the field lines out of every block at the first block's offsets must not
+    be trusted when a block's lines sit elsewhere."""
+    a, b, c, d = edit
+    first_block_end = SMAPS.index(b"\n7f30874a0000")
+    tail = SMAPS[first_block_end:].replace(a, b, 1).replace(c, d, 1)
+    text = SMAPS[:first_block_end] + tail
+    runs = list(locate.locate_smaps([text]))
+    for run in runs:
+        for key in KEYS:
+            expected = [fields.number_at(run.text, key, nl, end) for nl, end in zip(run.nls, run.ends)]
+            assert run.numbers(key) == expected, key
+            present = [int(v) for v in expected if v is not None]
+            assert run.total(key) == (sum(present) if present else None), key

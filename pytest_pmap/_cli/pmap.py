@@ -1,268 +1,52 @@
-"""`pytest-pmap [-x|-d|-X|-XX] [-q] [-p] [-A L[,H]] PID...`: procps-ng pmap's command line, byte for byte.
+"""`pytest-pmap [-x|-d|-X|-XX|-c|-C FILE] [-q] [-p] [-A L[,H]] PID...` and `pytest-pmap -n|-N FILE`:
+procps-ng pmap's command line, byte for byte.
 
-Options are read the way GNU `getopt_long` reads them (permuted, abbreviated long options, the same
-messages), PIDs the way pmap reads them (`/proc/` prefix, `strtoul` base 0), and the exit status is
-pmap's: 1 for unreadable maps or bad arguments, OR 42 when a PID was not found.
+The command line is read as pmap reads it (`pmapargs`), rc files as pmap reads and writes them
+(`rcfile`); here every PID is collected first, then listed, each read through the one acquisition
+path. The exit status is pmap's: 1 for unreadable maps or bad arguments, OR 42 when a PID was not
+found.
 """
 
 from __future__ import annotations
 
-import os
-import sys
+from collections import namedtuple
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import Optional
 
-from .._engine.acquire import Target, finish, locate, maps_runs, smaps_runs
+from .._engine.acquire import ATTEMPTS, ReadAgain, Target, finish, locate, maps_runs, smaps_runs
 from .._engine.parse.run import Run
 from .._engine.procfs import ProcFS, default_procfs
 from .._engine.render.listing import render_runs
 from .._engine.render.text import header_line, pmap_bytes
-from .._engine.snapshot import Snapshot
 from ..errors import AccessDenied, NotSupported, ProcessGone
+from .output import WriteError, complain, out
+from .pmapargs import HELP_MORE, PROG, SYNOPSIS, Options, UsageExit, parse_args, parse_pid, parse_range
 
-__all__ = ["Options", "UsageExit", "main", "parse_args", "parse_pid", "parse_range"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional
 
-PROG = "pmap"
-VERSION = "pmap from procps-ng 4.0.2\n"
-USAGE = """
-Usage:
- pmap [options] PID [PID ...]
-
-Options:
- -x, --extended              show details
- -X                          show even more details
-            WARNING: format changes according to /proc/PID/smaps
- -XX                         show everything the kernel provides
- -c, --read-rc               read the default rc
- -C, --read-rc-from=<file>   read the rc from file
- -n, --create-rc             create new default rc
- -N, --create-rc-to=<file>   create new rc to file
-            NOTE: pid arguments are not allowed with -n, -N
- -d, --device                show the device format
- -q, --quiet                 do not display header and footer
- -p, --show-path             show path in the mapping
- -A, --range=<low>[,<high>]  limit results to the given range
-
- -h, --help     display this help and exit
- -V, --version  output version information and exit
-
-For more details see pmap(1).
-"""
-_SHORT = "xXrdqA:hVcC:nN:p"
-_LONG = {
-    "extended": ("x", False),
-    "device": ("d", False),
-    "quiet": ("q", False),
-    "range": ("A", True),
-    "help": ("h", False),
-    "version": ("V", False),
-    "read-rc": ("c", False),
-    "read-rc-from": ("C", True),
-    "create-rc": ("n", False),
-    "create-rc-to": ("N", True),
-    "show-path": ("p", False),
-}
-_MAX_PIDS = 255
-_ULONG = (1 << 64) - 1
+__all__ = ["HELP_MORE", "SYNOPSIS", "Options", "UsageExit", "main", "parse_args", "parse_pid", "parse_range"]
 
 
-class UsageExit(Exception):
-    """Stop with this exit status after writing `stderr` (and `stdout`) text."""
+def _create(opts: Options) -> int:
+    """-n and -N: write the rc file template; pmap's messages, on stderr, and its exit status."""
+    from .rcfile import create_rc
 
-    def __init__(self, status: int, stderr: str = "", stdout: str = "") -> None:
-        super().__init__(stderr or stdout)
-        self.status = status
-        self.stderr = stderr
-        self.stdout = stdout
-
-
-def _usage_error(message: str = "") -> UsageExit:
-    return UsageExit(1, (f"{PROG}: {message}\n" if message else "") + USAGE)
-
-
-def _fail(message: str) -> UsageExit:
-    return UsageExit(1, f"{PROG}: {message}\n")
-
-
-@dataclass(frozen=True)
-class Options:
-    """What pmap's command line asked for."""
-
-    fmt: str = "default"
-    """default, x, d, X or XX."""
-    quiet: bool = False
-    """-q: no column header, no footer."""
-    show_path: bool = False
-    """-p: full paths."""
-    range: tuple[int, int] = (0, _ULONG)
-    """-A: (low, high), both inclusive."""
-    pids: tuple[int, ...] = ()
-    """The PIDs, in argument order (duplicates kept)."""
-    warnings: str = ""
-    """Text for stderr that does not stop the run (-r)."""
+    assert opts.create_rc is not None
+    done = create_rc(opts.create_rc)
+    what = "~/.pmaprc" if opts.default_rc else "the rc file"
+    if not done:
+        complain(f"{PROG}: {'~/.pmaprc file' if opts.default_rc else 'rc file'} successfully created, "
+                 "feel free to edit the content\n")
+        return 0
+    if done == "exists":
+        complain(f"{PROG}: the file already exists - delete or rename it first\n")
+    complain(f"{PROG}: couldn't create {what}\n")
+    return 1
 
 
-def _strtoul(text: str, base: int) -> tuple[int, str]:
-    """C `strtoul`: the value and the unparsed rest. Leading blanks and a sign are allowed; a negative
-    value wraps, and an overflow gives ULONG_MAX."""
-    s = text.lstrip(" \t\n\v\f\r")
-    negative = False
-    if s[:1] in ("+", "-"):
-        negative = s[0] == "-"
-        s = s[1:]
-    if base in (0, 16) and s[:2].lower() == "0x" and s[2:3] and s[2].lower() in "0123456789abcdef":
-        s = s[2:]
-        base = 16
-    elif base == 0:
-        base = 8 if s[:1] == "0" else 10
-    digits = "0123456789abcdef"[:base]
-    n = 0
-    while n < len(s) and s[n].lower() in digits:
-        n += 1
-    if n == 0:
-        return 0, text
-    value = int(s[:n], base)
-    if value > _ULONG:
-        value = _ULONG
-    elif negative:
-        value = (-value) & _ULONG
-    return value, s[n:]
-
-
-def parse_range(arg: str) -> tuple[int, int]:
-    """pmap's `-A low[,high]`: hex values, either end may be left out; junk is an error."""
-    low, high = 0, _ULONG
-    first, comma, second = arg.partition(",")
-    if not comma:
-        second = first
-    rest1 = rest2 = ""
-    if first:
-        low, rest1 = _strtoul(first, 16)
-    if second:
-        high, rest2 = _strtoul(second, 16)
-    if rest1 or rest2:
-        raise _fail(f"failed to parse argument: '{arg}'")
-    return low, high
-
-
-def parse_pid(arg: str) -> Optional[int]:
-    """pmap's PID argument: `/proc/` is dropped, base 0 (`0x1f`, `0755` octal). None means 'skip it'."""
-    walk = arg[6:] if arg.startswith("/proc/") else arg
-    if not walk[:1].isdigit() or not "0" <= walk[0] <= "9":
-        if arg.startswith("/proc/"):
-            return None
-        raise _usage_error()
-    value, rest = _strtoul(walk, 0)
-    if value < 1 or value > 0x7FFFFFFF or rest:
-        raise _usage_error()
-    return value
-
-
-def parse_args(args: list[str]) -> Options:
-    """Read pmap's command line as GNU getopt_long does; errors raise `UsageExit`."""
-    if not args:
-        raise _usage_error()
-    seen: list[tuple[str, Optional[str]]] = []
-    try:
-        operands = _getopt(args, seen)
-        return _options(seen, operands)
-    except UsageExit as exc:
-        exc.stderr = _warnings(seen) + exc.stderr
-        raise
-
-
-def _getopt(args: list[str], seen: list[tuple[str, Optional[str]]]) -> list[str]:
-    """Options go to `seen` in order (acted on as they come); returns the operands."""
-    operands: list[str] = []
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        i += 1
-        if arg == "--":
-            return operands + args[i:]
-        if arg.startswith("--"):
-            name, eq, value = arg[2:].partition("=")
-            matches = [name] if name in _LONG else [n for n in _LONG if n.startswith(name)]
-            if not matches:
-                raise _usage_error(f"unrecognized option '{arg}'")
-            if len(matches) > 1:
-                listed = "".join(f" '--{m}'" for m in matches)
-                raise _usage_error(f"option '{arg}' is ambiguous; possibilities:{listed}")
-            letter, takes = _LONG[matches[0]]
-            if takes and not eq:
-                if i >= len(args):
-                    raise _usage_error(f"option '--{matches[0]}' requires an argument")
-                value = args[i]
-                i += 1
-            elif not takes and eq:
-                raise _usage_error(f"option '--{matches[0]}' doesn't allow an argument")
-            _act(letter, value if takes else None, seen)
-        elif arg.startswith("-") and arg != "-":
-            j = 1
-            while j < len(arg):
-                letter = arg[j]
-                j += 1
-                at = _SHORT.find(letter)
-                if letter == ":" or at < 0:
-                    raise _usage_error(f"invalid option -- '{letter}'")
-                if _SHORT[at + 1 : at + 2] != ":":
-                    _act(letter, None, seen)
-                    continue
-                if j < len(arg):
-                    _act(letter, arg[j:], seen)
-                elif i < len(args):
-                    _act(letter, args[i], seen)
-                    i += 1
-                else:
-                    raise _usage_error(f"option requires an argument -- '{letter}'")
-                break
-        else:
-            operands.append(arg)
-    return operands
-
-
-def _act(letter: str, value: Optional[str], seen: list[tuple[str, Optional[str]]]) -> None:
-    """What pmap's getopt loop does with one option as it comes: -h and -V stop at once, -A is checked."""
-    if letter == "h":
-        raise UsageExit(0, stdout=USAGE)
-    if letter == "V":
-        raise UsageExit(0, stdout=VERSION)
-    if letter == "A":
-        parse_range(value or "")
-    seen.append((letter, value))
-
-
-def _warnings(seen: list[tuple[str, Optional[str]]]) -> str:
-    """-r only warns, once for each time it is given."""
-    return "".join(f"{PROG}: option -r is ignored as SunOS compatibility\n" for letter, _ in seen if letter == "r")
-
-
-def _options(seen: list[tuple[str, Optional[str]]], operands: list[str]) -> Options:
-    letters = [letter for letter, _ in seen]
-    xs = letters.count("X")
-    if sum(1 for opt in "cCdnNx" if opt in letters) + (xs > 0) > 1:
-        raise _fail("options -c, -C, -d, -n, -N, -x, -X are mutually exclusive")
-    rc_create = "n" in letters or "N" in letters
-    if rc_create and ("q" in letters or "p" in letters):
-        raise _fail("options -p, -q are mutually exclusive with -n, -N")
-    if rc_create and operands:
-        raise _fail("too many arguments")
-    if rc_create or "c" in letters or "C" in letters:
-        raise UsageExit(1, "pytest-pmap: pmap's rc files (-c, -C, -n, -N) are not supported; use -X or -XX\n")
-    if not operands:
-        raise _fail("argument missing")
-    pids = tuple(p for p in map(parse_pid, operands) if p is not None)
-    if not pids or len(pids) > _MAX_PIDS:
-        raise _fail("library failed pids statistics")
-    rng = (0, _ULONG)
-    for letter, value in seen:
-        if letter == "A":
-            rng = parse_range(value or "")
-    fmt = "XX" if xs > 1 else "X" if xs else "x" if "x" in letters else "d" if "d" in letters else "default"
-    return Options(
-        fmt=fmt, quiet="q" in letters, show_path="p" in letters, range=rng, pids=pids, warnings=_warnings(seen)
-    )
+#: What a listing's header line and names need of a process (`render.text.Head`).
+_Head = namedtuple("_Head", "pid raw_cmdline comm state start_stack shm_minor")
 
 
 def _collect(fs: ProcFS, pid: int) -> Optional[Target]:
@@ -277,18 +61,26 @@ def _collect(fs: ProcFS, pid: int) -> Optional[Target]:
 
 def _listing(fs: ProcFS, target: Target, opts: Options) -> tuple[str, int]:
     """What pmap prints for one PID, and its exit status: 1, and the header line only, when the
-    map cannot be read to its end (the process exited, or its PID was reused, meanwhile). Each
-    run of smaps is rendered as it arrives."""
-    head = Snapshot(
-        pid=target.tgid,
-        mappings=[],
-        raw_cmdline=target.cmdline,
-        comm=target.stat.comm,
-        state=target.stat.state,
-        start_stack=target.stat.start_stack,
-        detail=opts.fmt in ("x", "X", "XX"),
-        shm_minor=target.names(fs).shm_minor,
-    )
+    map cannot be read to its end (the process exited, or its PID was reused, meanwhile). A
+    process that started a new program, or whose main thread exited, while it was read is read
+    again, as `snapshot()` reads it."""
+    for _ in range(ATTEMPTS - 1):
+        try:
+            return _read_listing(fs, target, opts)
+        except ReadAgain:
+            again = _collect(fs, target.tgid)
+            if again is None:
+                break
+            target = again
+    return _read_listing(fs, target, opts, last=True)
+
+
+def _read_listing(fs: ProcFS, target: Target, opts: Options, last: bool = False) -> tuple[str, int]:
+    """One reading of `_listing`: ReadAgain propagates unless this is the `last` one. Each run of
+    smaps is rendered as it arrives."""
+    head = _Head(target.tgid, target.cmdline, target.stat.comm, target.stat.state, target.stat.start_stack,
+                 target.names(fs).shm_minor)
+    detail = opts.fmt in ("x", "X", "XX")
     mapped = []
 
     def counted(runs: Iterable[Run]) -> Iterator[Run]:
@@ -297,38 +89,48 @@ def _listing(fs: ProcFS, target: Target, opts: Options) -> tuple[str, int]:
             yield run
 
     try:
-        runs = smaps_runs(fs, target) if head.detail else maps_runs(fs, target)
+        runs = smaps_runs(fs, target) if detail else maps_runs(fs, target)
         text = render_runs(
-            head, counted(runs), opts.fmt, quiet=opts.quiet, show_path=opts.show_path, range=opts.range
+            head, counted(runs), opts.fmt, quiet=opts.quiet, show_path=opts.show_path, range=opts.range,
+            columns=opts.columns,
         )
         finish(fs, target, any(mapped))
-    except (ProcessGone, AccessDenied, NotSupported):
+    except (ProcessGone, AccessDenied, NotSupported) as exc:
+        if isinstance(exc, ReadAgain) and not last:
+            raise
         return header_line(head) + "\n", 1
     return text, 0
 
 
 def main(args: list[str]) -> int:
-    """Run pmap's command line; returns the exit status."""
-    out = sys.stdout.buffer
+    """Run pmap's command line; returns the exit status. Output that cannot be written is pmap's
+    `pmap: write error: ...` and status 1 (nothing when the reader went away)."""
+    try:
+        return _run(args)
+    except WriteError as exc:
+        if not exc.quiet:
+            complain(f"{PROG}: write error: {exc}\n")
+        return 1
+
+
+def _run(args: list[str]) -> int:
     try:
         opts = parse_args(args)
     except UsageExit as exc:
-        out.write(pmap_bytes(exc.stdout))
-        out.flush()
-        sys.stderr.write(exc.stderr)
+        out(pmap_bytes(exc.stdout))
+        complain(exc.stderr)
         return exc.status
-    sys.stderr.write(opts.warnings)
-    sys.stderr.flush()
+    complain(opts.warnings)
+    if opts.create_rc is not None:
+        return _create(opts)
     fs = default_procfs()
+    if fs.problem():  # else every PID would look absent (status 42), blaming the PIDs
+        complain(f"pytest-pmap: {fs.problem()}\n")
+        return 1
     targets = [t for t in (_collect(fs, pid) if fs.exists(pid) else None for pid in opts.pids) if t is not None]
     status = 0 if len(targets) == len(opts.pids) else 42
-    try:
-        for target in targets:
-            text, rc = _listing(fs, target, opts)
-            status |= rc
-            out.write(pmap_bytes(text))
-        out.flush()
-    except OSError as exc:
-        sys.stderr.write(f"{PROG}: write error: {os.strerror(exc.errno or 0)}\n")
-        return 1
+    for target in targets:
+        text, rc = _listing(fs, target, opts)
+        status |= rc
+        out(pmap_bytes(text))
     return status

@@ -10,19 +10,39 @@ map); and a kernel without smaps_rollup is read through smaps.
 from __future__ import annotations
 
 import os
+from collections import namedtuple
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
-from typing import Optional
 
 from ..errors import NotSupported, PidReused, PmapError, ProcessGone, UsageError, hide_from_tracebacks
-from .mapping import mappings_of
-from .parse.fields import FieldValue, parse_rollup
+from .parse.fields import parse_rollup
 from .parse.locate import locate_maps, locate_smaps
 from .parse.run import Run
 from .parse.status import Stat
 from .procfs import ProcFS, default_procfs, task_file
 from .render.names import Names
-from .snapshot import Snapshot
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NamedTuple, Optional
+
+    from .parse.fields import FieldValue
+    from .snapshot import Snapshot
+
+    class _TargetFields(NamedTuple):
+        tgid: int
+        """The process (thread group) ID."""
+        thread: Optional[int]
+        """The live thread its map is read through when its main thread has exited; None otherwise."""
+        stat: Stat
+        """Its stat before the read (the start of the stack from the thread read through)."""
+        cmdline: bytes
+        """`/proc/PID/cmdline` as read."""
+        defunct: bool = False
+        """True for a zombie with no live thread (only where `locate` was told to allow one): its map is empty."""
+        status: Optional[dict[str, str]] = None
+        """Its status, read (to learn its thread group) just before the map; None when the PID given was a thread's."""
+else:  # the command imports neither `typing` nor `dataclasses` (see _engine/__init__.py)
+    _TargetFields = namedtuple("_TargetFields", "tgid thread stat cmdline defunct status", defaults=(False, None))
 
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
 
@@ -32,22 +52,11 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class Target:
-    """A process about to be read: who it is, and what a listing's header line shows of it."""
+class Target(_TargetFields):
+    """A process about to be read: who it is, and what a listing's header line shows of it (see
+    `_TargetFields`)."""
 
-    tgid: int
-    """The process (thread group) ID."""
-    thread: Optional[int]
-    """The live thread its map is read through when its main thread has exited; None otherwise."""
-    stat: Stat
-    """Its stat before the read (the start of the stack from the thread read through)."""
-    cmdline: bytes
-    """`/proc/PID/cmdline` as read."""
-    defunct: bool = False
-    """True for a zombie with no live thread (only where `locate` was told to allow one): its map is empty."""
-    status: Optional[dict[str, str]] = None
-    """Its status, read (to learn its thread group) just before the map; None when the PID given was a thread's."""
+    __slots__ = ()
 
     def names(self, fs: ProcFS) -> Names:
         """pmap's names for this process's mappings."""
@@ -85,7 +94,7 @@ def locate(pid: Optional[int], fs: ProcFS, *, allow_defunct: bool = False, allow
                 f"PID {tgid} has exited (it is a zombie, not yet reaped by its parent): it has no memory map"
             )
         if thread is not None:  # the main thread's stat no longer shows where the stack is
-            stat = replace(stat, start_stack=fs.stat(tgid, thread).start_stack)
+            stat = stat._replace(start_stack=fs.stat(tgid, thread).start_stack)
     return Target(tgid, thread, stat, fs.cmdline(tgid, thread), defunct, status if tgid == pid else None)
 
 
@@ -165,6 +174,7 @@ def snapshot(pid: Optional[int] = None, *, detail: bool = True, procfs: Optional
     `ProcessGone` if the process exits, is a zombie, or its PID is reused while it is read (never a
     partial map), and `AccessDenied` when the kernel will not show its map.
     """
+
     fs = procfs or default_procfs()
     for _ in range(ATTEMPTS - 1):
         try:
@@ -175,6 +185,9 @@ def snapshot(pid: Optional[int] = None, *, detail: bool = True, procfs: Optional
 
 
 def _snapshot(pid: Optional[int], detail: bool, fs: ProcFS) -> Snapshot:
+    from .mapping import mappings_of  # here, not at the top: the command reads processes without them
+    from .snapshot import Snapshot
+
     target = locate(pid, fs)
     names = target.names(fs)
     rollup = None
@@ -275,7 +288,7 @@ class PeakReset:
         """Reset the peak now; "" when done, else why it could not be (refused, no clear_refs)."""
         fs, pid = self.fs, self.pid
         try:
-            thread = map_thread(fs, pid, fs.stat(pid))
+            thread = None if _main_thread_calls(pid) else map_thread(fs, pid, fs.stat(pid))
             if thread is not None:
                 fs.write(pid, task_file(thread, "clear_refs"), b"5")
                 return ""
@@ -285,6 +298,16 @@ class PeakReset:
         except PmapError as exc:
             return f"peak RSS could not be reset ({exc})"
         return ""
+
+
+def _main_thread_calls(pid: int) -> bool:
+    """True when the caller is process `pid`'s main thread, which is alive then: no need to read
+    its stat to find out (the per-test readings of `--pmap` reset the peak before every test)."""
+    if pid != os.getpid():
+        return False
+    import threading  # here: the command never resets a peak
+
+    return threading.get_native_id() == pid
 
 
 def check_same_process(watched: Snapshot, now: Snapshot) -> None:

@@ -20,6 +20,7 @@ from .render.difftext import render_diff
 from .totals import Totals, sum_known
 
 if TYPE_CHECKING:
+    from ..size import SizeLike
     from .snapshot import Snapshot
 
 __all__ = ["MapDiff", "MappingChange", "other_process"]

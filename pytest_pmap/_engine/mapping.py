@@ -8,14 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from itertools import repeat
-from typing import Optional, overload
 
 from ..errors import SmapsParseError, hide_from_tracebacks
 from ..size import Size
-from .parse.fields import FieldValue, HeaderFields
+from .parse.fields import HeaderFields
 from .parse.locate import locate_smaps
 from .parse.run import Run
 from .render.names import Names
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional, overload
+
+    from .parse.fields import FieldValue
 
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
 
@@ -34,11 +39,12 @@ class _Field:
         self.key = key
         self.__doc__ = doc
 
-    @overload
-    def __get__(self, mapping: None, owner: type[Mapping]) -> _Field: ...
+    if TYPE_CHECKING:
+        @overload
+        def __get__(self, mapping: None, owner: type[Mapping]) -> _Field: ...
 
-    @overload
-    def __get__(self, mapping: Mapping, owner: type[Mapping]) -> Optional[Size]: ...
+        @overload
+        def __get__(self, mapping: Mapping, owner: type[Mapping]) -> Optional[Size]: ...
 
     def __get__(self, mapping: Optional[Mapping], owner: type[Mapping]) -> Optional[Size] | _Field:
         if mapping is None:

@@ -11,10 +11,13 @@ import errno
 import os
 import weakref
 from collections.abc import Callable, Iterator
-from typing import Optional
 
 from ..errors import AccessDenied, NotSupported, ProcessGone, hide_from_tracebacks
 from .parse.status import Stat, parse_stat, parse_status
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional
 
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
 
@@ -46,6 +49,31 @@ class ProcFS:
     def __init__(self, root: str | os.PathLike[str] = "/proc", *, read_ahead: bool = False) -> None:
         self.root = os.fspath(root)
         self._self_pid = os.getpid() if self.root == "/proc" else None
+        #: Set by `default_procfs`: its root is a setting, named in errors about it ("" for /proc itself).
+        self._setting: Optional[str] = None
+
+    def problem(self) -> str:
+        """Why `root` is not a procfs that can be read ("" when it looks like one): nothing there,
+        or a folder with neither the `self` entry every procfs has nor a process's folder. Names
+        the setting it came from."""
+        named = f"{self._setting}={self.root}" if self._setting else self.root
+        way_out = (f"set {self._setting} to where procfs is mounted, or unset it to read /proc" if self._setting
+                   else "set PYTEST_PMAP_PROCFS to where it is mounted")
+        if not os.path.isdir(self.root):
+            if self._setting:
+                return f"there is no procfs at {self.root} ({named}): {way_out}"
+            return f"there is no procfs at {self.root} ({way_out})"
+        if not os.path.lexists(os.path.join(self.root, "self")) and not self._has_process_folder():
+            return f"{named} is not a procfs: it has neither a 'self' entry nor a folder for any process; {way_out}"
+        return ""
+
+    def _has_process_folder(self) -> bool:
+        """True when `root` holds a folder named by a number (a canned tree in tests has no `self`)."""
+        try:
+            with os.scandir(self.root) as entries:
+                return any(entry.name.isdigit() and entry.is_dir() for entry in entries)
+        except OSError:
+            return False
 
     def __repr__(self) -> str:
         return f"ProcFS({self.root!r})"
@@ -62,11 +90,14 @@ class ProcFS:
         """The domain error for an `OSError` from reading (or, with `write`, writing) a file of `pid`."""
         path = self.path(pid, name)
         reading = "writing" if write else "reading"
-        if exc.errno == errno.ENOENT and not os.path.isdir(self.root):
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR) and self._setting is None and not os.path.isdir(self.root):
             return NotSupported(
                 f"there is no procfs at {self.root}: pytest-pmap reads /proc/PID/smaps, which only Linux has "
                 "(set PYTEST_PMAP_PROCFS if procfs is mounted elsewhere)"
             )
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR) and self._setting is not None and self.problem():
+            # A root that is not a procfs makes every process look gone: blame the setting, not the PID.
+            return NotSupported(self.problem())
         hidepid = self.mount_options().get("hidepid", "off") if exc.errno in _GONE | _DENIED else "off"
         if exc.errno in _GONE and hidepid in ("invisible", "ptraceable"):
             hidden = "of other users" if hidepid == "invisible" else "we may not ptrace"
@@ -331,7 +362,9 @@ _DEFAULT: ProcFS | None = None
 def default_procfs() -> ProcFS:
     """The procfs to use when none is given: `$PYTEST_PMAP_PROCFS`, else `/proc`."""
     global _DEFAULT
-    root = os.environ.get("PYTEST_PMAP_PROCFS", "/proc")
+    setting = os.environ.get("PYTEST_PMAP_PROCFS")
+    root = setting or "/proc"
     if _DEFAULT is None or _DEFAULT.root != root:
         _DEFAULT = ProcFS(root)
+        _DEFAULT._setting = "PYTEST_PMAP_PROCFS" if setting else ""
     return _DEFAULT

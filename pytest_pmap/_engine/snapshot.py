@@ -12,19 +12,21 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar, Optional
+from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 from ..errors import NotSupported, SmapsParseError, SnapshotFileError, hide_from_tracebacks
 from ..size import Size
 from .diff import MapDiff
 from .files import dumps, read_json, write_atomic
 from .mapping import Mapping, mappings_of
-from .parse.fields import FieldValue
 from .parse.locate import locate_maps, locate_smaps
 from .parse.status import kb_bytes
 from .render.listing import render
 from .render.names import Names
 from .totals import METRIC_FIELDS, METRICS, SUMMED, Totals, mode_totals, sum_fields
+
+if TYPE_CHECKING:
+    from .parse.fields import FieldValue
 
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
 
@@ -96,33 +98,42 @@ class Snapshot:
         return "smaps" if self.detail else "smaps_rollup"
 
     @cached_property
+    def _mode_totals(self) -> tuple[int, int, int]:
+        return mode_totals(self.mappings)
+
+    @cached_property
     def totals(self) -> Totals:
         """All metrics at once; each is None when the kernel did not report it."""
-        mapped, writeable, shared = mode_totals(self.mappings)
-        sums = self._field_sums
+        mapped, writeable, shared = self._mode_totals
         values: dict[str, Optional[Size]] = {
             "mapped": Size.of(mapped),
             "writeable_private": Size.of(writeable),
             "shared": Size.of(shared),
         }
-        for metric, names in METRIC_FIELDS.items():
-            values[metric] = Size.of(sum(sums[n] for n in names)) if all(n in sums for n in names) else None
+        for metric in METRIC_FIELDS:
+            values[metric] = self._field_metric(metric)
         return Totals(**values)
+
+    def _field_metric(self, metric: str) -> Optional[Size]:
+        """A metric that sums smaps fields (all but pmap -d's three): only the fields' sums are
+        needed, not the header lines of every mapping."""
+        sums, names = self._field_sums, METRIC_FIELDS[metric]
+        return Size.of(sum(sums[n] for n in names)) if all(n in sums for n in names) else None
 
     @property
     def mapped(self) -> Size:
         """Address space mapped: pmap -d's `mapped`."""
-        return self.totals.mapped  # type: ignore[return-value]
+        return Size.of(self._mode_totals[0])
 
     @property
     def writeable_private(self) -> Size:
         """Private writeable address space: pmap -d's `writeable/private`."""
-        return self.totals.writeable_private  # type: ignore[return-value]
+        return Size.of(self._mode_totals[1])
 
     @property
     def shared(self) -> Size:
         """Shared address space: pmap -d's `shared`."""
-        return self.totals.shared  # type: ignore[return-value]
+        return Size.of(self._mode_totals[2])
 
     def missing(self, name: str) -> str:
         """Why metric `name` is None here: which smaps lines the kernel did not write, and the
@@ -132,10 +143,10 @@ class Snapshot:
                 f"{', '.join(m for m in METRICS if getattr(self.totals, m) is not None)}")
 
     def _metric(self, name: str) -> Size:
-        value = getattr(self.totals, name)
+        value = self._field_metric(name)
         if value is None:
             raise NotSupported(self.missing(name))
-        return value  # type: ignore[no-any-return]
+        return value
 
     @property
     def rss(self) -> Size:
@@ -250,6 +261,7 @@ class Snapshot:
         def raw(s: str) -> bytes:
             return s.encode("utf-8", "surrogateescape")
 
+        _check_shape(data, source)
         try:
             detail = bool(data["detail"])
             smaps = raw(data["smaps"])
@@ -278,9 +290,8 @@ class Snapshot:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the snapshot as versioned JSON, atomically: a reader never sees half a file."""
-        target = Path(path)
-        write_atomic(target, dumps(self.to_json()))
-        return target
+        write_atomic(path, dumps(self.to_json()))  # the name as given: Path("") would be "."
+        return Path(path)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Snapshot:
@@ -290,3 +301,39 @@ class Snapshot:
 
     def __repr__(self) -> str:
         return f"<Snapshot pid={self.pid} {len(self.mappings)} mappings mapped={self.mapped} cmd={self.cmdline[:60]!r}>"
+
+
+#: The JSON type of each field of a snapshot file (a bool is not a number here).
+_FIELDS: dict[str, tuple[type, ...]] = {
+    "pid": (int,), "cmdline": (str,), "comm": (str,), "state": (str,), "start_time": (int,), "start_stack": (int,),
+    "taken_at": (int, float), "detail": (bool,), "smaps": (str,),
+}
+#: Latest time a snapshot may say it was taken: the year 5138, where time formatting still works.
+_LAST_TIME = 1e11
+
+
+def _check_shape(data: dict[str, Any], source: str) -> None:
+    """Refuse a snapshot file whose fields have the wrong types or impossible values (a PID of 0, a
+    time that is not a number): each would otherwise fail later, far from the file."""
+    def corrupt(why: str) -> SnapshotFileError:
+        return SnapshotFileError(f"{source} is corrupt: {why}")
+
+    for key, kinds in _FIELDS.items():
+        if key not in data:
+            raise corrupt(f"it has no {key!r}")
+        value = data[key]
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            raise corrupt(f"{key!r} is {value!r:.60}, not {' or '.join(k.__name__ for k in kinds)}")
+    if not 0 < data["pid"] < 1 << 31:  # above pid_max's ceiling (2**22) but within the kernel's pid_t
+        raise corrupt(f"'pid' is {data['pid']}, not a PID")
+    if data["start_time"] < 0 or data["start_stack"] < 0:
+        raise corrupt("'start_time' and 'start_stack' must be 0 or more")
+    if not 0 <= data["taken_at"] < _LAST_TIME:  # also false for NaN
+        raise corrupt(f"'taken_at' is {data['taken_at']!r}, not a time")
+    if not (data.get("shm_minor") is None or type(data["shm_minor"]) is int):
+        raise corrupt("'shm_minor' must be a whole number or null")
+    rollup, status = data.get("rollup"), data.get("status") or {}
+    if not (rollup is None or (isinstance(rollup, dict) and all(type(v) in (int, str) for v in rollup.values()))):
+        raise corrupt("'rollup' must map field names to numbers or text")
+    if not (isinstance(status, dict) and all(isinstance(v, str) for v in status.values())):
+        raise corrupt("'status' must map field names to text")

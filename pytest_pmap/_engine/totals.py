@@ -1,5 +1,5 @@
-"""The metrics: their names and meanings (one table for every output), `Totals`, and the sums
-behind them.
+"""The metrics' values: `Totals`, and the sums behind them (their names and meanings are the one
+table in `metrics`, re-exported here).
 
 Each metric means one thing everywhere: `mapped`, `writeable_private` and `shared` are pmap -d's
 summary line (address space, by permissions); the others are sums of smaps fields over every
@@ -10,50 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from itertools import compress
-from operator import sub
 from typing import Optional
 
 from ..size import Size
 from .mapping import Mapping, spans
+from .metrics import GROWTH, METRIC_DESCRIPTIONS, METRIC_FIELDS, METRICS, PEAK_DESCRIPTIONS, SUMMED
+from .permissions import add_sizes_by_perms, mode_totals_of
 
 __all__ = [
     "GROWTH", "METRICS", "METRIC_DESCRIPTIONS", "METRIC_FIELDS", "PEAK_DESCRIPTIONS", "SUMMED", "Totals",
     "add_sizes_by_perms", "mode_totals", "mode_totals_of", "sum_fields", "sum_known",
 ]
-
-#: Every metric and what it measures, in the order reports show them.
-METRIC_DESCRIPTIONS: dict[str, str] = {
-    "mapped": "address space mapped (pmap -d's mapped)",
-    "writeable_private": "private writeable address space (pmap -d's writeable/private)",
-    "shared": "shared address space (pmap -d's shared)",
-    "rss": "resident memory (the sum of smaps Rss)",
-    "pss": "proportional set size: resident memory, each shared page divided among the processes that map it",
-    "uss": "unique set size: resident memory no other process maps (Private_Clean + Private_Dirty)",
-    "private_dirty": "resident private pages written to (Private_Dirty)",
-    "anonymous": "resident anonymous memory (Anonymous)",
-    "swap": "memory swapped out (Swap)",
-}
-#: The metrics a budget or a gate can name, in the order reports show them.
-METRICS = tuple(METRIC_DESCRIPTIONS)
-#: What `<metric>_growth` measures, for a metric's description.
-GROWTH = "growth of {} during the test"
-#: The peak readings and what each measures.
-PEAK_DESCRIPTIONS: dict[str, str] = {
-    "peak_rss": "the highest RSS during the test (VmHWM, reset at the start)",
-    "peak_growth": "how far the RSS peak during the test rose above the RSS at its start",
-}
-#: The smaps fields each memory metric sums (uss is the memory only this process holds).
-METRIC_FIELDS: dict[str, tuple[str, ...]] = {
-    "rss": ("Rss",),
-    "pss": ("Pss",),
-    "uss": ("Private_Clean", "Private_Dirty"),
-    "private_dirty": ("Private_Dirty",),
-    "anonymous": ("Anonymous",),
-    "swap": ("Swap",),
-}
-#: Every smaps field a metric needs.
-SUMMED = tuple(sorted({name for names in METRIC_FIELDS.values() for name in names}))
 
 
 @dataclass(frozen=True)
@@ -103,21 +70,6 @@ def mode_totals(mappings: Iterable[Mapping]) -> tuple[int, int, int]:
     return mode_totals_of(by_perms)
 
 
-def add_sizes_by_perms(by_perms: dict[str, int], perms: list[str], starts: list[int], ends: list[int]) -> None:
-    """Add the sizes of these mappings (given column by column) to `by_perms`, by permissions."""
-    sizes = list(map(sub, ends, starts))
-    for p in set(perms):
-        by_perms[p] = by_perms.get(p, 0) + sum(compress(sizes, map(p.__eq__, perms)))
-
-
-def mode_totals_of(by_perms: dict[str, int]) -> tuple[int, int, int]:
-    """`mode_totals` from the sizes mapped with each permission (`rw-p`)."""
-    shared = sum(size for perms, size in by_perms.items() if perms[3] == "s")
-    writeable = sum(size for perms, size in by_perms.items() if perms[3] == "p" and perms[1] == "w")
-    readonly = sum(size for perms, size in by_perms.items() if perms[3] == "p" and perms[1] != "w")
-    return shared + writeable + readonly, writeable, shared
-
-
 def sum_known(values: Iterable[Optional[int]]) -> Optional[int]:
     """The sum, or None when any value is unknown (a maps-only snapshot, a kernel without Rss)."""
     total = 0
@@ -129,14 +81,13 @@ def sum_known(values: Iterable[Optional[int]]) -> Optional[int]:
 
 
 def sum_fields(mappings: list[Mapping]) -> dict[str, int]:
-    """Sum the smaps fields the metrics need over all mappings, column by column; a field no
-    mapping has is left out."""
+    """Sum the smaps fields the metrics need over all mappings, a run at a time (each distinct
+    text of a run's blocks once, see `parse.sections`); a field no mapping has is left out."""
     runs = list(spans(mappings))
     sums: dict[str, int] = {}
     for name in SUMMED:
         key = b"\n" + name.encode() + b":"
-        for run, first, stop in runs:
-            present = [v for v in run.numbers(key)[first:stop] if v is not None]
-            if present:
-                sums[name] = sums.get(name, 0) + sum(map(int, present))
+        found = [total for run, first, stop in runs if (total := run.total(key, first, stop)) is not None]
+        if found:
+            sums[name] = sum(found)
     return sums

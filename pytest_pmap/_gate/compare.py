@@ -9,7 +9,9 @@ moves in steps that are not the test's doing:
   arenas and keeps one empty arena in reserve; whether an arena is handed back during such a test
   changes from run to run (measured: see benchmarks/gate.py and docs/gate.md). Only the baseline
   decides, so a test that was quiet and now leaks 1 MiB is caught.
-Tests that are new or gone are reported, never failed.
+Tests that are new or gone are reported, never failed; but a comparison that gated no test at all
+(the baseline has no results, none for this run's tests, or no value of the metric) fails unless
+asked not to, since it would pass whatever the tests did.
 """
 
 from __future__ import annotations
@@ -17,14 +19,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from .._measure.result import GATE_METRICS, MemoryResult
+from .._engine.metrics import DEFAULT_METRIC, GATE_METRICS
+from .._measure.result import MemoryResult
 from ..errors import BudgetSyntaxError
 from ..size import KiB, Size, parse_size, signed
 from .results import RunResults
 
 __all__ = ["DEFAULT_METRIC", "Comparison", "Row", "Tolerance", "compare", "parse_metric"]
 
-DEFAULT_METRIC = "uss_growth"
 ALLOCATOR_STEP = 1024 * KiB
 """How far CPython's allocator reserve can move an allocating test's growth from run to run."""
 ALLOCATING = 256 * KiB
@@ -135,6 +137,10 @@ class Comparison:
     """Why the comparison may mislead (the baseline was taken on another Python, kernel, ...)."""
     baseline: str = "baseline"
     """How to name the baseline in reports (its file name)."""
+    ungated: str = ""
+    """Why no test could be gated ("" when some test was): then the comparison fails unless
+    `allow_ungated`."""
+    allow_ungated: bool = False
 
     def having(self, status: str) -> list[Row]:
         """The rows with this status."""
@@ -147,12 +153,14 @@ class Comparison:
 
     @property
     def passed(self) -> bool:
-        """True when no test regressed."""
-        return not self.having("regressed")
+        """True when no test regressed, and some test was gated (or that was allowed)."""
+        return not self.having("regressed") and (not self.ungated or self.allow_ungated)
 
     def headline(self) -> str:
         """One line: how many tests regressed, against what, with what tolerance."""
         count = len(self.having("regressed"))
+        if self.ungated and not count:
+            return f"no test was gated in {self.metric}: {self.ungated}"
         verdict = f"{count} test{'s' if count != 1 else ''} regressed" if count else "no test regressed"
         return f"{verdict} in {self.metric} against {self.baseline} (tolerance {self.tolerance})"
 
@@ -197,8 +205,11 @@ def compare(
     metric: str = DEFAULT_METRIC,
     tolerance: Tolerance = Tolerance(),
     baseline: str = "baseline",
+    *,
+    allow_ungated: bool = False,
 ) -> Comparison:
-    """Every test of `head` against `base`."""
+    """Every test of `head` against `base`. When no test could be gated the comparison fails
+    (`passed` is false) unless `allow_ungated`."""
     before, after = base.by_test(), head.by_test()
     huge = head.environment.huge_page_size or base.environment.huge_page_size
     rows: list[Row] = []
@@ -223,8 +234,33 @@ def compare(
         status = "regressed" if value - old > allowed else "improved" if old - value > allowed else "ok"
         rows.append(Row(nodeid, status, old, value, allowed, widened, now))
     rows += [Row(nodeid, "gone", then.value(metric), None, None) for nodeid, then in before.items() if nodeid not in after]
-    warnings = tuple(
+    warnings = [
         f"the {baseline} was measured with {d}: expect differences that are not regressions"
         for d in [", ".join(base.environment.differences(head.environment))] if d
-    )
-    return Comparison(metric, tolerance, tuple(rows), warnings, baseline)
+    ]
+    if base.complete is False:
+        warnings.append(f"the {baseline} is from a run that did not finish ({base.outcome()}): "
+                        "tests it did not measure are new here, not gated")
+    if head.complete is False:
+        warnings.append(f"this run did not finish ({head.outcome()}): tests it did not measure are gone, not gated")
+    ungated = _ungated(rows, base, metric, baseline)
+    if ungated and allow_ungated:
+        warnings.append(f"no test was gated: {ungated}")
+    return Comparison(metric, tolerance, tuple(rows), tuple(warnings), baseline, ungated, allow_ungated)
+
+
+def _ungated(rows: list[Row], base: RunResults, metric: str, baseline: str) -> str:
+    """Why no test of this run was gated against the baseline, or "" when some test was (or
+    neither side has any)."""
+    if not rows or any(r.status in ("ok", "regressed", "improved") for r in rows):
+        return ""
+    tests = sum(r.status != "gone" for r in rows)
+    if not tests:
+        return (f"this run measured no test (were they all skipped or deselected?), and the {baseline} "
+                f"has {len(base.results)}: every one is gone")
+    if not base.results:
+        return f"the {baseline} has no results (was it saved from the right run?): all {tests} tests are new"
+    if not any(r.status == "unmeasured" for r in rows):
+        return (f"none of this run's {tests} tests is in the {baseline}, which has {len(base.results)} "
+                "(node IDs are relative to the rootdir: was it saved from another folder or another suite?)")
+    return f"{metric} was measured on only one side for every test this run shares with the {baseline}"

@@ -10,9 +10,8 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
-from .._engine.files import write_atomic
+from .._engine.files import append, write_atomic
 from .._measure.result import MemoryResult
-from ..errors import PmapError
 from ..size import signed
 from .compare import Comparison, Row
 from .results import RunResults
@@ -141,9 +140,5 @@ def write_report(path: str | os.PathLike[str], data: bytes) -> str:
     if not appending:
         write_atomic(target, data)
         return "wrote"
-    try:
-        with open(target, "ab") as f:
-            f.write(data)
-    except OSError as exc:
-        raise PmapError(f"cannot append to {os.fspath(target)!r}: {exc.strerror}") from None
+    append(target, data)
     return "appended to"

@@ -2,26 +2,32 @@
 
 One file format serves three jobs: the `--pmap-json` report, the `--pmap-save-baseline` baseline
 (the same document: any report can be a baseline) and the input of `pytest-pmap compare`.
+
+Version 1 has grown optional fields since it was first written (`complete`, `exit_status`,
+`incomplete_reason`); a file without them reads as before, and a reader that does not know them
+ignores them, so the version did not change.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Optional
 
 from .._engine.files import dumps, read_json, write_atomic
 from .._measure.result import MemoryResult
 from ..errors import PmapError
 from .environment import Environment
 
-__all__ = ["ResultsFileError", "RunResults"]
+__all__ = ["ResultsFileError", "RunResults", "last_of_each", "load_baseline"]
 
 
 class ResultsFileError(PmapError):
-    """A results or baseline file is missing, corrupt, foreign, or from a newer pytest-pmap."""
+    """A results or baseline file is missing, corrupt, foreign, from a newer pytest-pmap, empty,
+    names a test twice, or (as a baseline) comes from a run that did not finish."""
 
 
 @dataclass(frozen=True)
@@ -32,14 +38,30 @@ class RunResults:
     VERSION: ClassVar[int] = 1
 
     results: tuple[MemoryResult, ...]
-    """One per test, in the order they finished (for a test run twice, the last one counts)."""
+    """One per test, in the order they finished."""
     environment: Environment = field(default_factory=Environment)
     created_at: float = field(default_factory=time.time)
     """When the run ended (seconds since the epoch)."""
+    complete: Optional[bool] = None
+    """True when the session ran every test it collected; False when it did not finish: interrupted
+    (Ctrl-C, `pytest.exit()`, a collection error), stopped early (`-x`, `--maxfail`, `--stepwise`),
+    crashed (an internal error), or an xdist worker was lost with its measurements. None when
+    nobody said (a file written before pytest-pmap recorded it)."""
+    exit_status: Optional[int] = None
+    """pytest's exit status for the session, before the baseline gate's verdict; None when not recorded."""
+    incomplete_reason: str = ""
+    """Why the run did not finish (`stopping after 1 failures`), "" when it did."""
 
     def by_test(self) -> dict[str, MemoryResult]:
         """Node ID -> result."""
         return {r.nodeid: r for r in self.results}
+
+    def outcome(self) -> str:
+        """How the run ended, for messages: `interrupted: KeyboardInterrupt, exit status 2`."""
+        if self.complete is not False:
+            return "complete"
+        status = "" if self.exit_status is None else f", exit status {self.exit_status}"
+        return f"{self.incomplete_reason or 'it did not finish'}{status}"
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -47,13 +69,17 @@ class RunResults:
             "format": self.FORMAT,
             "version": self.VERSION,
             "created_at": self.created_at,
+            "complete": self.complete,
+            "exit_status": self.exit_status,
+            "incomplete_reason": self.incomplete_reason,
             "environment": dict(vars(self.environment).items()),
             "results": [r.to_json() for r in self.results],
         }
 
     @classmethod
-    def from_json(cls, data: object, *, source: str = "results") -> RunResults:
-        """Rebuild from `to_json()` output; `source` names the file in errors."""
+    def from_json(cls, data: object, *, source: str = "results", allow_empty: bool = False) -> RunResults:
+        """Rebuild from `to_json()` output; `source` names the file in errors. A file with no
+        results, or that names a test twice, is an error unless `allow_empty` (the first)."""
         if not isinstance(data, dict) or data.get("format") != cls.FORMAT:
             raise ResultsFileError(
                 f"{source} is not a pytest-pmap results file (no \"format\": \"{cls.FORMAT}\"); "
@@ -71,9 +97,28 @@ class RunResults:
             known = {k: env[k] for k in vars(Environment()) if k in env}
             environment = Environment(**known)
             results = tuple(MemoryResult.from_json(r) for r in data["results"])
-            return cls(results, environment, float(data.get("created_at") or 0.0))
+            complete, status, reason = data.get("complete"), data.get("exit_status"), data.get("incomplete_reason") or ""
+            if complete is not None and not isinstance(complete, bool):
+                raise TypeError(f"\"complete\" is {complete!r}, not true or false")
+            if status is not None and (isinstance(status, bool) or not isinstance(status, int)):
+                raise TypeError(f"\"exit_status\" is {status!r}, not a number")
+            run = cls(results, environment, float(data.get("created_at") or 0.0), complete, status, str(reason))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ResultsFileError(f"{source} is corrupt: {type(exc).__name__}: {exc}") from None
+        if not run.results and not allow_empty:
+            raise ResultsFileError(f"{source} has no results: was it saved from the right run?")
+        # One measurement per test: a second one is a file edited or joined by hand, and keeping
+        # either would gate against a number nobody chose. (Merging shards will want several
+        # samples of a test; that is an option of its own, to be checked here.)
+        seen: dict[str, int] = {}
+        for number, result in enumerate(run.results, 1):
+            if result.nodeid in seen:
+                raise ResultsFileError(
+                    f"{source} names test {result.nodeid!r} twice (results {seen[result.nodeid]} and {number}); "
+                    "a results file holds one measurement per test"
+                )
+            seen[result.nodeid] = number
+        return run
 
     def dumps(self) -> bytes:
         """The file's bytes."""
@@ -86,7 +131,41 @@ class RunResults:
         return target
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], what: str = "results file") -> RunResults:
-        """Read a file written by `save()`; `what` names it in errors (`baseline file`)."""
+    def load(cls, path: str | os.PathLike[str], what: str = "results file", *, allow_empty: bool = False) -> RunResults:
+        """Read a file written by `save()`; `what` names it in errors (`baseline file`). A file
+        with no results is an error unless `allow_empty`."""
         name = f"{what} {os.fspath(path)!r}"
-        return cls.from_json(read_json(path, name, ResultsFileError), source=name)
+        return cls.from_json(read_json(path, name, ResultsFileError), source=name, allow_empty=allow_empty)
+
+
+def load_baseline(
+    path: str | os.PathLike[str], *, allow_empty: bool = False, allow_incomplete: bool = False, flags: str = "--pmap-"
+) -> RunResults:
+    """A results file to gate against. Beyond what `RunResults.load` refuses, a baseline must hold
+    results (`allow_empty` accepts one that does not) and come from a run that finished
+    (`allow_incomplete`): a test it did not measure would be "new", and never gated. Each refusal
+    names the option that overrides it, `flags` + `allow-empty-baseline` and so on."""
+    name = f"baseline file {os.fspath(path)!r}"
+    run = RunResults.from_json(read_json(path, name, ResultsFileError), source=name, allow_empty=True)
+    if not run.results and not allow_empty:
+        raise ResultsFileError(
+            f"{name} has no results: was it saved from the right run? Nothing could be gated against it; "
+            f"to run the gate anyway, pass {flags}allow-empty-baseline"
+        )
+    if run.complete is False and not allow_incomplete:
+        raise ResultsFileError(
+            f"{name} is from a run that did not finish: {run.outcome()}; the {len(run.results)} tests it measured "
+            f"would be gated and the rest would pass as new. Save it again from a whole run, or pass "
+            f"{flags}allow-incomplete-baseline"
+        )
+    return run
+
+
+def last_of_each(results: Iterable[MemoryResult]) -> list[MemoryResult]:
+    """One result per test, the last one measured (a test run again in one session, by
+    pytest-rerunfailures or `--keep-duplicates`, counts with its last run), in the order the
+    tests first finished."""
+    latest: dict[str, MemoryResult] = {}
+    for result in results:
+        latest[result.nodeid] = result
+    return list(latest.values())

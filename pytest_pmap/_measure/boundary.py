@@ -6,7 +6,7 @@ read: `smaps_rollup` (a walk of every page table) when the RSS or swap counters 
 the address-space counters (VmSize, VmData, VmStk, VmExe, VmLib) moved. A test that changes nothing
 costs two status reads and a peak reset.
 
-Every metric is what the same name means everywhere (`totals.METRIC_DESCRIPTIONS`): rss, pss, uss,
+Every metric is what the same name means everywhere (`metrics.METRIC_DESCRIPTIONS`): rss, pss, uss,
 private_dirty, anonymous and swap are smaps_rollup's sums (smaps' on kernels without it), never the
 status counters, which only say when to read it again.
 
@@ -14,20 +14,26 @@ When the only change since the last reading is anonymous memory newly faulted in
 less than a huge page, nothing else moved), smaps_rollup is not read again: such pages are private
 and dirty, so Rss, Pss, Private_Dirty, Anonymous and USS grow by exactly that much. That is what
 pytest itself does between most tests, and it halves the cost of `--pmap`. At most `CARRY_LIMIT`
-readings in a row are carried forward like this.
+readings in a row are carried forward like this, and more only while a real reading would take
+more than 1/`ROLLUP_SHARE` of the time since the last one: smaps_rollup walks every page table, so
+its cost grows with the process, and a suite of 10,000 tests would otherwise pay more per test
+than one of 2,000. So reading it stays a fixed share of the run's time, however long the suite.
 
 The allocator is left as it is: what the code under test allocates, and how glibc serves it, is
 the same with and without `--pmap`.
 
 What this cannot see: a change that leaves every counter as it was — one mapping swapped for
 another of the same size and kind, or pages that become shared with a forked child and private
-again within the test. Budgets (`@pytest.mark.pmap`) always read everything.
+again within the test. Such a change shows at the next real reading of smaps_rollup (after
+`CARRY_LIMIT` readings, or `ROLLUP_SHARE` times the cost of one, whichever is later), in the test
+that reading ends. Budgets (`@pytest.mark.pmap`) always read everything.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -35,7 +41,7 @@ from .._engine.acquire import PeakReset, has_rollup
 from .._engine.diff import MapDiff
 from .._engine.mapping import Mapping, mappings_of
 from .._engine.parse.locate import locate_maps
-from .._engine.parse.status import parse_stat, status_sizes
+from .._engine.parse.status import kb_lines, parse_stat, status_sizes
 from .._engine.procfs import ProcFS, default_procfs
 from .._engine.render.names import Names
 from .._engine.render.text import mode
@@ -81,6 +87,11 @@ class BoundaryReader:
         self._carried = 0
         """Readings since smaps_rollup was last read for real."""
         self._names: Optional[Names] = None
+        self._counters = b""
+        """The kB lines of status at the last reading."""
+        self._rollup_at = 0.0
+        self._rollup_cost = 0.0
+        """When smaps_rollup was last read for real (`time.perf_counter()`), and how long that took."""
 
     def _read(self, name: str) -> bytes:
         read = self._readers.get(name)
@@ -105,13 +116,21 @@ class BoundaryReader:
         mappings = mappings_of(locate_maps(self.procfs.read(self.pid, "maps")), self._names)
         return Snapshot(pid=self.pid, mappings=mappings, detail=False)
 
+    def _may_carry(self) -> bool:
+        """True while smaps_rollup may be carried forward once more (see the module's docstring)."""
+        return self._carried < CARRY_LIMIT or time.perf_counter() - self._rollup_at < ROLLUP_SHARE * self._rollup_cost
+
     def read(self) -> Boundary:
         """The process now."""
-        status = status_sizes(self._read("status"))
+        counters = kb_lines(self._read("status"))
         last = self._last
+        if last is not None and counters == self._counters:  # nothing moved since the last reading
+            return last
+        self._counters = counters
+        status = status_sizes(counters)
         if last is not None and all(status.get(k) == last.status.get(k) for k in _RSS_KEYS):
             rollup = last.rollup
-        elif last is not None and self._carried < CARRY_LIMIT and (faulted := _anon_faults(last, status)):
+        elif last is not None and self._may_carry() and (faulted := _anon_faults(last, status)):
             rollup = {**last.rollup}
             for key in _FAULTED:
                 if key in rollup:
@@ -119,7 +138,10 @@ class BoundaryReader:
             self._carried += 1
         else:
             self._carried = 0
+            started = time.perf_counter()
             rollup = self._rollup()
+            self._rollup_at = time.perf_counter()
+            self._rollup_cost = self._rollup_at - started
         if last is not None and all(status.get(k) == last.status.get(k) for k in _MAP_KEYS):
             maps = last.maps
         else:
@@ -140,6 +162,9 @@ def _anon_faults(last: Boundary, status: dict[str, int]) -> int:
     return grown if 0 < grown < HUGE_PAGE else 0
 
 
+ROLLUP_SHARE = 50
+"""smaps_rollup is read for real at most once per this many times its own cost (2% of the run's
+time) once `CARRY_LIMIT` readings have been carried forward."""
 CARRY_LIMIT = 8
 """Readings in a row that may carry smaps_rollup forward before it is read again, which bounds what
 a change the counters cannot see (pages shared with a child, say) can add up to."""
@@ -150,11 +175,9 @@ carried forward."""
 def growth(before: Boundary, after: Boundary, ignore: Optional[Callable[[Mapping], bool]] = None) -> dict[str, object]:
     """Each metric's growth from `before` to `after`, the peak's rise, the change in huge pages and
     the new mappings: the fields of a `MemoryResult`."""
-    def rollup(*names: str) -> Optional[int]:
-        if not all(n in after.rollup and n in before.rollup for n in names):
-            return None
-        return sum(after.rollup[n] - before.rollup[n] for n in names)
-
+    now, then = after.rollup, before.rollup
+    moved = dict.fromkeys(now, 0) if now is then else {k: v - then[k] for k, v in now.items() if k in then}
+    uss = moved["Private_Clean"] + moved["Private_Dirty"] if "Private_Clean" in moved and "Private_Dirty" in moved else None
     if after.maps is before.maps:
         map_growth = (0, 0, 0)
         new: tuple[NewRegion, ...] = ()
@@ -171,14 +194,14 @@ def growth(before: Boundary, after: Boundary, ignore: Optional[Callable[[Mapping
             "mapped": map_growth[0],
             "writeable_private": map_growth[1],
             "shared": map_growth[2],
-            "rss": rollup("Rss"),
-            "pss": rollup("Pss"),
-            "uss": rollup("Private_Clean", "Private_Dirty"),
-            "private_dirty": rollup("Private_Dirty"),
-            "anonymous": rollup("Anonymous"),
-            "swap": rollup("Swap"),
+            "rss": moved.get("Rss"),
+            "pss": moved.get("Pss"),
+            "uss": uss,
+            "private_dirty": moved.get("Private_Dirty"),
+            "anonymous": moved.get("Anonymous"),
+            "swap": moved.get("Swap"),
         },
         "peak_growth": None if hwm is None or start is None else hwm - start,
-        "huge_pages": rollup("AnonHugePages"),
+        "huge_pages": moved.get("AnonHugePages"),
         "new_regions": new,
     }

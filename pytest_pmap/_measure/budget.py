@@ -12,8 +12,9 @@ from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from .._engine.metrics import BUDGET_KEYS as KEYS
+from .._engine.metrics import describe_budget_keys as describe_keys
 from .._engine.snapshot import Snapshot
-from .._engine.totals import GROWTH, METRIC_DESCRIPTIONS, METRICS, PEAK_DESCRIPTIONS
 from ..errors import BudgetSyntaxError, NotSupported, hide_from_tracebacks
 from ..size import Size
 from .probe import Probe, Reading
@@ -24,21 +25,6 @@ __all__ = [
     "KEYS", "Budget", "BudgetConfig", "Violation", "check", "describe_keys",
     "measure", "parse_limits", "report_text",
 ]
-
-#: Every budget key, with what it caps.
-KEYS: dict[str, str] = {
-    **{name: f"{name} at the end of the test: {what}" for name, what in METRIC_DESCRIPTIONS.items()},
-    **{f"{name}_growth": GROWTH.format(name) for name in METRICS},
-    **PEAK_DESCRIPTIONS,
-    "new_anon": "the largest single new anonymous mapping (new address space)",
-    "new_mapping": "the largest single new mapping of any kind (new address space)",
-}
-
-
-def describe_keys() -> str:
-    """The budget keys and what each caps, one per line: for `--help` and the marker's description."""
-    return "\n".join(f"{key}: {what}" for key, what in KEYS.items())
-
 
 def parse_limits(raw: MappingABC[str, Any], source: str) -> dict[str, Size]:
     """Budget keys -> sizes; an unknown key or a bad size raises `BudgetSyntaxError` naming `source`."""
@@ -54,6 +40,14 @@ def parse_limits(raw: MappingABC[str, Any], source: str) -> dict[str, Size]:
             limits[key] = Size(value)
         except (BudgetSyntaxError, TypeError, ValueError) as exc:
             raise BudgetSyntaxError(f"{source}: {key}: {exc}") from None
+        if limits[key] < 0:
+            # Memory is never below zero, nor a peak below where it started. A negative growth
+            # limit would demand that the test free memory, which the allocator decides (glibc
+            # keeps freed heap): that is an assertion for the test itself to make.
+            hint = ""
+            if key.endswith("_growth") and key != "peak_growth":
+                hint = f"; to require that a test frees memory, assert it in the test: assert pmap.growth.{key[:-7]} <= -8 * MiB"
+            raise BudgetSyntaxError(f"{source}: {key}: {value!r} is negative; a budget is a limit of 0 bytes or more{hint}")
     return limits
 
 
@@ -106,10 +100,12 @@ class BudgetConfig:
         return cls(Budget().merged(parse_limits(defaults, where), where), tuple(globs))
 
     def for_test(self, nodeid: str) -> Budget:
-        """The budget of the test `nodeid`: the defaults, then every glob that matches it."""
+        """The budget of the test `nodeid`: the defaults, then every glob that matches it. `*` and
+        `?` are the wildcards; brackets are themselves, as in a parametrized test's node ID
+        (`test_load[big]`), which fnmatch would read as a set of characters and never match."""
         budget = self.defaults
         for pattern, limits, where in self.globs:
-            if fnmatch.fnmatchcase(nodeid, pattern):
+            if fnmatch.fnmatchcase(nodeid, pattern.replace("[", "[[]")):
                 budget = budget.merged(limits, where)
         return budget
 

@@ -19,12 +19,14 @@ from .._engine.procfs import ProcFS, default_procfs
 from .._engine.snapshot import Snapshot
 from .._engine.totals import METRICS, Totals
 from ..errors import NotSupported, ProcessGone, hide_from_tracebacks
-from ..size import Size, SizeLike
+from ..size import Size
 
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
 
 if TYPE_CHECKING:
     import subprocess
+
+    from ..size import SizeLike
 
 __all__ = ["NewMappings", "Probe", "Reading", "exit_status"]
 

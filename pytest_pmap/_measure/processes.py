@@ -58,8 +58,12 @@ _SUBREAPER_BEFORE: list[int] = []
 """Whether this process was a subreaper before the first `start()`, while it is one for us."""
 
 Handler = Union[Callable[[int, Optional[FrameType]], Any], int, None]
-_SIGTERM_BEFORE: list[Handler] = []
-"""The SIGTERM handler ours replaced, while ours is installed."""
+#: Signals that end pytest without its teardown, and so would orphan what it started: CI systems stop
+#: a job with SIGTERM; a closed terminal or SSH session sends SIGHUP. (Ctrl-C, a KeyboardInterrupt,
+#: already ends in the fixtures' teardown.)
+_GUARDED = (signal.SIGTERM, signal.SIGHUP)
+_HANDLERS_BEFORE: dict[int, Handler] = {}
+"""The handlers ours replaced, by signal, while ours are installed."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,7 @@ def start(argv: Union[str, bytes, os.PathLike[str], Sequence[Union[str, bytes, o
     env[COOKIE.encode() if any(isinstance(key, bytes) for key in env) else COOKIE] = cookie
     if not _LIVE:
         _become_subreaper()
-        _guard_sigterm()
+        _guard_signals()
     try:
         proc: subprocess.Popen[bytes] = subprocess.Popen(argv, env=env, **popen_kwargs)
     except BaseException:
@@ -290,30 +294,31 @@ def _let_go() -> None:
     """The last spawned process is stopped: the subreaper setting and the SIGTERM handler as they were."""
     if _SUBREAPER_BEFORE:
         _prctl(_PR_SET_CHILD_SUBREAPER, _SUBREAPER_BEFORE.pop())
-    if _SIGTERM_BEFORE and threading.current_thread() is threading.main_thread():
-        before = _SIGTERM_BEFORE.pop()
-        if signal.getsignal(signal.SIGTERM) is _on_sigterm:  # unless someone replaced ours meanwhile
-            signal.signal(signal.SIGTERM, before)
+    if _HANDLERS_BEFORE and threading.current_thread() is threading.main_thread():
+        for signum, before in _HANDLERS_BEFORE.items():
+            if signal.getsignal(signum) is _on_signal:  # unless someone replaced ours meanwhile
+                signal.signal(signum, before)
+        _HANDLERS_BEFORE.clear()
 
 
-def _guard_sigterm() -> None:
-    """Stop the spawned processes when this process gets SIGTERM, as CI systems send to stop a job
-    (Ctrl-C, a KeyboardInterrupt, already ends in the fixtures' teardown). Only where a handler
-    can be set (the main thread) and SIGTERM is not ignored."""
-    if _SIGTERM_BEFORE or threading.current_thread() is not threading.main_thread():
+def _guard_signals() -> None:
+    """Stop the spawned processes when this process gets a signal in `_GUARDED`. Only where a
+    handler can be set (the main thread), and not for a signal that is ignored."""
+    if _HANDLERS_BEFORE or threading.current_thread() is not threading.main_thread():
         return
-    before = signal.getsignal(signal.SIGTERM)
-    if before is None or before == signal.SIG_IGN:  # set outside Python, or ignored on purpose: leave it
-        return
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    _SIGTERM_BEFORE.append(before)
+    for signum in _GUARDED:
+        before = signal.getsignal(signum)
+        if before is None or before == signal.SIG_IGN:  # set outside Python, or ignored on purpose: leave it
+            continue
+        signal.signal(signum, _on_signal)
+        _HANDLERS_BEFORE[signum] = before
 
 
-def _on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
-    before = _SIGTERM_BEFORE[0] if _SIGTERM_BEFORE else signal.SIG_DFL
-    stop_all()  # which puts the handler before ours back
+def _on_signal(signum: int, frame: Optional[FrameType]) -> None:
+    before = _HANDLERS_BEFORE.get(signum, signal.SIG_DFL)
+    stop_all()  # which puts the handlers before ours back
     if callable(before):
         before(signum, frame)
-    else:  # the default: this process ends by SIGTERM, as it would have without us
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
+    else:  # the default: this process ends by the signal, as it would have without us
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)

@@ -6,17 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from .._engine.totals import GROWTH, METRICS, PEAK_DESCRIPTIONS
+from .._engine.metrics import GATE_METRICS
 from ..size import signed
 
 __all__ = ["GATE_METRICS", "MemoryResult", "NewRegion"]
-
-#: The metrics a run can be gated on: each metric's growth during a test, and the peak's rise.
-GATE_METRICS: dict[str, str] = {
-    **{f"{name}_growth": GROWTH.format(name) for name in METRICS},
-    "peak_growth": PEAK_DESCRIPTIONS["peak_growth"],
-}
-
 
 @dataclass(frozen=True)
 class NewRegion:

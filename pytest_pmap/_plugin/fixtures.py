@@ -1,5 +1,8 @@
 """The fixtures: `pmap` (the test process), `pmap_spawn` (a process the test starts, stopped and
-reaped at teardown) and `pmap_attach` (a running process, left alone)."""
+reaped at teardown) and `pmap_attach` (a running process, left alone).
+
+These are their bodies; `pytest_pmap.plugin` declares the fixtures and imports this module when a
+test first uses one."""
 
 from __future__ import annotations
 
@@ -65,7 +68,6 @@ def _probe(request: pytest.FixtureRequest, pid: Optional[int], tree: bool = Fals
 # -- fixtures -----------------------------------------------------------------------------------------
 
 
-@pytest.fixture
 def pmap(request: pytest.FixtureRequest) -> Probe:
     """A `Probe` on the test process itself: baseline and peak reset at setup."""
     why = request.config.stash[SESSION].unavailable
@@ -74,7 +76,6 @@ def pmap(request: pytest.FixtureRequest) -> Probe:
     return _probe(request, None)
 
 
-@pytest.fixture
 def pmap_spawn(request: pytest.FixtureRequest) -> Iterator[Callable[..., Probe]]:
     """`pmap_spawn(argv, tree=False, **popen_kwargs)` starts the process under test and returns its
     `Probe` (`probe.process` is the `subprocess.Popen`); with `tree=True`, a `TreeProbe` on it and
@@ -129,7 +130,6 @@ def pmap_spawn(request: pytest.FixtureRequest) -> Iterator[Callable[..., Probe]]
 _CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGILL, signal.SIGFPE}
 
 
-@pytest.fixture
 def pmap_attach(request: pytest.FixtureRequest) -> Callable[..., Probe]:
     """`pmap_attach(pid, tree=False)` returns a `Probe` on a running process (with `tree=True`, a
     `TreeProbe` on it and all its descendants), which is never stopped by us."""

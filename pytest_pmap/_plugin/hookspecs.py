@@ -1,5 +1,7 @@
 """The hooks pytest-pmap adds to pytest (registered in `pytest_addhooks`).
 
+PYTEST_DONT_REWRITE: loaded by every run with the plugin installed; it holds no assert.
+
 Implement them in a `conftest.py` or a plugin, as the examples in each docstring show.
 """
 

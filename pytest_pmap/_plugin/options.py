@@ -1,25 +1,27 @@
 """Options, ini keys and `[tool.pytest_pmap]`: each help text written once, every setting resolved
-in one place (command line > ini/pyproject > default) and checked before any test runs."""
+in one place (command line > ini/pyproject > default) and checked before any test runs.
+
+Loaded by every pytest run that has the plugin installed, used or not: what a setting needs (the
+gate's parsers, the baseline file, the budget parser, TOML) is imported only when it is set.
+PYTEST_DONT_REWRITE: it holds no assert worth pytest's rewriting.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import pytest
 
-from .._gate.compare import DEFAULT_METRIC, Tolerance, parse_metric
-from .._gate.results import ResultsFileError, RunResults
-from .._measure.allocator import fix_malloc_thresholds
-from .._measure.budget import BudgetConfig, describe_keys
-from .._measure.result import GATE_METRICS
-from ..errors import BudgetSyntaxError
-from . import hookspecs
-from .state import OUTPUTS, SESSION, Gate, Session, unavailable
+from .._engine.metrics import DEFAULT_METRIC, GATE_METRICS, describe_budget_keys
+from .state import OUTPUTS, SESSION, Gate, Session
 
-__all__ = ["pytest_addhooks", "pytest_addoption", "pytest_configure"]
+if TYPE_CHECKING:
+    from .._measure.budget import BudgetConfig
+
+__all__ = ["pytest_addoption", "pytest_configure"]
 
 PMAP_DESC = "measure every test's memory (growth, peak, new mappings) and print the tests that grew most"
 TOP_DESC = "how many tests the --pmap summary lists (default 10)"
@@ -38,6 +40,14 @@ TOLERANCE_DESC = (
     "as in '2%,512KiB' (the default); widened to a huge page where transparent huge pages moved"
 )
 METRIC_DESC = f"the metric the baseline gate compares (default {DEFAULT_METRIC}): {', '.join(GATE_METRICS)}"
+ALLOW_EMPTY_DESC = (
+    "run the --pmap-baseline gate even when it can compare no test (the baseline has no results, none for "
+    "this run's tests, or no value of the metric); without it such a gate fails, since it would pass anything"
+)
+ALLOW_INCOMPLETE_DESC = (
+    "accept a --pmap-baseline saved from a run that did not finish (interrupted, stopped by -x or --maxfail, "
+    "crashed); the tests it did not measure pass as new"
+)
 BENCHER_DESC = "write every test's metrics to PATH in Bencher Metric Format (bytes); implies --pmap"
 BENCHMARK_ACTION_DESC = (
     "write the gated metric of every test to PATH for github-action-benchmark (tool: customSmallerIsBetter); "
@@ -50,10 +60,6 @@ MALLOC_DESC = (
 )
 
 
-def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
-    pluginmanager.add_hookspecs(hookspecs)
-
-
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("pmap", "memory budgets from /proc/PID/smaps (pytest-pmap)")
     group.addoption("--pmap", action="store_true", default=None, help=PMAP_DESC)
@@ -62,6 +68,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--pmap-markdown", metavar="PATH", default=None, help=MARKDOWN_DESC)
     group.addoption("--pmap-save-baseline", metavar="PATH", default=None, help=SAVE_BASELINE_DESC)
     group.addoption("--pmap-baseline", metavar="PATH", default=None, help=BASELINE_DESC)
+    group.addoption("--pmap-allow-empty-baseline", action="store_true", default=False, help=ALLOW_EMPTY_DESC)
+    group.addoption("--pmap-allow-incomplete-baseline", action="store_true", default=False, help=ALLOW_INCOMPLETE_DESC)
     group.addoption("--pmap-tolerance", metavar="TOLERANCE", default=None, help=TOLERANCE_DESC.replace("%", "%%"))
     group.addoption("--pmap-metric", metavar="METRIC", default=None, help=METRIC_DESC)
     group.addoption("--pmap-bencher", metavar="PATH", default=None, help=BENCHER_DESC)
@@ -78,32 +86,53 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "pmap(**limits): memory budget of the test process during this test (tree=True: of the test process and "
-        "all its descendants, summed); keys: " + "; ".join(describe_keys().splitlines()),
+        "all its descendants, summed); keys: " + "; ".join(describe_budget_keys().splitlines()),
     )
     measure = _flag(config, "pmap")
     if _flag(config, "pmap_malloc_thresholds"):  # first, before we allocate anything for the session
+        from .._measure.allocator import fix_malloc_thresholds
+
         fix_malloc_thresholds()
     top = config.getoption("pmap_top")
+    source = f"--pmap-top {top}"
     if top is None:
         raw = config.getini("pmap_top")
+        source = f"pmap_top = {raw!r} in {_ini_name(config)}"
         try:
             top = int(raw)
         except ValueError:
-            raise pytest.UsageError(f"pmap_top = {raw!r} in {_ini_name(config)} is not a number of tests") from None
+            raise pytest.UsageError(f"{source} is not a number of tests") from None
     if top < 0:
-        raise pytest.UsageError(f"--pmap-top {top}: give 0 or more tests")
-    pyproject, source = _read_pyproject(config)
-    try:
-        config_budgets = BudgetConfig.parse(pyproject, source)
-    except BudgetSyntaxError as exc:
-        raise pytest.UsageError(str(exc)) from None
+        raise pytest.UsageError(f"{source}: give 0 or more tests")
+    config_budgets = _config_budgets(config)
     gate = _gate(config)
     measure = measure or bool(gate.outputs) or gate.baseline_path is not None
-    why = unavailable()
     junit = bool(getattr(config.option, "xmlpath", None))
-    config.stash[SESSION] = Session(measure, top, config_budgets, why, gate, junit=junit)
-    if measure and why:
-        config.issue_config_time_warning(pytest.PytestConfigWarning(f"--pmap does nothing here: {why}"), 2)
+    session = config.stash[SESSION] = Session(measure, top, config_budgets, gate, junit=junit)
+    if measure:  # what the run's end says of how it ended: an interrupted run is not a baseline
+        from .report import Outcome
+
+        config.pluginmanager.register(Outcome(session), "pmap-outcome")
+    files = [f"--{name.replace('_', '-')}" for name in gate.outputs]
+    files += ["--pmap-baseline"] if gate.baseline_path is not None else []
+    if files and session.unavailable:  # a gate that cannot measure would pass every run: stop now
+        raise pytest.UsageError(f"{' and '.join(files)}: memory cannot be measured here: {session.unavailable}")
+    if measure and session.unavailable:
+        config.issue_config_time_warning(pytest.PytestConfigWarning(f"--pmap does nothing here: {session.unavailable}"), 2)
+
+
+def _config_budgets(config: pytest.Config) -> Optional[BudgetConfig]:
+    """The budgets of `[tool.pytest_pmap]`, checked; None when pyproject.toml has no such table."""
+    pyproject, source = _read_pyproject(config)
+    if pyproject is None:
+        return None
+    from .._measure.budget import BudgetConfig
+    from ..errors import BudgetSyntaxError
+
+    try:
+        return BudgetConfig.parse(pyproject, source)
+    except BudgetSyntaxError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def _flag(config: pytest.Config, name: str) -> bool:
@@ -135,66 +164,112 @@ def _ini_name(config: pytest.Config) -> str:
 def _gate(config: pytest.Config) -> Gate:
     """The gate's settings, checked; the baseline is read now, so a bad one stops the run early."""
     gate = Gate()
-    try:
-        metric, source = _setting(config, "pmap_metric")
-        if metric is not None:
-            gate.metric = parse_metric(metric, source)
-        tolerance, source = _setting(config, "pmap_tolerance")
-        if tolerance is not None:
-            gate.tolerance = Tolerance.parse(tolerance, source)
-    except BudgetSyntaxError as exc:
-        raise pytest.UsageError(str(exc)) from None
+    metric, metric_source = _setting(config, "pmap_metric")
+    tolerance, tolerance_source = _setting(config, "pmap_tolerance")
+    if metric is not None or tolerance is not None:
+        from .._gate.compare import Tolerance, parse_metric
+        from ..errors import BudgetSyntaxError
+
+        try:
+            if metric is not None:
+                gate.metric = parse_metric(metric, metric_source)
+            if tolerance is not None:
+                gate.tolerance = Tolerance.parse(tolerance, tolerance_source)
+        except BudgetSyntaxError as exc:
+            raise pytest.UsageError(str(exc)) from None
     worker = hasattr(config, "workerinput")  # an xdist worker measures; only the controller reads and writes files
+    gate.allow_empty = bool(config.getoption("pmap_allow_empty_baseline"))
+    files: dict[str, str] = {}  # option name -> the file it replaces at the end ("" for one written through)
     for name in OUTPUTS:
         raw = config.getoption(name)
         if raw is None:
             continue
-        path = Path(raw)
+        path, option = Path(raw), f"--{name.replace('_', '-')}"
         if not worker:
-            _check_writable(path, f"--{name.replace('_', '-')}")
+            files[name] = _check_writable(raw, option)  # the name as given: Path('') would be '.'
         gate.outputs[name] = path
     raw = config.getoption("pmap_baseline")
     if raw is not None:
         gate.baseline_path = Path(raw)
         if not worker:
+            from .._gate.results import ResultsFileError, load_baseline
+
             try:
-                gate.baseline = RunResults.load(raw, "baseline file")
+                gate.baseline = load_baseline(
+                    raw, allow_empty=gate.allow_empty, allow_incomplete=bool(config.getoption("pmap_allow_incomplete_baseline"))
+                )
             except ResultsFileError as exc:
-                raise pytest.UsageError(
-                    f"--pmap-baseline: {exc} (save one with --pmap-save-baseline {raw})"
-                ) from None
+                hint = "" if os.path.exists(raw) else f" (save one with --pmap-save-baseline {raw})"
+                raise pytest.UsageError(f"--pmap-baseline: {exc}{hint}") from None
+    if not worker:
+        _check_distinct(gate, files)
     return gate
 
 
-def _check_writable(path: Path, option: str) -> None:
-    """Stop before the tests run if `path` cannot be written at the end."""
-    folder = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise pytest.UsageError(f"{option} {path}: that is a folder; give a file name")
-    if not folder.is_dir():
-        raise pytest.UsageError(f"{option} {path}: folder {str(folder)!r} does not exist; create it first")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise pytest.UsageError(f"{option} {path}: folder {str(folder)!r} is not writable")
+def _check_distinct(gate: Gate, files: dict[str, str]) -> None:
+    """Stop before the tests run if two files of the session are one: the later write would
+    replace the earlier, and a report written over the baseline would replace what it is gated
+    against. (`--pmap-save-baseline` may name the baseline: that updates it, when the gate passes.)
+    `files` holds each output's file as the writer will replace it; one written through (a device,
+    a FIFO, /dev/stdout) can take several reports."""
+    seen: dict[str, str] = {}
+    if gate.baseline_path is not None:
+        seen[os.path.realpath(gate.baseline_path)] = f"--pmap-baseline {gate.baseline_path}"
+    for name, path in gate.outputs.items():
+        option, key = f"--{name.replace('_', '-')} {path}", files.get(name, "")
+        if not key:
+            continue
+        other = seen.get(key)
+        if other is not None and not (name == "pmap_save_baseline" and other.startswith("--pmap-baseline ")):
+            raise pytest.UsageError(
+                f"{option} is the same file as {other}: writing it would replace "
+                + ("the baseline this run is gated against; to update a baseline, use --pmap-save-baseline"
+                   if other.startswith("--pmap-baseline ") else "the other; give each its own file")
+            )
+        seen.setdefault(key, option)
 
 
-def _read_pyproject(config: pytest.Config) -> tuple[dict[str, Any], str]:
-    """`[tool.pytest_pmap]` of the project's pyproject.toml, and how to name it in errors."""
+def _check_writable(path: str | os.PathLike[str], option: str) -> str:
+    """Stop before the tests run if `path` cannot be written at the end (the writer's own check:
+    a device, a FIFO or /dev/stdout is written through, a regular file replaced in its folder).
+    Returns the file that will be replaced, "" for one written through."""
+    from .._engine.files import check_writable
+    from ..errors import PmapError
+
+    try:
+        where = check_writable(path)
+    except PmapError as exc:
+        raise pytest.UsageError(f"{option}: {exc}") from None
+    return os.path.realpath(where.path) if where.kind in ("new", "file") else ""
+
+
+def _read_pyproject(config: pytest.Config) -> tuple[Optional[dict[str, Any]], str]:
+    """`[tool.pytest_pmap]` of the project's pyproject.toml (None when there is no such table), and
+    how to name it in errors. A file that does not mention `pytest_pmap` anywhere has no such
+    table: it is not parsed."""
     path = Path(config.rootpath) / "pyproject.toml"
     if config.inipath is not None and config.inipath.name == "pyproject.toml":
         path = Path(config.inipath)
-    if not path.is_file():
-        return {}, "pyproject.toml [tool.pytest_pmap]"
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None, ""
+    except OSError as exc:
+        raise pytest.UsageError(f"cannot read {path}: {exc}") from None
+    if b"pytest_pmap" not in data:
+        return None, ""
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - exercised on old Pythons only
         import tomli as tomllib
     source = f"{path} [tool.pytest_pmap]"
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        section = tomllib.loads(data.decode("utf-8")).get("tool", {}).get("pytest_pmap")
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise pytest.UsageError(f"cannot read {path}: {exc}") from None
-    section = data.get("tool", {}).get("pytest_pmap", {})
+    if section is None:
+        return None, ""
     if not isinstance(section, dict):
         raise pytest.UsageError(f"{source} must be a table")
     return section, source

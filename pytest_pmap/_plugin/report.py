@@ -1,69 +1,126 @@
 """The end of a session: gathering xdist workers' results, the baseline gate, the files, and the
-`--pmap` table in the terminal."""
+`--pmap` table in the terminal. Imported only by a session that measures (`pytest_pmap.plugin`
+calls it then)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from .._engine.files import dumps
-from .._gate.compare import compare
+from .._gate.compare import Tolerance, compare
 from .._gate.environment import current_environment
-from .._gate.results import RunResults
+from .._gate.results import RunResults, last_of_each
 from .._measure.result import MemoryResult
 from ..errors import PmapError
 from ..size import signed
-from .state import OUTPUTS, SESSION, Gate
+from .state import OUTPUTS, Gate, Session
 
-__all__ = ["pytest_sessionfinish", "pytest_terminal_summary", "pytest_testnodedown", "summary_table"]
+__all__ = ["Outcome", "node_down", "session_finish", "summary_table", "terminal_summary"]
 
 
-@pytest.hookimpl(optionalhook=True)
-def pytest_testnodedown(node: Any, error: Any) -> None:
-    """On the xdist controller: gather a worker's measurements."""
-    state = node.config.stash.get(SESSION, None)
+def node_down(node: Any, error: Any, state: Session) -> None:
+    """On the xdist controller: gather a worker's measurements, or note that they are lost."""
     output = getattr(node, "workeroutput", {}) or {}
-    if state is not None and "pmap_results" in output:
-        state.results.extend(MemoryResult.from_json(r) for r in output["pmap_results"])
-
-
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    state = session.config.stash.get(SESSION, None)
-    if state is None or not state.measure:
+    name = str(getattr(getattr(node, "gateway", None), "id", node))
+    if name in state.gathered:  # xdist reports an interrupted worker down twice
         return
+    if "pmap_results" in output:
+        state.gathered.add(name)
+        state.results.extend(MemoryResult.from_json(r) for r in output["pmap_results"])
+    elif error is not None:
+        state.lost.append(f"xdist worker {name} went down ({error}) and the measurements of its tests were lost")
+
+
+class Outcome:
+    """Notes how a measuring session ends, as it happens (these hooks are given no config): a
+    module that could not be collected, an interruption. Registered by `pytest_configure`."""
+
+    def __init__(self, state: Session) -> None:
+        self.state = state
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:  # its tests were never run
+            self.state.collect_errors += 1
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        # Ctrl-C, pytest.exit(), a collection error, --stepwise, -x under xdist: all end here
+        self.state.stopped = str(getattr(excinfo.value, "msg", None) or excinfo.value) or excinfo.typename
+
+
+def _incomplete(session: pytest.Session, state: Session) -> str:
+    """Why the session did not run every test it collected, or "" when it did."""
+    status = session.exitstatus
+    if state.stopped:
+        return f"interrupted: {state.stopped}"
+    if status == pytest.ExitCode.INTERNAL_ERROR:
+        return "pytest stopped with an internal error"
+    if status not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED):
+        return "pytest stopped early"
+    stop = session.shouldfail or session.shouldstop  # -x and --maxfail
+    if stop:
+        return f"stopped early: {stop}"
+    if state.collect_errors:
+        return f"{state.collect_errors} collection error{'s' if state.collect_errors != 1 else ''}: the tests there never ran"
+    return "; ".join(state.lost)
+
+
+def session_finish(session: pytest.Session, state: Session) -> None:
+    """The gate and the files, on the controller; a worker hands its results over instead."""
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:  # an xdist worker: the controller compares and writes
         workeroutput["pmap_results"] = [r.to_json() for r in state.results]
         return
+    state.results[:] = last_of_each(state.results)  # a test run again in the session counts once, with its last run
     if not state.unavailable:
-        failed = _gate_and_write(state.gate, tuple(state.results), session.exitstatus)
+        reason = _incomplete(session, state)
+        run = RunResults(tuple(state.results), current_environment(), complete=not reason,
+                         exit_status=int(session.exitstatus), incomplete_reason=reason)
+        failed = _gate_and_write(state.gate, run)
         if failed and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
     session.config.hook.pytest_pmap_session_report(results=state.results)
 
 
-def _gate_and_write(gate: Gate, results: tuple[MemoryResult, ...], exitstatus: int) -> bool:
+def _gate_and_write(gate: Gate, run: RunResults) -> bool:
     """Compare with the baseline and write the files; True when the run must fail for it."""
     if gate.baseline is None and not gate.outputs:  # plain --pmap: nothing to compare or write
         return False
     from .._gate.reports import write_report
 
-    run = RunResults(results, current_environment())
     if gate.baseline is not None:
-        gate.comparison = compare(gate.baseline, run, gate.metric, gate.tolerance, f"baseline {gate.baseline_path}")
+        tolerance = gate.tolerance or Tolerance()
+        gate.comparison = compare(gate.baseline, run, gate.metric, tolerance, f"baseline {gate.baseline_path}",
+                                  allow_ungated=gate.allow_empty)
     for name, path in gate.outputs.items():
         what = OUTPUTS[name]
-        if name == "pmap_save_baseline" and exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR):
-            gate.errors.append(f"{what} not saved to {path}: the run was interrupted, its measurements are incomplete")
-            continue
+        if name == "pmap_save_baseline":
+            why = _not_a_baseline(gate, run, path)
+            if why:
+                gate.errors.append(f"{what} not saved to {path}: {why}")
+                continue
         try:
             done = write_report(path, _render(name, run, gate))
         except PmapError as exc:
             gate.errors.append(f"{what} not written: {exc}")
         else:
-            gate.written.append(f"{done} {what} {path} ({len(run.results)} tests)")
+            gate.written.append(f"{done} {what} {path} ({len(run.results)} tests)"
+                                + ("" if run.complete else f"; the run did not finish: {run.outcome()}"))
     return bool(gate.errors) or (gate.comparison is not None and not gate.comparison.passed)
+
+
+def _not_a_baseline(gate: Gate, run: RunResults, path: Path) -> str:
+    """Why this run must not be saved as a baseline at `path`, or ""."""
+    if not run.complete:
+        return f"the run did not finish ({run.outcome()}); its measurements are incomplete"
+    if not run.results:
+        return "the run measured no test, and a baseline with no results would gate nothing"
+    comparison, base = gate.comparison, gate.baseline_path
+    if comparison is not None and not comparison.passed and base is not None and path.resolve() == base.resolve():
+        return "that is the baseline this run failed against; saving over it would accept what failed"
+    return ""
 
 
 def _render(name: str, run: RunResults, gate: Gate) -> bytes:
@@ -78,11 +135,8 @@ def _render(name: str, run: RunResults, gate: Gate) -> bytes:
     return run.dumps()  # --pmap-json and --pmap-save-baseline: the same document
 
 
-def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    state = config.stash.get(SESSION, None)
-    if state is None or not state.measure or hasattr(config, "workerinput"):
-        return
-    tr = terminalreporter
+def terminal_summary(tr: Any, state: Session) -> None:
+    """The `--pmap` table, the gate's verdict and the files written."""
     tr.write_sep("=", "pmap: memory per test")
     if state.unavailable:
         tr.write_line(f"--pmap did nothing: {state.unavailable}")
@@ -97,6 +151,9 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         tr.write_sep("-", "pmap: the baseline gate", red=not gate.comparison.passed, green=gate.comparison.passed)
         for line in gate.comparison.table():
             tr.write_line(line, yellow=line.startswith("WARNING"))
+        if not gate.comparison.passed and gate.comparison.ungated:
+            tr.write_line("pmap: ERROR: a gate that compares no test passes whatever the tests do; "
+                          "to run it anyway, pass --pmap-allow-empty-baseline", red=True)
     for line in gate.written:
         tr.write_line(f"pmap: {line}")
     for line in gate.errors:

@@ -1,6 +1,7 @@
 """The per-test runner: every test's budget worked out at collection, the `--pmap` readings
 around each call, budgets checked after it, failures reported with the pmap diff, and the
-explanation of a failing assertion on a reading. Registered only when a session needs it."""
+explanation of a failing assertion on a reading. Imported, and its hooks registered, only when a
+session needs them (`pytest_pmap.plugin` decides)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any, Optional
 import pytest
 
 from .._measure.boundary import BoundaryReader, growth
-from .._measure.budget import Budget, check, parse_limits, report_text
+from .._measure.budget import Budget, check, report_text
 from .._measure.probe import Probe, Reading
 from .._measure.result import MemoryResult
 from .._measure.treeprobe import TreeProbe
@@ -18,11 +19,12 @@ from ..errors import BudgetSyntaxError, PmapError, hide_from_tracebacks
 from ..size import Size
 from ..warnings import PmapWarning
 from .fixtures import PROBES, ignore_rule
-from .state import SESSION
+from .markers import budget_of, tree_of
+from .state import SESSION, pmap_marker_lookup
 
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
 
-__all__ = ["pytest_assertrepr_compare", "pytest_collection_modifyitems"]
+__all__ = ["FIXTURES", "explain", "take_part"]
 
 _FAILURE = pytest.StashKey[str]()
 """The report of a test's broken budget."""
@@ -31,56 +33,49 @@ _TREE = pytest.StashKey[bool]()
 """The marker's `tree=True`: the test's budget covers its descendants too."""
 
 
-def _budget(item: pytest.Item) -> Budget:
-    state = item.config.stash[SESSION]
-    budget = state.config_budgets.for_test(item.nodeid)
-    for mark in reversed(list(item.iter_markers("pmap"))):  # the closest marker wins
-        if mark.args:
-            raise BudgetSyntaxError(f"marker on {item.nodeid}: pmap() takes keyword limits only, got {mark.args!r}")
-        source = f"marker on {item.nodeid}"
-        limits = {key: value for key, value in mark.kwargs.items() if key != "tree"}
-        budget = budget.merged(parse_limits(limits, source), "marker")
-    return budget
+#: Our fixtures: a test that uses one has its probes released, and its failure report gets their diffs.
+FIXTURES = frozenset({"pmap", "pmap_spawn", "pmap_attach"})
 
 
-def _tree(item: pytest.Item) -> bool:
-    """The closest marker's `tree=True`: its budget covers the test process and all its descendants."""
-    for mark in item.iter_markers("pmap"):
-        if "tree" in mark.kwargs:
-            tree = mark.kwargs["tree"]
-            if not isinstance(tree, bool):
-                raise BudgetSyntaxError(f"marker on {item.nodeid}: tree={tree!r}: give True (the test process and all its "
-                                        "descendants) or False (the test process alone)")
-            return tree
-    return False
-
-
-_FIXTURES = {"pmap", "pmap_spawn", "pmap_attach"}
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Work out every test's budget now, and take part in running tests only if some test has a
-    budget or uses a fixture, or `--pmap` is on: a session that uses none of it pays nothing."""
-    needed = config.stash[SESSION].measure
+def take_part(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Work out every test's budget now, and take part in running tests only as far as the session
+    needs: the call of every test when `--pmap` is on or some test has a budget; its setup, report
+    and teardown when some test has a budget (or a bad one) or uses a fixture."""
+    budgets = checks = False
+    marked = pmap_marker_lookup()
+    configured = config.stash[SESSION].config_budgets is not None
     for item in items:
+        if not configured and not marked(item):  # no budget: nothing to work out
+            if not checks and not FIXTURES.isdisjoint(getattr(item, "fixturenames", ())):
+                checks = True
+            continue
         try:
-            item.stash[_BUDGET] = _budget(item)
-            item.stash[_TREE] = _tree(item)
+            budget = budget_of(item)
+            tree = tree_of(item)
         except BudgetSyntaxError as exc:
             item.stash[_BUDGET_ERROR] = str(exc)
-            needed = True
-        else:
-            needed = needed or bool(item.stash[_BUDGET]) or not _FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
-    if needed and not config.pluginmanager.has_plugin(_RUNNER_NAME):
-        config.pluginmanager.register(_Runner(), _RUNNER_NAME)
+            checks = True
+            continue
+        if budget:
+            item.stash[_BUDGET] = budget
+            item.stash[_TREE] = tree
+            budgets = True
+        elif not checks and not FIXTURES.isdisjoint(getattr(item, "fixturenames", ())):
+            checks = True
+    manager = config.pluginmanager
+    if (budgets or config.stash[SESSION].measure) and not manager.has_plugin(_CALLS):
+        manager.register(_Calls(), _CALLS)
+    if (budgets or checks) and not manager.has_plugin(_CHECKS):
+        manager.register(_Checks(), _CHECKS)
 
 
-_RUNNER_NAME = "pmap-runner"
+_CALLS, _CHECKS = "pmap-calls", "pmap-checks"
 _BUDGET_ERROR = pytest.StashKey[str]()
 
 
-class _Runner:
-    """The hooks that run with every test, registered only when a session needs them."""
+class _Checks:
+    """The hooks around a test that has a budget or uses a fixture: registered only when a session
+    has such a test, so that a session that only measures pays for none of them."""
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
@@ -92,9 +87,42 @@ class _Runner:
             pytest.skip(f"memory budget not checked: {why}")
 
     @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        if report.when != "call":
+            return report
+        failure = item.stash.get(_FAILURE, "")
+        if failure and report.passed and hasattr(report, "wasxfail"):  # expected to fail, and it did
+            report.outcome = "skipped"
+            report.longrepr = failure
+        elif failure and report.passed:
+            report.outcome = "failed"
+            report.longrepr = failure
+        elif report.failed:  # the whole diff of every probe the test used, which an assertion shows in brief
+            for probe in item.stash.get(PROBES, []):
+                report.sections.append((f"pmap: PID {probe.pid} since its baseline", _last_diff(probe)))
+        return report
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
+        try:
+            return (yield)
+        finally:  # measuring must not inflate the process measured: nothing outlives its test
+            if PROBES in item.stash:
+                del item.stash[PROBES]
+            if _FAILURE in item.stash:
+                del item.stash[_FAILURE]
+
+
+class _Calls:
+    """The hook around every test's call: registered when `--pmap` is on or some test has a budget."""
+
+    @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
         state = item.config.stash[SESSION]
-        budget = item.stash.get(_BUDGET, None) or Budget()
+        budget = item.stash.get(_BUDGET, None)
         if state.unavailable or not (budget or state.measure):
             return (yield)
         ignore = ignore_rule(item.config)
@@ -116,7 +144,7 @@ class _Runner:
                 measured = growth(start, state.reader.read(), ignore)
                 if peak_note:
                     measured["peak_growth"] = None
-            if probe is not None:
+            if probe is not None and budget is not None:
                 violations, unchecked = check(budget, probe)
                 for line in unchecked:  # never passed silently: a warning the session summary shows
                     item.add_report_section("call", "pmap", line)
@@ -130,32 +158,6 @@ class _Runner:
                 state.results.append(record)
                 if state.junit:
                     item.user_properties.extend(_properties(record))
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(
-        self, item: pytest.Item, call: pytest.CallInfo[None]
-    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-        report = yield
-        if report.when != "call":
-            return report
-        failure = item.stash.get(_FAILURE, "")
-        if failure and report.passed:
-            report.outcome = "failed"
-            report.longrepr = failure
-        elif report.failed:  # the whole diff of every probe the test used, which an assertion shows in brief
-            for probe in item.stash.get(PROBES, []):
-                report.sections.append((f"pmap: PID {probe.pid} since its baseline", _last_diff(probe)))
-        return report
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
-        try:
-            return (yield)
-        finally:  # measuring must not inflate the process measured: nothing outlives its test
-            if PROBES in item.stash:
-                del item.stash[PROBES]
-            if _FAILURE in item.stash:
-                del item.stash[_FAILURE]
 
 
 def _last_diff(probe: Probe) -> str:
@@ -175,7 +177,9 @@ def _properties(record: MemoryResult) -> list[tuple[str, object]]:
     return props
 
 
-def pytest_assertrepr_compare(config: pytest.Config, op: str, left: object, right: object) -> Optional[list[str]]:
+def explain(op: str, left: object, right: object) -> Optional[list[str]]:
+    """`pytest_assertrepr_compare` for a comparison with a `Reading`: what it measured, and the diff
+    that explains it; None for any other comparison."""
     reading = left if isinstance(left, Reading) else right if isinstance(right, Reading) else None
     if reading is None:
         return None

@@ -1,25 +1,34 @@
 """What the plugin keeps for one session, in `config.stash`: settings, the gate's files, the
 results measured so far. Created at configure time (`options`), used by the runner and the report.
+
+Loaded by every pytest run that has the plugin installed, used or not: it imports nothing of the
+engine, the measuring or the gate (their types are named for annotations only).
+PYTEST_DONT_REWRITE: it holds no assert worth pytest's rewriting.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import pytest
 
-from .._engine.procfs import default_procfs
-from .._gate.compare import DEFAULT_METRIC, Comparison, Tolerance
-from .._gate.results import RunResults
-from .._measure.boundary import BoundaryReader
-from .._measure.budget import BudgetConfig
-from .._measure.result import MemoryResult
+from .._engine.metrics import DEFAULT_METRIC
 
-__all__ = ["OUTPUTS", "SESSION", "Gate", "Session", "unavailable"]
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from _pytest.nodes import Node
+
+    from .._gate.compare import Comparison, Tolerance
+    from .._gate.results import RunResults
+    from .._measure.boundary import BoundaryReader
+    from .._measure.budget import BudgetConfig
+    from .._measure.result import MemoryResult
+
+__all__ = ["OUTPUTS", "SESSION", "Gate", "Session", "pmap_marker_lookup", "unavailable"]
 
 _NOT_LINUX = "pytest-pmap reads /proc/PID/smaps, which only Linux has"
 
@@ -38,10 +47,13 @@ class Gate:
     """The baseline comparison and the files of a session (all empty when none was asked for)."""
 
     metric: str = DEFAULT_METRIC
-    tolerance: Tolerance = field(default_factory=Tolerance)
+    tolerance: Optional[Tolerance] = None
+    """None: the default tolerance (`Tolerance()`)."""
     baseline_path: Optional[Path] = None
     baseline: Optional[RunResults] = None
     """The baseline, loaded at start-up so that a bad file stops the run before any test."""
+    allow_empty: bool = False
+    """`--pmap-allow-empty-baseline`: a comparison that gates no test passes (with a warning)."""
     outputs: dict[str, Path] = field(default_factory=dict)
     """Option name (`pmap_json`, ...) -> where to write."""
     comparison: Optional[Comparison] = None
@@ -56,18 +68,32 @@ class Session:
     """What the plugin keeps for one session (in `config.stash`)."""
 
     measure: bool
+    """True when every test is measured (`--pmap`, or an option that implies it)."""
     top: int
-    config_budgets: BudgetConfig
-    """`[tool.pytest_pmap]` of pyproject.toml."""
-    unavailable: str
-    """Why memory maps cannot be read here ("" when they can), worked out once per session."""
+    config_budgets: Optional[BudgetConfig]
+    """`[tool.pytest_pmap]` of pyproject.toml; None when the file has no such table."""
     gate: Gate
     results: list[MemoryResult] = field(default_factory=list)
     reader: Optional[BoundaryReader] = None
     """The per-test readings of `--pmap`, made when the first test is measured."""
     junit: bool = False
     """True when a JUnit XML report is written: each test's measurements go in as properties."""
+    stopped: str = ""
+    """Why the session was interrupted (`KeyboardInterrupt`, `stopping after 1 failures`), "" if it was not."""
+    collect_errors: int = 0
+    """Files or modules that could not be collected: their tests were never run."""
+    lost: list[str] = field(default_factory=list)
+    """xdist workers that went down without handing over their measurements, as messages."""
+    gathered: set[str] = field(default_factory=set)
+    """xdist workers whose measurements were gathered (xdist may report a worker down twice)."""
+    _unavailable: Optional[str] = field(default=None, repr=False)
 
+    @property
+    def unavailable(self) -> str:
+        """Why memory maps cannot be read here ("" when they can), worked out once, when first asked."""
+        if self._unavailable is None:
+            self._unavailable = unavailable()
+        return self._unavailable
 
 
 SESSION = pytest.StashKey["Session"]()
@@ -77,7 +103,23 @@ def unavailable() -> str:
     """Why the plugin cannot read memory maps here; "" where it can."""
     if not sys.platform.startswith("linux"):
         return _NOT_LINUX
-    root = default_procfs().root
-    if not os.path.isdir(root):
-        return f"there is no procfs at {root} (set PYTEST_PMAP_PROCFS to where it is mounted)"
-    return ""
+    from .._engine.procfs import default_procfs
+
+    return default_procfs().problem()
+
+
+def pmap_marker_lookup() -> Callable[[Node], bool]:
+    """A function telling whether a test (or any node) has a `pmap` marker, on itself or on a
+    parent (its class, its module): what `node.get_closest_marker("pmap") is not None` says, with
+    each parent looked at once however many tests it holds."""
+    marked: dict[int, bool] = {}
+
+    def lookup(node: Optional[Node]) -> bool:
+        if node is None:
+            return False
+        found = marked.get(id(node))
+        if found is None:
+            found = marked[id(node)] = any(m.name == "pmap" for m in node.own_markers) or lookup(node.parent)
+        return found
+
+    return lookup

@@ -21,6 +21,7 @@ import select
 import sys
 import threading
 import time
+from pathlib import Path
 
 LIFELINE_R, LIFELINE_W = os.pipe()  # every child waits on it: end of file means the master is gone
 MASTER = os.getpid()
@@ -81,6 +82,9 @@ def main() -> None:
         pid = os.fork()
         if pid == 0:
             os._exit(0)
+        stat = Path(f"/proc/{pid}/stat")
+        while stat.read_text().rsplit(")", 1)[1].split()[0] != "Z":  # a zombie before we say so
+            time.sleep(0.001)
         pids["zombie"] = pid
     if "--thread-child" in options:
         found: list[int] = []

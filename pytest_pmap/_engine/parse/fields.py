@@ -6,20 +6,24 @@ Pure: bytes in, values out, no file opened. Unknown fields are kept, whatever th
 from __future__ import annotations
 
 import re
-from typing import Optional, Union
 
 from ...errors import SmapsParseError, hide_from_tracebacks
 from ...size import Size
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional, Union
+
+    #: A field's value: bytes for `kB` fields, a bare integer (THPeligible), or text (VmFlags).
+    FieldValue = Union[int, str]
+
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
 
 __all__ = [
-    "FieldValue", "HeaderFields", "number_at", "numeric_fields", "parse_fields", "parse_header",
+    "FieldValue", "HeaderFields", "number_at", "number_of", "numeric_fields", "parse_fields", "parse_header",
     "parse_rollup", "parse_value", "shown", "text_at",
 ]
 
-#: A field's value: bytes for `kB` fields, a bare integer (THPeligible), or text (VmFlags).
-FieldValue = Union[int, str]
 #: start, end, perms, offset, major, minor, inode, name (raw bytes, possibly empty)
 HeaderFields = tuple[int, int, str, int, int, int, int, bytes]
 
@@ -107,10 +111,15 @@ def number_at(text: bytes, key: bytes, nl: int, end: int) -> Optional[Size]:
         return None
     at += len(key)
     nl = text.find(b"\n", at, end)
-    line = text[at : nl if nl >= 0 else end].strip()
-    if line.endswith(b" kB") and line[:-3].isdigit():
-        return Size.of(int(line[:-3]) << 10)
-    return Size.of(int(line)) if line.isdigit() else None
+    return number_of(text[at : nl if nl >= 0 else end])
+
+
+def number_of(value: bytes) -> Optional[Size]:
+    """A field's value as `number_at` reads it: `8 kB` in bytes, `0` as it is, None for anything else."""
+    value = value.strip()
+    if value.endswith(b" kB") and value[:-3].isdigit():
+        return Size.of(int(value[:-3]) << 10)
+    return Size.of(int(value)) if value.isdigit() else None
 
 
 _NUMERIC_LINE = re.compile(rb"^([^\n:]{1,31}):[ \t]*([0-9]+)(?: kB)?$", re.M)
@@ -129,3 +138,13 @@ def text_at(text: bytes, key: bytes, start: int, end: int) -> Optional[bytes]:
     at += len(key)
     nl = text.find(b"\n", at, end)
     return text[at : nl if nl >= 0 else end].strip()
+
+
+def __getattr__(name: str) -> object:
+    # `FieldValue` is for annotations; it exists at run time only when asked for, so that importing
+    # this module does not import `typing` (the `pytest-pmap` command must start fast).
+    if name == "FieldValue":
+        from typing import Union
+
+        return Union[int, str]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,14 +11,17 @@ kernels, hand-written files) is checked line by line.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from itertools import repeat
 from operator import add
-from typing import Optional
 
 from ...errors import SmapsParseError, hide_from_tracebacks
 from .fields import FIELD_LINE, HEADER, HEADER_LINE, LAST_KEY, shown
 from .run import Run
+from .sections import Sections
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional
 
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
 
@@ -41,16 +44,20 @@ def locate_maps(text: bytes) -> list[Run]:
     return [Run(text, heads, nls, [min(nl + 1, len(text)) for nl in nls])] if heads else []
 
 
-@dataclass(frozen=True)
 class _Layout:
     """What every block of a kernel-written smaps shares, taken from the first block."""
 
-    first_key: bytes
-    """The first field line's key, after the header's newline: `b"\\nSize:"`."""
-    fixed: int
-    """Bytes from the start of the field lines to the `VmFlags:` line."""
-    lines: int
-    """Field lines per block, VmFlags included."""
+    __slots__ = ("first_end", "first_key", "fixed", "lines")
+
+    def __init__(self, first_key: bytes, fixed: int, first_end: int, lines: int) -> None:
+        self.first_key = first_key
+        """The first field line's key, after the header's newline: `b"\\nSize:"`."""
+        self.fixed = fixed
+        """Bytes from the header line's newline to the newline before the `VmFlags:` line."""
+        self.first_end = first_end
+        """Bytes from the header line's newline to the first field line's newline."""
+        self.lines = lines
+        """Field lines per block, VmFlags included."""
 
     @classmethod
     def of(cls, text: bytes) -> Optional[_Layout]:
@@ -61,7 +68,8 @@ class _Layout:
         block_end = text.find(b"\n", last + 1) if last >= 0 else -1
         if block_end < 0 or not nl < colon < last or b"\n" in text[nl + 1 : colon]:
             return None
-        return cls(text[nl : colon + 1], last - nl, text.count(b"\n", nl + 1, block_end + 1))
+        first_end = text.find(b"\n", colon)
+        return cls(text[nl : colon + 1], last - nl, first_end - nl, text.count(b"\n", nl + 1, block_end + 1))
 
 
 def locate_smaps(chunks: Iterable[bytes]) -> Iterator[Run]:
@@ -129,7 +137,10 @@ def _fast_run(text: bytes, layout: _Layout, first_line: int) -> Optional[tuple[R
         return Run(text, [], [], []), 0
     if not all(map(text.startswith, repeat(layout.first_key), nls)):
         return _walk_slowly(text, layout, first_line)
-    return Run(text, [0, *ends[:-1]], nls, ends, first_line), ends[-1]
+    # The field lines after the first are cut out now, while this part of the file is in the CPU's
+    # cache: every field and total read later is a lookup (see `Sections`).
+    sections = Sections.cut(text, nls, layout.first_end, layout.fixed, layout.lines - 2)
+    return Run(text, [0, *ends[:-1]], nls, ends, first_line, sections), ends[-1]
 
 
 def _walk_slowly(text: bytes, layout: _Layout, first_line: int) -> Optional[tuple[Run, int]]:

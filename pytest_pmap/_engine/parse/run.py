@@ -8,14 +8,19 @@ header lines are split and checked in C-level passes over all of them at once
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from itertools import repeat
 from operator import itemgetter
-from typing import Optional
 
 from ...errors import SmapsParseError, hide_from_tracebacks
 from ...size import Size
-from .fields import HEADER, KB_END, FieldValue, HeaderFields, not_a_header, number_at, parse_fields
+from .fields import HEADER, KB_END, HeaderFields, not_a_header, number_at, parse_fields
+from .sections import Sections
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional
+
+    from .fields import FieldValue
 
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
 
@@ -26,7 +31,6 @@ _PERMS = frozenset(f"{r}{w}{x}{s}".encode() for r in "-r" for w in "-w" for x in
 _FIRST, _SECOND, _THIRD, _FOURTH, _FIFTH = map(itemgetter, range(5))
 
 
-@dataclass(frozen=True, eq=False)
 class HeaderColumns:
     """The header lines of a run, parsed column by column, for every block at once.
 
@@ -35,17 +39,21 @@ class HeaderColumns:
     lines have been checked whole, so nothing is left to fail later.
     """
 
-    starts: list[int]
-    ends: list[int]
-    perms: list[str]
-    """As the kernel writes them: `rw-p`."""
-    names: list[bytes]
-    """The path or `[name]` after the inode, raw; empty for an anonymous mapping."""
-    start_texts: list[str]
-    """The start addresses as written: lowercase hex, zero-padded to 8 digits by the kernel."""
-    _parts: list[list[bytes]] = field(repr=False)
-    """Each line split at its first five spaces."""
-    _ids: list[list[int]] = field(default_factory=list, repr=False)
+    __slots__ = ("_ids", "_parts", "ends", "names", "perms", "start_texts", "starts")
+
+    def __init__(self, starts: list[int], ends: list[int], perms: list[str], names: list[bytes],
+                 start_texts: list[str], parts: list[list[bytes]]) -> None:
+        self.starts = starts
+        self.ends = ends
+        self.perms = perms
+        """As the kernel writes them: `rw-p`."""
+        self.names = names
+        """The path or `[name]` after the inode, raw; empty for an anonymous mapping."""
+        self.start_texts = start_texts
+        """The start addresses as written: lowercase hex, zero-padded to 8 digits by the kernel."""
+        self._parts = parts
+        """Each line split at its first five spaces."""
+        self._ids: list[list[int]] = []
 
     @classmethod
     def parse(cls, lines: list[bytes]) -> Optional[HeaderColumns]:
@@ -85,6 +93,15 @@ class HeaderColumns:
             parts,
         )
 
+    def texts(self) -> tuple[list[bytes], list[bytes], list[bytes]]:
+        """Every block's offset, device and inode as the kernel writes them (`00000000`, `fe:00`, `4242`)."""
+        parts = self._parts
+        return list(map(_THIRD, parts)), list(map(_FOURTH, parts)), list(map(_FIFTH, parts))
+
+    def raw_names(self) -> list[bytes]:
+        """Every block's header line after the inode: the padding and the name, as written."""
+        return [p[5] if len(p) == 6 else b"" for p in self._parts]
+
     def ids(self) -> tuple[list[int], list[int], list[int], list[int]]:
         """Every block's offset, device major and minor, and inode, parsed on the first call."""
         if not self._ids:
@@ -116,7 +133,6 @@ def _split_pairs(joined: bytes, separator: bytes) -> list[str]:
 
 
 
-@dataclass(frozen=True, eq=False)
 class Run:
     """The mapping blocks of one text buffer, by position.
 
@@ -125,17 +141,26 @@ class Run:
     block at once, the first time they are asked for, and kept.
     """
 
-    text: bytes
-    heads: list[int]
-    nls: list[int]
-    """Where each header line's newline is (or would be, on a last line without one)."""
-    ends: list[int]
-    first_line: int = 1
-    """The line number, in the whole file, of the first line of `text` (for error messages)."""
-    columns: dict[bytes, list[Optional[Size]]] = field(default_factory=dict, repr=False)
-    """The `numbers()` read so far, by key."""
-    _parsed: list[HeaderColumns] = field(default_factory=list, repr=False)
-    _headers: list[HeaderFields] = field(default_factory=list, repr=False)
+    __slots__ = ("_headers", "_parsed", "columns", "ends", "first_line", "heads", "nls", "sections", "text")
+
+    def __init__(self, text: bytes, heads: list[int], nls: list[int], ends: list[int], first_line: int = 1,
+                 sections: Optional[Sections] = None) -> None:
+        self.text = text
+        self.heads = heads
+        self.nls = nls
+        """Where each header line's newline is (or would be, on a last line without one)."""
+        self.ends = ends
+        self.first_line = first_line
+        """The line number, in the whole file, of the first line of `text` (for error messages)."""
+        self.sections = sections
+        """The field lines of every block, cut out once, when the run has the kernel's layout."""
+        self.columns: dict[bytes, list[Optional[Size]]] = {}
+        """The `numbers()` read so far, by key."""
+        self._parsed: list[HeaderColumns] = []
+        self._headers: list[HeaderFields] = []
+
+    def __repr__(self) -> str:
+        return f"<Run of {len(self.heads)} blocks from line {self.first_line}>"
 
     def __len__(self) -> int:
         return len(self.heads)
@@ -184,8 +209,23 @@ class Run:
         """Every block's value of the `key` field (`b"\\nRss:"`), as `number_at` reads it."""
         column = self.columns.get(key)
         if column is None:
-            column = self.columns[key] = _number_column(self, key)
+            sections = self.sections
+            if sections is not None and sections.has(key):
+                column = sections.column(key)
+            else:
+                column = _number_column(self, key)
+            self.columns[key] = column
         return column
+
+    def total(self, key: bytes, first: int = 0, stop: Optional[int] = None) -> Optional[int]:
+        """The sum of the `key` field over blocks first..stop-1 (all by default); None when none
+        of them has it. A run of the kernel's layout sums each distinct text of its blocks once."""
+        stop = len(self) if stop is None else stop
+        sections = self.sections
+        if sections is not None and sections.has(key):
+            return sections.total(key, first, stop)
+        present = [int(v) for v in self.numbers(key)[first:stop] if v is not None]
+        return sum(present) if present else None
 
 
 def _number_column(run: Run, key: bytes) -> list[Optional[Size]]:

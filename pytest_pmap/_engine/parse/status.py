@@ -6,12 +6,33 @@ Pure: bytes in, values out.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Optional
+from collections import namedtuple
 
 from ...errors import ProcessGone
 
-__all__ = ["PF_KTHREAD", "Stat", "kb_bytes", "parse_stat", "parse_status", "status_sizes"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NamedTuple, Optional
+
+    class _StatFields(NamedTuple):
+        pid: int
+        """The PID (or thread ID) the file belongs to."""
+        comm: bytes
+        """The command name: everything between the first `(` and the last `)`."""
+        state: str
+        """One letter: R, S, D, T, Z (zombie), X (dead), ..."""
+        flags: int
+        """The kernel's `PF_*` flags (field 9)."""
+        start_time: int
+        """Start time in clock ticks since boot (field 22): a PID plus this names one process for good."""
+        start_stack: int
+        """Address of the bottom of the main stack (field 28); pmap marks the mapping holding it `[ stack ]`."""
+        ppid: int = 0
+        """The parent's process ID (field 4); 0 when it has none here (a PID namespace's first process, kthreadd)."""
+else:  # the command imports neither `typing` nor `dataclasses` (see _engine/__init__.py)
+    _StatFields = namedtuple("_StatFields", "pid comm state flags start_time start_stack ppid", defaults=(0,))
+
+__all__ = ["PF_KTHREAD", "Stat", "kb_bytes", "kb_lines", "parse_stat", "parse_status", "status_sizes"]
 
 PF_KTHREAD = 0x00200000
 """The kernel's flag for a kernel thread (`PF_KTHREAD`, in stat's field 9)."""
@@ -19,24 +40,10 @@ PF_KTHREAD = 0x00200000
 _KB_LINE = re.compile(rb"^([A-Za-z_][A-Za-z0-9_]*):\s*(\d+) kB$", re.M)
 
 
-@dataclass(frozen=True)
-class Stat:
-    """The fields of `/proc/PID/stat` that pytest-pmap uses."""
+class Stat(_StatFields):
+    """The fields of `/proc/PID/stat` that pytest-pmap uses (see `_StatFields`)."""
 
-    pid: int
-    """The PID (or thread ID) the file belongs to."""
-    comm: bytes
-    """The command name: everything between the first `(` and the last `)`."""
-    state: str
-    """One letter: R, S, D, T, Z (zombie), X (dead), ..."""
-    flags: int
-    """The kernel's `PF_*` flags (field 9)."""
-    start_time: int
-    """Start time in clock ticks since boot (field 22): a PID plus this names one process for good."""
-    start_stack: int
-    """Address of the bottom of the main stack (field 28); pmap marks the mapping holding it `[ stack ]`."""
-    ppid: int = 0
-    """The parent's process ID (field 4); 0 when it has none here (a PID namespace's first process, kthreadd)."""
+    __slots__ = ()
 
     @property
     def is_zombie(self) -> bool:
@@ -80,7 +87,14 @@ def parse_status(data: bytes) -> dict[str, str]:
 def status_sizes(data: bytes) -> dict[str, int]:
     """Every `kB` line of `/proc/PID/status` in bytes (`{"VmRSS": 1263616, ...}`): the cheap
     reading the per-test measurements take."""
-    return {key.decode(): int(value) << 10 for key, value in _KB_LINE.findall(data)}
+    return {key.decode(): int(value) << 10 for key, value in _KB_LINE.findall(kb_lines(data))}
+
+
+def kb_lines(data: bytes) -> bytes:
+    """The part of `/proc/PID/status` that holds its `kB` lines: they come together, from the
+    first `Vm` line to the last ` kB` line (a sixth of the file; all of it if that is not so)."""
+    start, stop = data.find(b"\nVm"), data.rfind(b" kB\n")
+    return data if start < 0 or stop < start else data[start : stop + 4]
 
 
 def kb_bytes(value: Optional[str]) -> Optional[int]:

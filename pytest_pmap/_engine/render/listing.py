@@ -8,30 +8,32 @@ Pure functions: no /proc here.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
 from itertools import compress, repeat
 from operator import add, and_, is_, is_not, rshift, sub
-from typing import TYPE_CHECKING, Optional, TypeVar, cast
 
 from ...errors import PmapError
-from ..mapping import Span, spans
 from ..parse.run import HeaderColumns, Run
-from ..totals import add_sizes_by_perms, mode_totals_of
+from ..permissions import add_sizes_by_perms, mode_totals_of
 from .names import Names
-from .table import smaps_table
 from .text import MODES, header_line
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Optional, TypeVar
+
+    _T = TypeVar("_T")
+
+    from ..mapping import Span
     from ..snapshot import Snapshot
+    from .table import Shown
+    from .text import Head
 
 __all__ = ["FORMATS", "FULL_RANGE", "render", "render_runs"]
 
 FORMATS = ("default", "x", "d", "X", "XX")
 FULL_RANGE = (0, (1 << 64) - 1)
-_T = TypeVar("_T")
 
 
-@dataclass(frozen=True)
 class _Rows:
     """The blocks of one span that pmap reads, and which of them it shows.
 
@@ -40,11 +42,14 @@ class _Rows:
     that end inside or after the range.
     """
 
-    first: int
-    stop: int
-    shown: Optional[list[bool]]
-    """For each block read, whether it is shown; None when every one is."""
-    last: bool
+    __slots__ = ("first", "last", "shown", "stop")
+
+    def __init__(self, first: int, stop: int, shown: Optional[list[bool]], last: bool) -> None:
+        self.first = first
+        self.stop = stop
+        self.shown = shown
+        """For each block read, whether it is shown; None when every one is."""
+        self.last = last
 
     @classmethod
     def of(cls, columns: HeaderColumns, first: int, stop: int, rng: tuple[int, int]) -> _Rows:
@@ -59,7 +64,8 @@ class _Rows:
 
     def only(self, keep: Iterable[bool]) -> _Rows:
         """These rows, showing only those of the shown ones that `keep` says (one flag per block read)."""
-        return replace(self, shown=list(keep) if self.shown is None else list(map(and_, self.shown, keep)))
+        shown = list(keep) if self.shown is None else list(map(and_, self.shown, keep))
+        return _Rows(self.first, self.stop, shown, self.last)
 
     def pick(self, values: list[_T]) -> list[_T]:
         """The shown ones of values for the blocks read."""
@@ -107,11 +113,13 @@ def render(
             f"PID {snap.pid}: this snapshot was taken with detail=False (maps only); "
             f"pmap -{fmt} needs smaps: take it with detail=True"
         )
+    from ..mapping import spans
+
     return _render(snap, spans(snap.mappings), fmt, quiet, show_path, range or FULL_RANGE, utf8)
 
 
 def render_runs(
-    snap: Snapshot,
+    snap: Head,
     runs: Iterable[Run],
     fmt: str = "default",
     *,
@@ -119,16 +127,18 @@ def render_runs(
     show_path: bool = False,
     range: Optional[tuple[int, int]] = None,  # noqa: A002 - pmap's own word for -A
     utf8: Optional[bool] = None,
+    columns: Optional[Shown] = None,
 ) -> str:
     """`render` for the mappings of the parser's runs, each rendered as it comes: the command
     renders a run while the next is read. `snap` gives the header line and what names depend
-    on (PID, command line, stack); its mappings are not used."""
+    on (PID, command line, stack): a `Snapshot`, or anything with those attributes. `columns` are the columns of an
+    rc file (pmap -c), for the "X" format."""
     whole = ((run, 0, len(run)) for run in runs)
-    return _render(snap, whole, fmt, quiet, show_path, range or FULL_RANGE, utf8)
+    return _render(snap, whole, fmt, quiet, show_path, range or FULL_RANGE, utf8, columns)
 
 
-def _render(snap: Snapshot, spans: Iterable[Span], fmt: str, quiet: bool, show_path: bool,
-            rng: tuple[int, int], utf8: Optional[bool]) -> str:
+def _render(snap: Head, spans: Iterable[Span], fmt: str, quiet: bool, show_path: bool,
+            rng: tuple[int, int], utf8: Optional[bool], columns: Optional[Shown] = None) -> str:
     if fmt not in FORMATS:
         raise PmapError(f"unknown pmap format {fmt!r}: use one of {', '.join(FORMATS)}")
     lines = [header_line(snap, utf8)]
@@ -140,7 +150,9 @@ def _render(snap: Snapshot, spans: Iterable[Span], fmt: str, quiet: bool, show_p
     elif fmt == "x":
         _extended(spans, names, rng, quiet, lines)
     else:
-        smaps_table(snap.pid, spans, fmt == "XX", quiet, show_path, lines)
+        from .table import SHOWN_X, SHOWN_XX, smaps_table
+
+        smaps_table(snap.pid, spans, columns or (SHOWN_XX if fmt == "XX" else SHOWN_X), quiet, show_path, lines)
     return "\n".join(lines) + "\n"
 
 
@@ -206,7 +218,7 @@ def _kib(sizes: Sequence[Optional[int]]) -> list[int]:
     """Sizes in bytes as whole KiB, as pmap prints them; a missing one counts as 0."""
     if _has_none(sizes):
         return [(size or 0) >> 10 for size in sizes]
-    return list(map(rshift, cast("Sequence[int]", sizes), repeat(10)))
+    return list(map(rshift, sizes, repeat(10)))
 
 
 def _formatted(fmt: str, values: list[int]) -> Iterator[str]:

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from itertools import compress, repeat
 from operator import ge
-from typing import Optional
 
 from ..parse.run import HeaderColumns, Run
 from .text import text
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional
 
 __all__ = ["Names"]
 

@@ -6,11 +6,25 @@ unchanged) are kept as surrogate escapes, so `pmap_bytes(text)` gives pmap's byt
 
 from __future__ import annotations
 
-import locale
-from typing import TYPE_CHECKING, Optional
-
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from ..snapshot import Snapshot
+    from typing import Optional, Protocol
+
+    class Head(Protocol):
+        """What a listing's header line and names need of a process (a `Snapshot` has it all)."""
+
+        @property
+        def pid(self) -> int: ...
+        @property
+        def raw_cmdline(self) -> bytes: ...
+        @property
+        def comm(self) -> bytes: ...
+        @property
+        def state(self) -> str: ...
+        @property
+        def start_stack(self) -> int: ...
+        @property
+        def shm_minor(self) -> Optional[int]: ...
 
 __all__ = ["MODES", "escape", "header_line", "locale_is_utf8", "mode", "pmap_bytes", "text"]
 
@@ -18,9 +32,16 @@ _CMDLINE_MAX = 131071
 
 
 def locale_is_utf8() -> bool:
-    """True when the C library's character set is UTF-8, as it is for pmap after `setlocale(LC_ALL, "")`."""
+    """True when the C library's character set is UTF-8, as it is for pmap after `setlocale(LC_ALL, "")`
+    (Python sets LC_CTYPE from the environment at start-up, as pmap does)."""
     try:
-        return locale.nl_langinfo(locale.CODESET) == "UTF-8"
+        # The C module the `locale` module wraps: importing `locale` itself costs the command more
+        # than a third of a millisecond, for this one call.
+        from _locale import CODESET, nl_langinfo
+    except ImportError:  # pragma: no cover - a Python without it
+        from locale import CODESET, nl_langinfo
+    try:
+        return bool(nl_langinfo(CODESET) == "UTF-8")
     except (AttributeError, ValueError):
         return False
 
@@ -56,7 +77,7 @@ def escape(data: bytes, utf8: bool) -> str:
     return text(bytes(out))
 
 
-def header_line(snap: Snapshot, utf8: Optional[bool] = None) -> str:
+def header_line(snap: Head, utf8: Optional[bool] = None) -> str:
     """`"<pid>:   <command line>"`, the first line of every pmap listing."""
     utf8 = locale_is_utf8() if utf8 is None else utf8
     data = snap.raw_cmdline[:_CMDLINE_MAX]

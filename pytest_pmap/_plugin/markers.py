@@ -1,0 +1,118 @@
+"""A test's budget from `[tool.pytest_pmap]` and its `pmap` markers, level by level.
+
+The levels, farthest first: pyproject's defaults, its node-id globs (in file order), then markers
+on the package, the module, each base class, the class, the test function, and the parameter
+(`pytest.param(..., marks=...)`). They combine key by key, the closest level winning for each
+key. Two markers on one level that set one key to different values are an error of the test:
+which of them was meant cannot be told, and pytest would silently pick the inner one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from .._measure.budget import Budget, parse_limits
+from ..errors import BudgetSyntaxError
+from ..size import Size
+from .state import SESSION
+
+__all__ = ["budget_of", "tree_of"]
+
+
+def budget_of(item: pytest.Item) -> Budget:
+    """The budget of `item`; a bad marker raises `BudgetSyntaxError` naming the level and the key."""
+    config_budgets = item.config.stash[SESSION].config_budgets
+    budget = Budget() if config_budgets is None else config_budgets.for_test(item.nodeid)
+    if next(item.iter_markers("pmap"), None) is None:  # most tests: no marker at any level
+        return budget
+    for where, label, marks in reversed(_levels(item)):  # farthest first, so the closest wins each key
+        budget = budget.merged(_limits(marks, where), label)
+    return budget
+
+
+def tree_of(item: pytest.Item) -> bool:
+    """The closest level's `tree=True`: the budget covers the test process and all its descendants.
+    Anything but True or False raises `BudgetSyntaxError` naming the level."""
+    if next(item.iter_markers("pmap"), None) is None:
+        return False
+    for where, _, marks in _levels(item):  # the closest first
+        for mark in marks:
+            if "tree" in mark.kwargs:
+                tree = mark.kwargs["tree"]
+                if not isinstance(tree, bool):
+                    raise BudgetSyntaxError(f"{where}: tree={tree!r}: give True (the test process and all its "
+                                            "descendants) or False (the test process alone)")
+                return tree
+    return False
+
+
+def _levels(item: pytest.Item) -> list[tuple[str, str, list[Any]]]:
+    """(where, label, marks) for every level that has `pmap` markers, the closest first. `where`
+    names the level in errors; `label` in a broken limit's line (`limit from marker`)."""
+    levels: list[tuple[str, str, list[Any]]] = []
+    for node in reversed(item.listchain()):
+        marks = [m for m in node.own_markers if m.name == "pmap"]
+        if not marks:
+            continue
+        if node is item:
+            params = list(getattr(getattr(item, "callspec", None), "marks", ()))
+            mine = [m for m in marks if any(m is p for p in params)]
+            if mine:
+                where = f"marker on parameter {item.nodeid}"
+                levels.append((where, where, mine))
+            rest = [m for m in marks if not any(m is p for p in params)]
+            if rest:
+                levels.append((f"marker on {item.nodeid}", "marker", rest))
+        elif isinstance(node, pytest.Class):
+            levels += _class_levels(node, marks)
+        else:
+            kind = "module" if isinstance(node, pytest.Module) else type(node).__name__.lower()
+            where = f"marker on {kind} {node.nodeid or '.'}"
+            levels.append((where, where, marks))
+    return levels
+
+
+def _class_levels(node: pytest.Class, marks: list[Any]) -> list[tuple[str, str, list[Any]]]:
+    """A class's markers, one level per class of its MRO that set some (pytest gives a class
+    the markers of its bases too): the class itself first, then its bases, closest first."""
+    by_class: dict[type, list[Any]] = {}
+    for mark in marks:
+        owner = node.obj
+        for cls in node.obj.__mro__:
+            stored = cls.__dict__.get("pytestmark", [])
+            stored = stored if isinstance(stored, list) else [stored]
+            if any(mark is getattr(s, "mark", s) for s in stored):
+                owner = cls
+                break
+        by_class.setdefault(owner, []).append(mark)
+    levels = []
+    for cls in node.obj.__mro__:
+        if cls in by_class:
+            where = (f"marker on class {node.nodeid}" if cls is node.obj
+                     else f"marker on class {cls.__qualname__} (a base of {node.nodeid})")
+            levels.append((where, where, by_class[cls]))
+    return levels
+
+
+def _limits(marks: list[Any], where: str) -> dict[str, Size]:
+    """The limits of the markers of one level; each key may be given there once (or the same twice)."""
+    limits: dict[str, Size] = {}
+    given: dict[str, Any] = {}
+    for mark in marks:
+        if mark.args:
+            raise BudgetSyntaxError(f"{where}: pmap() takes keyword limits only, got {mark.args!r}")
+        if not mark.kwargs:
+            raise BudgetSyntaxError(
+                f"{where}: @pytest.mark.pmap sets no limit, so nothing would be checked; "
+                "give limits such as @pytest.mark.pmap(uss_growth='8MiB'), or use --pmap to measure every test"
+            )
+        for key, size in parse_limits({k: v for k, v in mark.kwargs.items() if k != "tree"}, where).items():
+            if key in limits and limits[key] != size:
+                raise BudgetSyntaxError(
+                    f"{where}: two pmap markers set {key} ({given[key]!r} and {mark.kwargs[key]!r}); "
+                    "give each key once per level (a marker on the test wins over one on its class or module)"
+                )
+            limits[key], given[key] = size, mark.kwargs[key]
+    return limits
