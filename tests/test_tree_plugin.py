@@ -80,7 +80,7 @@ def test_the_probe_covers_the_tree_and_a_worker_started_later_counts_as_grown(sp
     assert {c.pid for c in new_mappings} == {new}  # every mapping of the new worker is new, nothing else
     peak = probe.reading("peak_rss", now)
     # (VmHWM is at least VmRSS, the kernel's own counter; smaps' Rss, a page walk, may differ a little)
-    assert peak == sum(p.status_size("VmHWM") or 0 for p in now.processes.values()) >= now.status_size("VmRSS")
+    assert peak == sum(p.status_size("VmHWM") or 0 for p in now.processes.values()) >= (now.status_size("VmRSS") or 0)
     assert probe.reading("peak_growth", now) == peak - base.status_size("VmRSS")
 
 
