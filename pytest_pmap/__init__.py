@@ -14,11 +14,12 @@ if TYPE_CHECKING:
     from ._engine.snapshot import Snapshot
     from ._engine.totals import Totals
     from ._engine.tree import TreeSnapshot, snapshot_tree
-    from ._engine.treediff import TreeDiff
+    from ._engine.treediff import ProcessChange, TreeDiff
     from ._gate.results import RunResults
     from ._measure.budget import Violation
     from ._measure.probe import NewMappings, Probe, Reading
     from ._measure.result import MemoryResult
+    from ._measure.treeprobe import TreeProbe
     from .errors import (
         AccessDenied,
         BudgetSyntaxError,
@@ -55,6 +56,7 @@ _LAZY = {
         "SmapsParseError", "SnapshotFileError", "UsageError",
     ), "errors"),
     **dict.fromkeys(("GiB", "KiB", "MiB", "Size", "TiB", "parse_size"), "size"),
+    "ProcessChange": "_engine.treediff", "TreeProbe": "_measure.treeprobe",
 }
 
 
@@ -93,6 +95,7 @@ __all__ = [
     "PmapWarning",
     "Probe",
     "ProcFS",
+    "ProcessChange",
     "ProcessGone",
     "Reading",
     "RunResults",
@@ -103,6 +106,7 @@ __all__ = [
     "TiB",
     "Totals",
     "TreeDiff",
+    "TreeProbe",
     "TreeSnapshot",
     "UsageError",
     "Violation",

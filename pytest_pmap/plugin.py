@@ -120,8 +120,9 @@ def pmap_spawn(request: pytest.FixtureRequest) -> Iterator[Callable[..., Probe]]
 
 
 @pytest.fixture
-def pmap_attach(request: pytest.FixtureRequest) -> Callable[[int], Probe]:
-    """`pmap_attach(pid)` returns a `Probe` on a running process, which is never stopped by us."""
+def pmap_attach(request: pytest.FixtureRequest) -> Callable[..., Probe]:
+    """`pmap_attach(pid, tree=False)` returns a `Probe` on a running process (with `tree=True`, a
+    `TreeProbe` on it and all its descendants), which is never stopped by us."""
     from ._plugin import fixtures
 
     return fixtures.pmap_attach(request)

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from conftest import HELPERS
+from forked import running
 
 from pytest_pmap import MiB, ProcFS, Snapshot, SnapshotFileError, UsageError, snapshot
 from pytest_pmap._engine.pages import count_unique
@@ -92,6 +93,8 @@ def test_a_thread_id_means_its_process_tree(tree_of: Any) -> None:
 
 def test_a_process_that_exits_during_the_walk_is_left_out_and_named(tree_of: Any) -> None:
     t = tree_of("1", "1", "--zombie")
+    while running(t.pids["zombie"]):  # until it has exited (and waits, a zombie, for the master to reap it)
+        time.sleep(0.01)
     tree = snapshot_tree(t.master, unique=False)
     assert t.pids["zombie"] not in tree.processes
     assert "zombie" in tree.exited[t.pids["zombie"]] and str(t.pids["zombie"]) in tree.exited[t.pids["zombie"]]
@@ -249,7 +252,8 @@ def test_the_process_that_grew_is_named_with_its_diff(tree_of: Any) -> None:
     assert any(line.startswith(f"~{grower:>7}") for line in lines)
     assert any("+24576" in line and "[ anon ]" in line for line in lines)  # the 24 MiB mapping, in pmap -x columns
     brief = diff.brief(3, "uss").splitlines()
-    assert brief[0] == lines[1] and f"PID {grower}:" in brief and len(brief) < 20
+    assert brief[0] == lines[1] and brief[1].split() == ["Address", "Kbytes", "RSS", "Dirty", "Mode", "Mapping"]
+    assert any("+24576" in line for line in brief) and len(brief) <= 7  # grew most, titles, 3 rows, "and N more", summary
 
 
 def test_a_process_that_exited_and_a_reused_pid_are_told_apart(tree_of: Any) -> None:
@@ -329,3 +333,31 @@ def test_tree_files_round_trip_and_bad_ones_are_clear_errors(tree_of: Any, tmp_p
         Snapshot.load(path)
     with pytest.raises(SnapshotFileError, match=r"a single process.s snapshot, not a tree.s: read it with Snapshot\.load"):
         TreeSnapshot.load(tmp_path / "one.json")
+
+
+# -- the shortcuts that make a tree cheap to read keep their meaning -------------------------------------
+
+
+def test_pid_max_is_read_once_and_again_for_a_pid_at_or_above_it(tmp_path: Path) -> None:
+    from pytest_pmap._engine.acquire import check_pid
+
+    (tmp_path / "sys" / "kernel").mkdir(parents=True)
+    limit = tmp_path / "sys" / "kernel" / "pid_max"
+    limit.write_text("100\n")
+    fs = ProcFS(tmp_path)
+    assert check_pid(99, fs) == 99
+    with pytest.raises(UsageError, match=r"^150 is not a PID on this system: PIDs are below pid_max \(100\)$"):
+        check_pid(150, fs)
+    limit.write_text("200\n")  # raised: a PID at or above the old limit reads it again
+    assert check_pid(150, fs) == 150
+
+
+def test_smaps_rollup_of_kb_lines_and_of_anything_else_parse_alike() -> None:
+    from pytest_pmap._engine.parse.fields import parse_fields, parse_rollup
+
+    text = Path("/proc/self/smaps_rollup").read_bytes()
+    head, _, body = text.partition(b"\n")
+    for variant in (body, body.rstrip(b"\n"), body + b"THPeligible:    1\n", body.replace(b"Rss:", b"Rss:\t"),
+                    body + b"Future_kB:   7 kB  \n", body + b"Words: a b\n"):
+        assert parse_rollup(head + b"\n" + variant) == parse_fields(variant, 2)
+    assert parse_rollup(head + b"\nTHPeligible:    1\n") == {"THPeligible": 1}

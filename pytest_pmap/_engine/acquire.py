@@ -39,8 +39,10 @@ if TYPE_CHECKING:
         """`/proc/PID/cmdline` as read."""
         defunct: bool = False
         """True for a zombie with no live thread (only where `locate` was told to allow one): its map is empty."""
+        status: Optional[dict[str, str]] = None
+        """Its status, read (to learn its thread group) just before the map; None when the PID given was a thread's."""
 else:  # the command imports neither `typing` nor `dataclasses` (see _engine/__init__.py)
-    _TargetFields = namedtuple("_TargetFields", "tgid thread stat cmdline defunct", defaults=(False,))
+    _TargetFields = namedtuple("_TargetFields", "tgid thread stat cmdline defunct status", defaults=(False, None))
 
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
 
@@ -73,7 +75,8 @@ def locate(pid: Optional[int], fs: ProcFS, *, allow_defunct: bool = False, allow
     a kernel thread unless `allow_kernel_thread` (pmap lists both, with an empty map).
     """
     pid = os.getpid() if pid is None else check_pid(pid, fs)
-    tgid = tgid_of(pid, fs)
+    status = fs.status(pid)
+    tgid = int(status["Tgid"]) if status.get("Tgid", "").isdigit() else pid
     stat = fs.stat(tgid)
     if stat.is_kernel_thread and not allow_kernel_thread:
         raise NotSupported(
@@ -92,7 +95,7 @@ def locate(pid: Optional[int], fs: ProcFS, *, allow_defunct: bool = False, allow
             )
         if thread is not None:  # the main thread's stat no longer shows where the stack is
             stat = stat._replace(start_stack=fs.stat(tgid, thread).start_stack)
-    return Target(tgid, thread, stat, fs.cmdline(tgid, thread), defunct)
+    return Target(tgid, thread, stat, fs.cmdline(tgid, thread), defunct, status if tgid == pid else None)
 
 
 def smaps_runs(fs: ProcFS, target: Target) -> Iterator[Run]:
@@ -191,7 +194,9 @@ def _snapshot(pid: Optional[int], detail: bool, fs: ProcFS) -> Snapshot:
         else:  # the detail asked for, or a kernel without smaps_rollup (before Linux 4.14, gVisor): sum smaps
             detail = True
             mappings = mappings_of(smaps_runs(fs, target), names)
-        status = fs.status(target.tgid, target.thread)
+        # the status read to learn the thread group serves (VmHWM, VmRSS): one read less per snapshot
+        status = target.status if target.status is not None and target.thread is None else \
+            fs.status(target.tgid, target.thread)
     except ProcessGone:  # smaps_rollup of a memory map let go of is ESRCH: an exit, or a new program
         finish(fs, target, True)
         raise
@@ -316,15 +321,21 @@ def _since_boot(ticks: int) -> str:
     return f"{ticks / os.sysconf('SC_CLK_TCK'):.2f} s after boot (tick {ticks})"
 
 
+_PID_MAX: dict[str, int] = {}
+"""/proc/sys/kernel/pid_max by procfs root, as last read."""
+
+
 def check_pid(pid: object, fs: ProcFS) -> int:
     """`pid` if it can be a PID on this system; else a `UsageError` (a ValueError) naming it (and pid_max)."""
     if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
         raise UsageError(f"{pid!r} is not a PID: give a positive integer, or None for this process")
-    try:
-        with open(f"{fs.root}/sys/kernel/pid_max", "rb") as f:
-            pid_max = int(f.read())
-    except (OSError, ValueError):  # a procfs without it (a test tree): the kernel will say
-        return pid
+    pid_max = _PID_MAX.get(fs.root, 0)
+    if pid >= pid_max:  # read once per procfs, and again only for a PID at or above it (it may have been raised)
+        try:
+            with open(f"{fs.root}/sys/kernel/pid_max", "rb") as f:
+                pid_max = _PID_MAX[fs.root] = int(f.read())
+        except (OSError, ValueError):  # a procfs without it (a test tree): the kernel will say
+            return pid
     if pid >= pid_max:
         raise UsageError(f"{pid} is not a PID on this system: PIDs are below pid_max ({pid_max})")
     return pid

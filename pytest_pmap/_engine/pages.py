@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import mmap
 import os
+import sys
 from array import array
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import chain, compress
+from operator import eq, sub
 
 from ..errors import AccessDenied, NotSupported, ProcessGone
 from .acquire import map_thread
@@ -31,6 +34,8 @@ __all__ = ["PageCount", "count_unique"]
 #: pagemap entry bits (Documentation/admin-guide/mm/pagemap.rst).
 PRESENT = 1 << 63
 PFN_MASK = (1 << 55) - 1
+LITTLE_ENDIAN = sys.byteorder == "little"
+_WITHOUT_BIT_7 = bytes(b & 0x7F for b in range(256))
 #: Entries (8 bytes each) read from pagemap per pread: 8 MiB of entries covers 4 GiB of address space.
 PAGEMAP_BATCH = 1 << 20
 #: Frames two kpagecount reads may be apart and still be read as one. The kernel spends 100-700 ns
@@ -53,6 +58,19 @@ class PageCount:
     """Distinct page frames the group maps (read from pagemap)."""
 
 
+def _frames(data: bytes) -> array[int]:
+    """The frame numbers of the present pages among these pagemap entries, in order."""
+    entries = array("Q")
+    if LITTLE_ENDIAN and data and min(data[7::8]) >= 0x80:  # every page present: mask in bulk, in C
+        buf = bytearray(data)
+        buf[7::8] = bytes(len(data) // 8)  # bits 56-63: present, swapped, file/shared, exclusive, ...
+        buf[6::8] = buf[6::8].translate(_WITHOUT_BIT_7)  # bit 55: soft-dirty
+        entries.frombytes(buf)
+        return entries
+    entries.frombytes(data)
+    return array("Q", [e & PFN_MASK for e in entries if e & PRESENT])
+
+
 def _frames_of(fs: ProcFS, snap: Snapshot, page: int, counts: Counter[int]) -> bool:
     """Add the frame of every resident page of `snap`'s mappings to `counts` (once per mapping of
     it); False when pagemap shows pages present but hides their frames (not CAP_SYS_ADMIN)."""
@@ -65,14 +83,24 @@ def _frames_of(fs: ProcFS, snap: Snapshot, page: int, counts: Counter[int]) -> b
         first, stop = m.start // page, m.end // page
         while first < stop:
             n = min(stop - first, PAGEMAP_BATCH)
-            entries = array("Q")
-            entries.frombytes(read(first * 8, n * 8))
-            frames = [e & PFN_MASK for e in entries if e & PRESENT]
-            if frames and not any(frames):
+            frames = _frames(read(first * 8, n * 8))
+            if frames and not frames[0] and not max(frames):  # (a frame of 0 first: look at them all)
                 hidden = True
             counts.update(frames)
             first += n
     return not hidden
+
+
+def _windows(frames: list[int]) -> Iterator[tuple[int, int]]:
+    """(first, stop) index ranges of `frames` (sorted) to read kpagecount for in one read each:
+    frames at most KPAGECOUNT_GAP apart, spanning at most KPAGECOUNT_SPAN."""
+    breaks = compress(range(1, len(frames)), map(KPAGECOUNT_GAP.__lt__, map(sub, frames[1:], frames)))
+    first = 0
+    for stop in chain(breaks, [len(frames)]):
+        while first < stop:
+            end = bisect_right(frames, frames[first] + KPAGECOUNT_SPAN - 1, first, stop)
+            yield first, end
+            first = end
 
 
 def _kpagecounts(path: str, frames: list[int], counts: Counter[int]) -> int:
@@ -80,21 +108,15 @@ def _kpagecounts(path: str, frames: list[int], counts: Counter[int]) -> int:
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         same = 0
-        i, n = 0, len(frames)
-        while i < n:
-            low = frames[i]
-            j = i + 1
-            # one read for frames close together: kpagecount is cheap to read, a system call is not
-            limit = bisect_right(frames, low + KPAGECOUNT_SPAN - 1, i)
-            while j < limit and frames[j] - frames[j - 1] <= KPAGECOUNT_GAP:
-                j += 1
-            high = frames[j - 1]
+        for first, stop in _windows(frames):
+            low, high = frames[first], frames[stop - 1]
             data = os.pread(fd, (high - low + 1) * 8, low * 8)
             mapped = memoryview(data).cast("Q")
             if len(mapped) < high - low + 1:
                 raise OSError(0, f"{path} ended at frame {low + len(mapped)}")
-            same += sum(1 for f in frames[i:j] if mapped[f - low] == counts[f])
-            i = j
+            window = frames[first:stop]
+            # in C: kpagecount of each frame == the times the group maps it
+            same += sum(map(eq, map(mapped.__getitem__, map((-low).__add__, window)), map(counts.__getitem__, window)))
         return same
     finally:
         os.close(fd)

@@ -168,8 +168,19 @@ class ProcFS:
             raise self._translate(exc, pid, name, write=flags & os.O_WRONLY != 0) from None
 
     def read(self, pid: int, name: str) -> bytes:
-        """The whole file, read to its end."""
-        return b"".join(self.chunks(pid, name))
+        """The whole file, read to its end (small files in one read and the one that says it has ended)."""
+        fd = self._open(pid, name, os.O_RDONLY)
+        parts: list[bytes] = []
+        try:
+            while True:
+                data = os.read(fd, READ_SIZE)
+                if not data:
+                    return b"".join(parts)
+                parts.append(data)
+        except OSError as exc:
+            raise self._translate(exc, pid, name) from None
+        finally:
+            os.close(fd)
 
     def chunks(self, pid: int, name: str) -> Iterator[bytes]:
         """The file's bytes in batches of about `BATCH` bytes, read to its end in this process.

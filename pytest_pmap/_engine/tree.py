@@ -9,7 +9,7 @@ tree is walked is left out and named in `exited`: the tree is whole for the proc
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar, Optional
@@ -27,7 +27,7 @@ from .treediff import TreeDiff
 
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
 
-__all__ = ["TreeSnapshot", "descendants", "load_snapshot", "snapshot_tree"]
+__all__ = ["TreeSnapshot", "descendants", "load_snapshot", "read_tree", "snapshot_tree"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -229,16 +229,48 @@ def snapshot_tree(
     """
     fs = procfs or default_procfs()
     root = snapshot(pid, detail=detail, procfs=fs)
+    return read_tree(root, descendants(root.pid, fs), detail=detail, unique=unique, procfs=fs)
+
+
+def read_tree(
+    root: Snapshot, members: Iterable[int], *, detail: bool = True, unique: bool = True,
+    procfs: Optional[ProcFS] = None,
+) -> TreeSnapshot:
+    """The tree of `root` (its snapshot, just taken) and the processes `members` (its descendants,
+    as found by whoever started them), each read as `snapshot()` reads it; one that has exited is
+    left out and named in `exited`. The processes are put in tree order: a parent before its
+    children, a process whose parent is not in the tree (an orphan handed to a subreaper) after
+    the root's own descendants."""
+    fs = procfs or default_procfs()
     processes = {root.pid: root}
     exited: dict[int, str] = {}
-    for child in descendants(root.pid, fs):
+    for member in members:
+        if member in processes or member in exited:
+            continue
         try:
-            processes[child] = snapshot(child, detail=detail, procfs=fs)
+            processes[member] = snapshot(member, detail=detail, procfs=fs)
         except ProcessGone as exc:
-            exited[child] = str(exc)
+            exited[member] = str(exc)
     count, note = None, "unique was not asked for (unique=False)"
     if unique:
         pages = count_unique(fs, processes.values())
         count, note = pages.unique, pages.note
-    return TreeSnapshot.of(processes, exited, count, note)
+    return TreeSnapshot.of(_tree_order(root.pid, processes), exited, count, note)
 
+
+def _tree_order(root: int, processes: dict[int, Snapshot]) -> dict[int, Snapshot]:
+    """`processes` with each parent before its children (children by PID), the root first."""
+    children: dict[Optional[int], list[int]] = {}
+    for pid, snap in sorted(processes.items()):
+        if pid != root:
+            children.setdefault(snap.ppid if snap.ppid in processes else None, []).append(pid)
+    ordered: dict[int, Snapshot] = {}
+    for top in [root, *children.get(None, [])]:
+        stack = [top]
+        while stack:
+            pid = stack.pop()
+            if pid not in ordered:  # (parents read at different moments could name each other)
+                ordered[pid] = processes[pid]
+                stack.extend(reversed(children.get(pid, [])))
+    ordered.update(processes)  # any left over keeps its place after the rest
+    return ordered

@@ -24,11 +24,11 @@ if TYPE_CHECKING:
 __all__ = ["ProcessChange", "TreeDiff", "nothing_of"]
 
 
-def nothing_of(snap: Snapshot, taken_at: float) -> Snapshot:
-    """The process of `snap` with nothing mapped (every total zero), at `taken_at`: what a process
-    that appeared is diffed from, and what one that exited is diffed to."""
+def nothing_of(snap: Snapshot, taken_at: float, state: str = "X") -> Snapshot:
+    """The process of `snap` with nothing mapped (every total zero, state X: dead), at `taken_at`:
+    what a process that appeared is diffed from, and what one that exited is diffed to."""
     return Snapshot(
-        pid=snap.pid, mappings=[], raw_cmdline=snap.raw_cmdline, comm=snap.comm, state=snap.state,
+        pid=snap.pid, mappings=[], raw_cmdline=snap.raw_cmdline, comm=snap.comm, state=state,
         start_time=snap.start_time, start_stack=snap.start_stack, taken_at=taken_at, detail=False,
         rollup=dict.fromkeys(SUMMED, 0), shm_minor=snap.shm_minor, ppid=snap.ppid,
     )
@@ -119,8 +119,7 @@ class TreeDiff(MapDiff):
         return tree_diff(self, fmt, limit, show_path, metric)
 
     def brief(self, rows: int = 3, metric: str = "rss") -> str:
-        """`render()` in a few lines: which process grew most, the table of the `rows` processes that
-        moved most, and that process's diff in brief."""
+        """`render()` in a few lines: which process grew most, and its own diff in brief."""
         return tree_brief(self, rows, metric)
 
     def __repr__(self) -> str:

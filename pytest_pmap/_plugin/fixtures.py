@@ -15,8 +15,10 @@ from typing import Any, Callable, Optional
 import pytest
 
 from .._engine.mapping import Mapping
+from .._engine.snapshot import Snapshot
 from .._measure import processes
 from .._measure.probe import Probe, exit_status
+from .._measure.treeprobe import TreeProbe
 from ..errors import ProcessGone, UsageError, hide_from_tracebacks
 from ..warnings import PmapWarning
 from .state import SESSION
@@ -40,13 +42,25 @@ def ignore_rule(config: pytest.Config) -> Optional[Callable[[Mapping], bool]]:
     return lambda m: bool(hook(mapping=m))
 
 
-def _probe(request: pytest.FixtureRequest, pid: Optional[int]) -> Probe:
+def _check_tree(fixture: str, tree: object) -> None:
+    if not isinstance(tree, bool):
+        raise UsageError(f"{fixture}: tree={tree!r}: give True (the process and all its descendants) or False "
+                         "(the process alone)")
+
+
+def _probe(request: pytest.FixtureRequest, pid: Optional[int], tree: bool = False,
+           process: Optional[subprocess.Popen[bytes]] = None) -> Probe:
     config = request.config
-    probe = Probe(
-        pid,
-        ignore=ignore_rule(config),
-        on_snapshot=lambda p, s: config.hook.pytest_pmap_snapshot(probe=p, snapshot=s),
-    )
+
+    def on_snapshot(probe: Probe, snapshot: Snapshot) -> None:
+        config.hook.pytest_pmap_snapshot(probe=probe, snapshot=snapshot)
+
+    if tree:
+        members = None if process is None else lambda: processes.descendants(process)
+        probe: Probe = TreeProbe(pid, ignore=ignore_rule(config), on_snapshot=on_snapshot, members=members,
+                                 process=process)
+    else:
+        probe = Probe(pid, ignore=ignore_rule(config), on_snapshot=on_snapshot)
     request.node.stash.setdefault(PROBES, []).append(probe)
     return probe
 
@@ -63,18 +77,20 @@ def pmap(request: pytest.FixtureRequest) -> Probe:
 
 
 def pmap_spawn(request: pytest.FixtureRequest) -> Iterator[Callable[..., Probe]]:
-    """`pmap_spawn(argv, **popen_kwargs)` starts the process under test and returns its `Probe`
-    (`probe.process` is the `subprocess.Popen`). At teardown every process started, and every
-    process it started (daemons that called `setsid` included), is sent SIGTERM, killed after a
-    timeout, and reaped: none is left behind. See `pytest_pmap._measure.processes`."""
+    """`pmap_spawn(argv, tree=False, **popen_kwargs)` starts the process under test and returns its
+    `Probe` (`probe.process` is the `subprocess.Popen`); with `tree=True`, a `TreeProbe` on it and
+    everything it starts, measured as one. At teardown every process started, and every process it
+    started (daemons that called `setsid` included), is sent SIGTERM, killed after a timeout, and
+    reaped: none is left behind. See `pytest_pmap._measure.processes`."""
     why = request.config.stash[SESSION].unavailable
     if why:
         pytest.skip(why)
     started: list[tuple[subprocess.Popen[bytes], str]] = []
 
-    def spawn(argv: Sequence[str | os.PathLike[str]], **popen_kwargs: Any) -> Probe:
+    def spawn(argv: Sequence[str | os.PathLike[str]], *, tree: bool = False, **popen_kwargs: Any) -> Probe:
         if not argv:
             raise UsageError("pmap_spawn needs a command to start: argv is empty")
+        _check_tree("pmap_spawn", tree)
         program = os.fsdecode(argv if isinstance(argv, (str, bytes, os.PathLike)) else argv[0])
         try:
             proc = processes.start(argv, **popen_kwargs)
@@ -82,7 +98,7 @@ def pmap_spawn(request: pytest.FixtureRequest) -> Iterator[Callable[..., Probe]]
             raise UsageError(f"pmap_spawn could not start {program!r}: {getattr(exc, 'strerror', None) or exc}") from None
         started.append((proc, program))
         try:
-            probe = _probe(request, proc.pid)
+            probe = _probe(request, proc.pid, tree, proc)
         except ProcessGone:
             if proc.poll() is None:
                 raise
@@ -114,13 +130,15 @@ def pmap_spawn(request: pytest.FixtureRequest) -> Iterator[Callable[..., Probe]]
 _CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGILL, signal.SIGFPE}
 
 
-def pmap_attach(request: pytest.FixtureRequest) -> Callable[[int], Probe]:
-    """`pmap_attach(pid)` returns a `Probe` on a running process, which is never stopped by us."""
+def pmap_attach(request: pytest.FixtureRequest) -> Callable[..., Probe]:
+    """`pmap_attach(pid, tree=False)` returns a `Probe` on a running process (with `tree=True`, a
+    `TreeProbe` on it and all its descendants), which is never stopped by us."""
     why = request.config.stash[SESSION].unavailable
     if why:
         pytest.skip(why)
 
-    def attach(pid: int) -> Probe:
-        return _probe(request, pid)
+    def attach(pid: int, *, tree: bool = False) -> Probe:
+        _check_tree("pmap_attach", tree)
+        return _probe(request, pid, tree)
 
     return attach

@@ -85,8 +85,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "pmap(**limits): memory budget of the test process during this test; keys: "
-        + "; ".join(describe_budget_keys().splitlines()),
+        "pmap(**limits): memory budget of the test process during this test (tree=True: of the test process and "
+        "all its descendants, summed); keys: " + "; ".join(describe_budget_keys().splitlines()),
     )
     measure = _flag(config, "pmap")
     if _flag(config, "pmap_malloc_thresholds"):  # first, before we allocate anything for the session

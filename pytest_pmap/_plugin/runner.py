@@ -14,11 +14,12 @@ from .._measure.boundary import BoundaryReader, growth
 from .._measure.budget import Budget, check, report_text
 from .._measure.probe import Probe, Reading
 from .._measure.result import MemoryResult
+from .._measure.treeprobe import TreeProbe
 from ..errors import BudgetSyntaxError, PmapError, hide_from_tracebacks
 from ..size import Size
 from ..warnings import PmapWarning
 from .fixtures import PROBES, ignore_rule
-from .markers import budget_of
+from .markers import budget_of, tree_of
 from .state import SESSION, pmap_marker_lookup
 
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
@@ -28,6 +29,8 @@ __all__ = ["FIXTURES", "explain", "take_part"]
 _FAILURE = pytest.StashKey[str]()
 """The report of a test's broken budget."""
 _BUDGET = pytest.StashKey[Budget]()
+_TREE = pytest.StashKey[bool]()
+"""The marker's `tree=True`: the test's budget covers its descendants too."""
 
 
 #: Our fixtures: a test that uses one has its probes released, and its failure report gets their diffs.
@@ -48,12 +51,14 @@ def take_part(config: pytest.Config, items: list[pytest.Item]) -> None:
             continue
         try:
             budget = budget_of(item)
+            tree = tree_of(item)
         except BudgetSyntaxError as exc:
             item.stash[_BUDGET_ERROR] = str(exc)
             checks = True
             continue
         if budget:
             item.stash[_BUDGET] = budget
+            item.stash[_TREE] = tree
             budgets = True
         elif not checks and not FIXTURES.isdisjoint(getattr(item, "fixturenames", ())):
             checks = True
@@ -128,7 +133,9 @@ class _Calls:
                 state.reader = BoundaryReader()
             peak_note = state.reader.reset_peak()
             start = state.reader.read()
-        probe = Probe(None, ignore=ignore) if budget else None
+        probe = None
+        if budget:
+            probe = TreeProbe(None, ignore=ignore) if item.stash.get(_TREE, False) else Probe(None, ignore=ignore)
         try:
             return (yield)
         finally:

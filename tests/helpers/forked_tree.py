@@ -101,6 +101,7 @@ def main() -> None:
         r, w = os.pipe()
         middle = os.fork()
         if middle == 0:
+            os.close(LIFELINE_W)  # the daemon must not keep the others alive
             if os.fork() == 0:
                 os.setsid()
                 os.write(w, str(os.getpid()).encode())

@@ -34,6 +34,7 @@ HEADER = re.compile(
 HEADER_LINE = re.compile(rb"^[0-9a-f]+-[0-9a-f]+ [^\n]*$", re.M)
 FIELD_LINE = re.compile(rb"([A-Za-z_][A-Za-z0-9_]*):[ \t]*([^\n]*)")
 KB_END = b" kB\n"
+_KB_FIELD = re.compile(rb"^([A-Za-z_][A-Za-z0-9_]*):[ \t]*([0-9]+) kB[ \t]*$", re.M)
 LAST_KEY = b"VmFlags:"
 
 
@@ -93,6 +94,9 @@ def parse_rollup(text: bytes) -> dict[str, FieldValue]:
     first, _, body = text.partition(b"\n")
     if not HEADER.fullmatch(first):
         raise SmapsParseError(f"smaps_rollup does not start with a mapping line: {shown(first)}")
+    sizes = _KB_FIELD.findall(body)  # every line a `Key:  N kB` one, as the kernel writes them all: one pass
+    if len(sizes) == body.count(b"\n") + (not body.endswith(b"\n") and bool(body)):
+        return {key.decode("ascii"): int(kb) << 10 for key, kb in sizes}
     return parse_fields(body, 2)
 
 

@@ -141,11 +141,10 @@ def tree_diff(diff: TreeDiff, fmt: str, limit: Optional[int], show_path: bool, m
 
 
 def tree_brief(diff: TreeDiff, rows: int, metric: str) -> str:
-    """The text of `TreeDiff.brief`: the process that grew most, the table of the `rows` processes
-    that moved most, and that process's diff in brief."""
-    lines = [_grew_most(diff, metric, None), *_table(diff, rows, metric, None)]
+    """The text of `TreeDiff.brief`: the process that grew most, then its own diff in brief (short
+    enough for pytest's assertion message; `render()` has the table of every process)."""
     ranked = diff.ranked(metric)
+    lines = [_grew_most(diff, metric, None)]
     if ranked:
-        lines.append(f"PID {ranked[0].pid}:")
         lines += ranked[0].diff.brief(rows).splitlines()
     return "\n".join(lines) + "\n"
