@@ -148,7 +148,11 @@ def finish(fs: ProcFS, target: Target, mapped: bool) -> Stat:
         raise ProcessGone(f"PID {pid} exited while its map was read: nothing was recorded")
     if after.start_stack != target.stat.start_stack:
         if after.start_stack == 0 and "VmSize" not in fs.status(pid, target.thread):
-            # no Vm* lines in status: the process has no memory map any more
+            # no Vm* lines in status: this task has no memory map any more; unless it is a main
+            # thread on its way out while other threads run on (not yet a zombie), the process is gone
+            if target.thread is None and fs.live_thread(pid) is not None:
+                raise ReadAgain(f"PID {pid}'s main thread exited while its map was read (other threads run on): "
+                                "nothing was recorded")
             raise ProcessGone(f"PID {pid} exited while its map was read (its memory map is gone): nothing was recorded")
         raise ReadAgain(
             f"PID {pid} started a new program while its map was read (or no longer lets us read it): "
