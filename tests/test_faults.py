@@ -633,6 +633,11 @@ def test_another_pid_namespace_is_read_through_its_own_procfs() -> None:
             time.sleep(0.02)
         snap = snapshot(1, procfs=ProcFS(inner))
         assert snap.pid == 1 and snap.argv == ["sleep", "60"]
+        for _ in range(100):  # sleep may still be mapping its libraries: compare once its map is settled
+            if [m.start for m in snap] == [m.start for m in snapshot(host_pid)]:
+                break
+            time.sleep(0.05)
+            snap = snapshot(1, procfs=ProcFS(inner))
         assert [m.start for m in snap] == [m.start for m in snapshot(host_pid)]
         ours = subprocess.run([sys.executable, "-m", "pytest_pmap", "-x", "1"], capture_output=True, text=True,
                               env={**os.environ, "PYTEST_PMAP_PROCFS": inner})

@@ -148,8 +148,8 @@ def finish(fs: ProcFS, target: Target, mapped: bool) -> Stat:
         raise ProcessGone(f"PID {pid} exited while its map was read: nothing was recorded")
     if after.start_stack != target.stat.start_stack:
         if after.start_stack == 0 and "VmSize" not in fs.status(pid, target.thread):
-            # no Vm* lines in status: this thread has let go of the memory map. The main thread
-            # may be on its way out (not a zombie yet) while other threads run on: read it again.
+            # no Vm* lines in status: this task has no memory map any more; unless it is a main
+            # thread on its way out while other threads run on (not yet a zombie), the process is gone
             if target.thread is None and fs.live_thread(pid) is not None:
                 raise ReadAgain(f"PID {pid}'s main thread exited while its map was read (other threads run on): "
                                 "nothing was recorded")

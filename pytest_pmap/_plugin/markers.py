@@ -32,22 +32,6 @@ def budget_of(item: pytest.Item) -> Budget:
     return budget
 
 
-def tree_of(item: pytest.Item) -> bool:
-    """The closest level's `tree=True`: the budget covers the test process and all its descendants.
-    Anything but True or False raises `BudgetSyntaxError` naming the level."""
-    if next(item.iter_markers("pmap"), None) is None:
-        return False
-    for where, _, marks in _levels(item):  # the closest first
-        for mark in marks:
-            if "tree" in mark.kwargs:
-                tree = mark.kwargs["tree"]
-                if not isinstance(tree, bool):
-                    raise BudgetSyntaxError(f"{where}: tree={tree!r}: give True (the test process and all its "
-                                            "descendants) or False (the test process alone)")
-                return tree
-    return False
-
-
 def _levels(item: pytest.Item) -> list[tuple[str, str, list[Any]]]:
     """(where, label, marks) for every level that has `pmap` markers, the closest first. `where`
     names the level in errors; `label` in a broken limit's line (`limit from marker`)."""
@@ -108,7 +92,8 @@ def _limits(marks: list[Any], where: str) -> dict[str, Size]:
                 f"{where}: @pytest.mark.pmap sets no limit, so nothing would be checked; "
                 "give limits such as @pytest.mark.pmap(uss_growth='8MiB'), or use --pmap to measure every test"
             )
-        for key, size in parse_limits({k: v for k, v in mark.kwargs.items() if k != "tree"}, where).items():
+        limits_given = {key: value for key, value in mark.kwargs.items() if key != "tree"}  # not a limit: tree_of()
+        for key, size in parse_limits(limits_given, where).items():
             if key in limits and limits[key] != size:
                 raise BudgetSyntaxError(
                     f"{where}: two pmap markers set {key} ({given[key]!r} and {mark.kwargs[key]!r}); "
@@ -116,3 +101,15 @@ def _limits(marks: list[Any], where: str) -> dict[str, Size]:
                 )
             limits[key], given[key] = size, mark.kwargs[key]
     return limits
+
+
+def tree_of(item: pytest.Item) -> bool:
+    """The closest marker's `tree=True`: its budget covers the test process and all its descendants."""
+    for mark in item.iter_markers("pmap"):
+        if "tree" in mark.kwargs:
+            tree = mark.kwargs["tree"]
+            if not isinstance(tree, bool):
+                raise BudgetSyntaxError(f"marker on {item.nodeid}: tree={tree!r}: give True (the test process and all its "
+                                        "descendants) or False (the test process alone)")
+            return tree
+    return False
