@@ -47,6 +47,17 @@ def test_steady():
     assert sum(range(1000))
 
 
+@pytest.fixture
+def cache():
+    if os.environ.get("FIXTURE_MIB"):  # a fixture that keeps what it made, every time it is set up
+        KEEP.append(b"f" * (int(os.environ["FIXTURE_MIB"]) << 20))
+    yield
+
+
+def test_uses_a_leaky_fixture(cache):
+    pass
+
+
 class TestCase(unittest.TestCase):
     def setUp(self):
         self.value = 1
@@ -55,8 +66,8 @@ class TestCase(unittest.TestCase):
         if os.environ.get("CASE_MIB"):
             KEEP.append(b"c" * (int(os.environ["CASE_MIB"]) << 20))
 """
-TESTS = 6
-ENV = ("LEAK_MIB", "ONCE", "FRAGILE", "CASE_MIB")
+TESTS = 7
+ENV = ("LEAK_MIB", "ONCE", "FRAGILE", "CASE_MIB", "FIXTURE_MIB")
 
 
 @pytest.fixture(scope="module")
@@ -145,6 +156,16 @@ def test_a_unittest_case_is_run_again_with_its_setup(suite: pytest.Pytester, mon
     result.assert_outcomes(passed=TESTS)
     assert result.ret == 1
     result.stdout.re_match_lines([r".*test_suite\.py::TestCase::test_leaky_case.*", r" +confirmed 3/3: .*"])
+
+
+def test_a_leak_in_a_fixture_is_the_tests_and_is_confirmed(suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test is measured from before its setup to after its teardown, and run again whole."""
+    monkeypatch.setenv("FIXTURE_MIB", "4")
+    result = suite.runpytest_subprocess("--pmap-baseline", "base.json")
+    result.assert_outcomes(passed=TESTS)
+    assert result.ret == 1
+    result.stdout.re_match_lines([r".*\+4\d\d\dK +512K +test_suite\.py::test_uses_a_leaky_fixture.*",
+                                  r" +confirmed 3/3: uss_growth( \+4\d\d\dK){3}.*"])
 
 
 def test_a_unittest_case_that_fails_when_run_again_keeps_its_pass(pytester: pytest.Pytester, saved: bytes) -> None:
