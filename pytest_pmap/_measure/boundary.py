@@ -56,7 +56,8 @@ _ROLLUP = re.compile(rb"^(Rss|Pss|Private_Clean|Private_Dirty|Anonymous|AnonHuge
 #: The rollup fields a page of anonymous memory newly faulted in adds to.
 _FAULTED = ("Rss", "Pss", "Private_Dirty", "Anonymous")
 _RSS_KEYS = ("RssAnon", "RssFile", "RssShmem", "VmSwap")
-_MAP_KEYS = ("VmSize", "VmData", "VmStk", "VmExe", "VmLib")
+"""The counters that move with the resident set (smaps_rollup is read again when they do); maps is
+read again when VmSize, VmData, VmStk, VmExe or VmLib moves."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,8 @@ class BoundaryReader:
         """Where rss, pss, uss and the rest come from: `smaps_rollup`, or `smaps` (summed) on kernels without it."""
         self._last: Optional[Boundary] = None
         self._readers: dict[str, Callable[[], bytes]] = {}
+        self._status: Optional[Callable[[], bytes]] = None
+        """Reads status, through a descriptor kept open (twice a test: the one read every reading makes)."""
         self._carried = 0
         """Readings since smaps_rollup was last read for real."""
         self._names: Optional[Names] = None
@@ -122,32 +125,47 @@ class BoundaryReader:
 
     def read(self) -> Boundary:
         """The process now."""
-        counters = kb_lines(self._read("status"))
+        status_file = self._status
+        if status_file is None:
+            status_file = self._status = self.procfs.reader(self.pid, "status")
+        counters = kb_lines(status_file())
         last = self._last
         if last is not None and counters == self._counters:  # nothing moved since the last reading
             return last
         self._counters = counters
         status = status_sizes(counters)
-        if last is not None and all(status.get(k) == last.status.get(k) for k in _RSS_KEYS):
-            rollup = last.rollup
-        elif last is not None and self._may_carry() and (faulted := _anon_faults(last, status)):
-            rollup = {**last.rollup}
-            for key in _FAULTED:
-                if key in rollup:
-                    rollup[key] += faulted
-            self._carried += 1
-        else:
-            self._carried = 0
-            started = time.perf_counter()
-            rollup = self._rollup()
-            self._rollup_at = time.perf_counter()
-            self._rollup_cost = self._rollup_at - started
-        if last is not None and all(status.get(k) == last.status.get(k) for k in _MAP_KEYS):
-            maps = last.maps
-        else:
+        if last is None:
+            rollup = self._real_rollup()
             maps = self._maps()
-        self._last = Boundary(status, rollup, maps)
-        return self._last
+        else:
+            now, then = status.get, last.status.get
+            if (now("RssAnon") == then("RssAnon") and now("RssFile") == then("RssFile")
+                    and now("RssShmem") == then("RssShmem") and now("VmSwap") == then("VmSwap")):
+                rollup = last.rollup
+            elif self._may_carry() and (faulted := _anon_faults(last, status)):
+                rollup = last.rollup.copy()
+                for key in _FAULTED:
+                    if key in rollup:
+                        rollup[key] += faulted
+                self._carried += 1
+            else:
+                rollup = self._real_rollup()
+            if (now("VmSize") == then("VmSize") and now("VmData") == then("VmData") and now("VmStk") == then("VmStk")
+                    and now("VmExe") == then("VmExe") and now("VmLib") == then("VmLib")):
+                maps = last.maps
+            else:
+                maps = self._maps()
+        self._last = boundary = Boundary(status, rollup, maps)
+        return boundary
+
+    def _real_rollup(self) -> dict[str, int]:
+        """smaps_rollup read for real, timed (see `_may_carry`)."""
+        self._carried = 0
+        started = time.perf_counter()
+        rollup = self._rollup()
+        self._rollup_at = time.perf_counter()
+        self._rollup_cost = self._rollup_at - started
+        return rollup
 
 
 def _anon_faults(last: Boundary, status: dict[str, int]) -> int:

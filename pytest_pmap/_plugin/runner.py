@@ -6,6 +6,7 @@ session needs them (`pytest_pmap.plugin` decides)."""
 from __future__ import annotations
 
 from collections.abc import Generator
+from dataclasses import replace
 from typing import Any, Optional
 
 import pytest
@@ -22,7 +23,7 @@ from ..warnings import PmapWarning
 from .confirm import confirm
 from .fixtures import PROBES, ignore_rule
 from .markers import budget_of, tolerance_of, tree_of
-from .state import SESSION, pmap_marker_lookup
+from .state import SESSION, Session, pmap_marker_lookup
 
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
 
@@ -70,13 +71,20 @@ def take_part(config: pytest.Config, items: list[pytest.Item]) -> None:
         elif not checks and not FIXTURES.isdisjoint(getattr(item, "fixturenames", ())):
             checks = True
     manager = config.pluginmanager
-    if (budgets or config.stash[SESSION].measure) and not manager.has_plugin(_CALLS):
-        manager.register(_Calls(), _CALLS)
+    state = config.stash[SESSION]
+    # Each concern registers its hooks only when the session has it: every hook implementation is
+    # a call more on every test (the makereport hook, three), whether it does anything or not.
+    if state.measure and not state.unavailable and not manager.has_plugin(_MEASURE):
+        manager.register(_Measure(state), _MEASURE)
+        if state.gate.judged is not None:
+            manager.register(_Confirm(state), _CONFIRM)
+    if budgets and not manager.has_plugin(_BUDGETS):
+        manager.register(_Budgets(), _BUDGETS)
     if (budgets or checks) and not manager.has_plugin(_CHECKS):
         manager.register(_Checks(), _CHECKS)
 
 
-_CALLS, _CHECKS = "pmap-calls", "pmap-checks"
+_MEASURE, _CONFIRM, _BUDGETS, _CHECKS = "pmap-measure", "pmap-confirm", "pmap-budgets", "pmap-checks"
 _BUDGET_ERROR = pytest.StashKey[str]()
 
 
@@ -123,23 +131,103 @@ class _Checks:
                 del item.stash[_FAILURE]
 
 
-class _Calls:
-    """The hooks around every test: registered when `--pmap` is on or some test has a budget.
+class _Measure:
+    """The hooks of `--pmap` around every test.
 
     `--pmap` measures a whole test: from before its first fixture is set up to after its last one
     is torn down, so that memory a fixture keeps counts as the test's, as memory its call keeps
-    does. A budget (`@pytest.mark.pmap`) covers the call alone, as it always has."""
+    does. The readings are the outermost hooks (`tryfirst` wrappers), so that no other plugin's
+    work around the test falls inside them."""
+
+    def __init__(self, state: Session) -> None:
+        self.state = state
+        self.confirming = state.gate.judged is not None
+        """True when a baseline judges the tests: `_Confirm` records each result, after confirming it."""
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
-        state = item.config.stash[SESSION]
-        if state.measure and not state.repeating and not state.unavailable:
-            if state.reader is None:
-                state.reader = BoundaryReader()
-            note = state.reader.reset_peak()
-            start = state.reader.read()
+        state = self.state
+        if not state.repeating:
+            reader = state.reader
+            if reader is None:
+                reader = state.reader = BoundaryReader()
+            note = reader.reset_peak()
+            start = reader.read()
             item.stash[_START] = (start, heap_in_use(), note)  # the heap last: the reading is not the test's
         return (yield)
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
+        try:
+            return (yield)
+        finally:
+            state = self.state
+            begun = item.stash.get(_START, None)
+            if begun is not None and state.reader is not None and not state.repeating:
+                del item.stash[_START]
+                start, heap, note = begun
+                heap_after = heap_in_use()  # first, for the same reason
+                end = state.reader.read()
+                # The ignore hook only matters to new mappings, which there are none of when maps did not move.
+                measured = growth(start, end, None if end.maps is start.maps else ignore_rule(item.config))
+                measured["growth"]["heap"] = None if heap is None or heap_after is None else heap_after - heap  # type: ignore[index]
+                if note:
+                    measured["peak_growth"] = None
+                budget, failure = item.stash.get(_BROKEN, ((), ""))
+                result = MemoryResult(item.nodeid, budget=budget, failure=failure,
+                                      tolerance=item.stash.get(_TOLERANCE, ""), **measured)  # type: ignore[arg-type]
+                if state.junit:  # before the teardown's report, which carries them into the XML
+                    item.user_properties.extend(_properties(result))
+                if self.confirming:  # `_Confirm` records it once the whole test has run
+                    item.stash[_MEASURED] = result
+                else:
+                    state.results.append(result)
+                    if _BROKEN in item.stash:  # nothing of a test outlives it
+                        del item.stash[_BROKEN]
+
+
+class _Confirm:
+    """The hooks that confirm a suspect against the baseline: registered when there is one."""
+
+    def __init__(self, state: Session) -> None:
+        self.state = state
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield  # as every other plugin left it (a broken budget fails a passed call)
+        if not report.passed and not self.state.repeating:
+            item.stash[_NOT_PASSED] = True
+        return report
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: Optional[pytest.Item]) -> Generator[None, object, object]:
+        done = yield
+        state = self.state
+        result = item.stash.get(_MEASURED, None)
+        if result is None or state.repeating:
+            return done
+        del item.stash[_MEASURED]
+        if state.gate.judged is not None and not item.stash.get(_NOT_PASSED, False):
+            state.repeating = True
+            try:
+                repeats = confirm(item, nextitem, state, result)
+            finally:
+                state.repeating = False
+            if repeats:
+                result = replace(result, **repeats)
+        if _BROKEN in item.stash:  # nothing of a test outlives it
+            del item.stash[_BROKEN]
+        if _NOT_PASSED in item.stash:
+            del item.stash[_NOT_PASSED]
+        state.results.append(result)
+        return done
+
+
+class _Budgets:
+    """The hook around the call of a test with a budget (`@pytest.mark.pmap`, pyproject.toml), which
+    covers the call alone, as it always has: registered when some test has one."""
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
@@ -161,62 +249,11 @@ class _Calls:
                 item.stash[_FAILURE] = text = report_text(violations)
                 item.stash[_BROKEN] = (tuple(v.line for v in violations), text)
 
-    @pytest.hookimpl(wrapper=True, tryfirst=True)
-    def pytest_runtest_makereport(
-        self, item: pytest.Item, call: pytest.CallInfo[None]
-    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-        report = yield  # as every other plugin left it (a broken budget fails a passed call)
-        if not report.passed and not item.config.stash[SESSION].repeating:
-            item.stash[_NOT_PASSED] = True
-        return report
-
-    @pytest.hookimpl(wrapper=True, tryfirst=True)
-    def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
-        try:
-            return (yield)
-        finally:
-            begun = item.stash.get(_START, None)
-            state = item.config.stash[SESSION]
-            if begun is not None and state.reader is not None and not state.repeating:
-                del item.stash[_START]
-                start, heap, note = begun
-                heap_after = heap_in_use()  # first, for the same reason
-                measured = growth(start, state.reader.read(), ignore_rule(item.config))
-                measured["growth"]["heap"] = None if heap is None or heap_after is None else heap_after - heap  # type: ignore[index]
-                if note:
-                    measured["peak_growth"] = None
-                item.stash[_MEASURED] = measured
-                if state.junit:  # before the teardown's report, which carries them into the XML
-                    item.user_properties.extend(_properties(MemoryResult(item.nodeid, **measured)))  # type: ignore[arg-type]
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: Optional[pytest.Item]) -> Generator[None, object, object]:
-        done = yield
-        state = item.config.stash[SESSION]
-        measured: Optional[dict[str, Any]] = item.stash.get(_MEASURED, None)
-        if measured is None or state.repeating:
-            return done
-        del item.stash[_MEASURED]
-        measured["tolerance"] = item.stash.get(_TOLERANCE, "")
-        measured["budget"], measured["failure"] = item.stash.get(_BROKEN, ((), ""))
-        if state.gate.judged is not None and not item.stash.get(_NOT_PASSED, False):
-            state.repeating = True
-            try:
-                measured.update(confirm(item, nextitem, state, MemoryResult(item.nodeid, **measured)))
-            finally:
-                state.repeating = False
-        if _BROKEN in item.stash:  # nothing of a test outlives it
-            del item.stash[_BROKEN]
-        if _NOT_PASSED in item.stash:
-            del item.stash[_NOT_PASSED]
-        state.results.append(MemoryResult(item.nodeid, **measured))
-        return done
-
 
 _START = pytest.StashKey[tuple[Any, Optional[int], str]]()
 """The reading before a test's setup: the boundary, the heap's in-use bytes, why the peak was not reset."""
-_MEASURED = pytest.StashKey[dict[str, Any]]()
-"""A test's growth from before its setup to after its teardown (the fields of a `MemoryResult`)."""
+_MEASURED = pytest.StashKey[MemoryResult]()
+"""A test's growth from before its setup to after its teardown, until `_Confirm` records it."""
 _NOT_PASSED = pytest.StashKey[bool]()
 """Some phase of the test did not pass: it is not run again to confirm anything."""
 _BROKEN = pytest.StashKey[tuple[tuple[str, ...], str]]()
