@@ -14,13 +14,13 @@ from typing import Any, Callable, Optional
 
 import pytest
 
-from .._engine.mapping import Mapping
 from .._engine.snapshot import Snapshot
 from .._measure import processes
 from .._measure.probe import Probe, exit_status
 from .._measure.treeprobe import TreeProbe
 from ..errors import ProcessGone, UsageError, hide_from_tracebacks
 from ..warnings import PmapWarning
+from .hookspecs import ignore_rule
 from .state import SESSION
 
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
@@ -32,14 +32,6 @@ STOP_TIMEOUT = 5.0
 
 PROBES = pytest.StashKey[list[Probe]]()
 """The probes a test's fixtures made: released when its teardown ends (a report keeps text only)."""
-
-
-def ignore_rule(config: pytest.Config) -> Optional[Callable[[Mapping], bool]]:
-    """`pytest_pmap_ignore_mapping` as a predicate; None when no plugin implements it."""
-    hook = config.hook.pytest_pmap_ignore_mapping
-    if not hook.get_hookimpls():
-        return None
-    return lambda m: bool(hook(mapping=m))
 
 
 def _check_tree(fixture: str, tree: object) -> None:

@@ -7,7 +7,7 @@ Implement them in a `conftest.py` or a plugin, as the examples in each docstring
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import pytest
 
@@ -58,3 +58,12 @@ def pytest_pmap_session_report(results: list[MemoryResult]) -> None:
             if worst is not None:
                 print("most RSS growth:", worst.nodeid)
     """
+
+
+def ignore_rule(config: pytest.Config) -> Optional[Callable[[Mapping], bool]]:
+    """`pytest_pmap_ignore_mapping` as a predicate; None when no plugin implements it. (Not a hook:
+    pytest takes only `pytest_` names in a module of hook specifications for hooks.)"""
+    hook = config.hook.pytest_pmap_ignore_mapping
+    if not hook.get_hookimpls():
+        return None
+    return lambda m: bool(hook(mapping=m))

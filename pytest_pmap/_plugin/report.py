@@ -5,18 +5,20 @@ calls it then)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .._engine.files import dumps
-from .._gate.compare import Tolerance, compare
-from .._gate.environment import current_environment
-from .._gate.results import RunResults, last_of_each
 from .._measure.result import MemoryResult
 from ..errors import PmapError
 from ..size import signed
 from .state import OUTPUTS, Gate, Session
+
+if TYPE_CHECKING:
+    from .._gate.results import RunResults
+
+# The gate (results files, the environment, the comparison) is imported only by a session that
+# compares with a baseline or writes a file: plain `--pmap` prints its table and is done.
 
 __all__ = ["Outcome", "node_down", "session_finish", "summary_table", "terminal_summary"]
 
@@ -73,8 +75,13 @@ def session_finish(session: pytest.Session, state: Session) -> None:
     if workeroutput is not None:  # an xdist worker: the controller compares and writes
         workeroutput["pmap_results"] = [r.to_json() for r in state.results]
         return
+    from .._gate.results import last_of_each
+
     state.results[:] = last_of_each(state.results)  # a test run again in the session counts once, with its last run
-    if not state.unavailable:
+    if not state.unavailable and (state.gate.baseline is not None or state.gate.outputs):
+        from .._gate.environment import current_environment
+        from .._gate.results import RunResults
+
         reason = _incomplete(session, state)
         run = RunResults(tuple(state.results), current_environment(), complete=not reason,
                          exit_status=int(session.exitstatus), incomplete_reason=reason)
@@ -88,6 +95,7 @@ def _gate_and_write(gate: Gate, run: RunResults) -> bool:
     """Compare with the baseline and write the files; True when the run must fail for it."""
     if gate.baseline is None and not gate.outputs:  # plain --pmap: nothing to compare or write
         return False
+    from .._gate.compare import Tolerance, compare
     from .._gate.reports import write_report
 
     if gate.baseline is not None:
@@ -125,7 +133,9 @@ def _not_a_baseline(gate: Gate, run: RunResults, path: Path) -> str:
 
 def _render(name: str, run: RunResults, gate: Gate) -> bytes:
     """The bytes of one output file."""
+    from .._engine.files import dumps
     from .._gate.reports import bencher, benchmark_action, markdown
+
     if name == "pmap_markdown":
         return markdown(run, gate.comparison, gate.metric).encode()
     if name == "pmap_bencher":

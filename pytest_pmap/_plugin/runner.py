@@ -7,23 +7,23 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import replace
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import pytest
 
 from .._measure.boundary import BoundaryReader, growth
-from .._measure.budget import Budget, check, report_text
 from .._measure.heap import heap_in_use
-from .._measure.probe import Probe, Reading
 from .._measure.result import MemoryResult
-from .._measure.treeprobe import TreeProbe
 from ..errors import BudgetSyntaxError, PmapError, hide_from_tracebacks
-from ..size import Size
-from ..warnings import PmapWarning
-from .confirm import confirm
-from .fixtures import PROBES, ignore_rule
-from .markers import budget_of, tolerance_of, tree_of
+from .hookspecs import ignore_rule
 from .state import SESSION, Session, pmap_marker_lookup
+
+if TYPE_CHECKING:
+    from .._measure.budget import Budget
+    from .._measure.probe import Probe
+
+# Budgets, probes, markers and the gate's confirmation are imported where a session first needs
+# them: a session that only measures (`--pmap`) loads none of them.
 
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
 
@@ -31,7 +31,7 @@ __all__ = ["FIXTURES", "explain", "take_part"]
 
 _FAILURE = pytest.StashKey[str]()
 """The report of a test's broken budget."""
-_BUDGET = pytest.StashKey[Budget]()
+_BUDGET: pytest.StashKey[Budget] = pytest.StashKey()
 _TOLERANCE = pytest.StashKey[str]()
 """The marker's `tolerance=`: the gate's tolerance for this test (`off`: not gated)."""
 _TREE = pytest.StashKey[bool]()
@@ -54,6 +54,8 @@ def take_part(config: pytest.Config, items: list[pytest.Item]) -> None:
             if not checks and not FIXTURES.isdisjoint(getattr(item, "fixturenames", ())):
                 checks = True
             continue
+        from .markers import budget_of, tolerance_of, tree_of
+
         try:
             budget = budget_of(item)
             tree = tree_of(item)
@@ -116,6 +118,8 @@ class _Checks:
             report.outcome = "failed"
             report.longrepr = failure
         elif report.failed:  # the whole diff of every probe the test used, which an assertion shows in brief
+            from .fixtures import PROBES
+
             for probe in item.stash.get(PROBES, []):
                 report.sections.append((f"pmap: PID {probe.pid} since its baseline", _last_diff(probe)))
         return report
@@ -125,6 +129,8 @@ class _Checks:
         try:
             return (yield)
         finally:  # measuring must not inflate the process measured: nothing outlives its test
+            from .fixtures import PROBES
+
             if PROBES in item.stash:
                 del item.stash[PROBES]
             if _FAILURE in item.stash:
@@ -210,6 +216,8 @@ class _Confirm:
             return done
         del item.stash[_MEASURED]
         if state.gate.judged is not None and not item.stash.get(_NOT_PASSED, False):
+            from .confirm import confirm
+
             state.repeating = True
             try:
                 repeats = confirm(item, nextitem, state, result)
@@ -235,6 +243,11 @@ class _Budgets:
         budget = item.stash.get(_BUDGET, None)
         if state.unavailable or state.repeating or not budget:
             return (yield)
+        from .._measure.budget import check, report_text
+        from .._measure.probe import Probe
+        from .._measure.treeprobe import TreeProbe
+        from ..warnings import PmapWarning
+
         ignore = ignore_rule(item.config)
         probe = TreeProbe(None, ignore=ignore) if item.stash.get(_TREE, False) else Probe(None, ignore=ignore)
         try:
@@ -280,6 +293,9 @@ def _properties(record: MemoryResult) -> list[tuple[str, object]]:
 def explain(op: str, left: object, right: object) -> Optional[list[str]]:
     """`pytest_assertrepr_compare` for a comparison with a `Reading`: what it measured, and the diff
     that explains it; None for any other comparison."""
+    from .._measure.probe import Reading
+    from ..size import Size
+
     reading = left if isinstance(left, Reading) else right if isinstance(right, Reading) else None
     if reading is None:
         return None
