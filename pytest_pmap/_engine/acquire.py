@@ -10,6 +10,7 @@ map); and a kernel without smaps_rollup is read through smaps.
 from __future__ import annotations
 
 import os
+from _thread import get_native_id  # the builtin beneath threading's: nothing to import
 from collections import namedtuple
 from collections.abc import Callable, Iterator
 
@@ -303,11 +304,7 @@ class PeakReset:
 def _main_thread_calls(pid: int) -> bool:
     """True when the caller is process `pid`'s main thread, which is alive then: no need to read
     its stat to find out (the per-test readings of `--pmap` reset the peak before every test)."""
-    if pid != os.getpid():
-        return False
-    import threading  # here: the command never resets a peak
-
-    return threading.get_native_id() == pid
+    return pid == os.getpid() and get_native_id() == pid
 
 
 def check_same_process(watched: Snapshot, now: Snapshot) -> None:

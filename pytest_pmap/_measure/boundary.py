@@ -194,7 +194,10 @@ def growth(before: Boundary, after: Boundary, ignore: Optional[Callable[[Mapping
     """Each metric's growth from `before` to `after`, the peak's rise, the change in huge pages and
     the new mappings: the fields of a `MemoryResult`."""
     now, then = after.rollup, before.rollup
-    moved = dict.fromkeys(now, 0) if now is then else {k: v - then[k] for k, v in now.items() if k in then}
+    if now is then:  # most tests: the rollup read or carried forward at the start still applies
+        moved = dict.fromkeys(now, 0)
+    else:
+        moved = {k: v - then[k] for k, v in now.items() if k in then}
     uss = moved["Private_Clean"] + moved["Private_Dirty"] if "Private_Clean" in moved and "Private_Dirty" in moved else None
     if after.maps is before.maps:
         map_growth = (0, 0, 0)

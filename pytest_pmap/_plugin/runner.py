@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 import pytest
 
-from .._measure.boundary import BoundaryReader, growth
+from .._measure.boundary import Boundary, BoundaryReader, growth
 from .._measure.heap import heap_in_use
 from .._measure.result import MemoryResult
 from ..errors import BudgetSyntaxError, PmapError, hide_from_tracebacks
@@ -46,7 +46,7 @@ def take_part(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Work out every test's budget now, and take part in running tests only as far as the session
     needs: the call of every test when `--pmap` is on or some test has a budget; its setup, report
     and teardown when some test has a budget (or a bad one) or uses a fixture."""
-    budgets = checks = False
+    budgets = checks = tolerances = False
     marked = pmap_marker_lookup()
     configured = config.stash[SESSION].config_budgets is not None
     for item in items:
@@ -66,6 +66,7 @@ def take_part(config: pytest.Config, items: list[pytest.Item]) -> None:
             continue
         if tolerance:
             item.stash[_TOLERANCE] = tolerance
+            tolerances = True
         if budget:
             item.stash[_BUDGET] = budget
             item.stash[_TREE] = tree
@@ -77,7 +78,7 @@ def take_part(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Each concern registers its hooks only when the session has it: every hook implementation is
     # a call more on every test (the makereport hook, three), whether it does anything or not.
     if state.measure and not state.unavailable and not manager.has_plugin(_MEASURE):
-        manager.register(_Measure(state), _MEASURE)
+        manager.register(_Measure(state, own=budgets or tolerances), _MEASURE)
         if state.gate.judged is not None:
             manager.register(_Confirm(state), _CONFIRM)
     if budgets and not manager.has_plugin(_BUDGETS):
@@ -145,10 +146,16 @@ class _Measure:
     does. The readings are the outermost hooks (`tryfirst` wrappers), so that no other plugin's
     work around the test falls inside them."""
 
-    def __init__(self, state: Session) -> None:
+    def __init__(self, state: Session, own: bool) -> None:
         self.state = state
         self.confirming = state.gate.judged is not None
         """True when a baseline judges the tests: `_Confirm` records each result, after confirming it."""
+        self.own = own
+        """True when some test has a budget or a tolerance of its own, which its result carries."""
+        self.begun: Optional[tuple[pytest.Item, Boundary, Optional[int], str]] = None
+        """The test running, and the reading before its setup: the boundary, the heap's in-use
+        bytes, why the peak was not reset ("" when it was). Kept here, not in the test's stash: one
+        test runs at a time, and this is read twice a test."""
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
@@ -159,7 +166,7 @@ class _Measure:
                 reader = state.reader = BoundaryReader()
             note = reader.reset_peak()
             start = reader.read()
-            item.stash[_START] = (start, heap_in_use(), note)  # the heap last: the reading is not the test's
+            self.begun = (item, start, heap_in_use(), note)  # the heap last: the reading is not the test's
         return (yield)
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -167,11 +174,10 @@ class _Measure:
         try:
             return (yield)
         finally:
-            state = self.state
-            begun = item.stash.get(_START, None)
-            if begun is not None and state.reader is not None and not state.repeating:
-                del item.stash[_START]
-                start, heap, note = begun
+            state, begun = self.state, self.begun
+            if begun is not None and begun[0] is item and state.reader is not None and not state.repeating:
+                self.begun = None
+                _, start, heap, note = begun
                 heap_after = heap_in_use()  # first, for the same reason
                 end = state.reader.read()
                 # The ignore hook only matters to new mappings, which there are none of when maps did not move.
@@ -179,16 +185,17 @@ class _Measure:
                 measured["growth"]["heap"] = None if heap is None or heap_after is None else heap_after - heap  # type: ignore[index]
                 if note:
                     measured["peak_growth"] = None
-                budget, failure = item.stash.get(_BROKEN, ((), ""))
-                result = MemoryResult(item.nodeid, budget=budget, failure=failure,
-                                      tolerance=item.stash.get(_TOLERANCE, ""), **measured)  # type: ignore[arg-type]
+                if self.own:
+                    measured["budget"], measured["failure"] = item.stash.get(_BROKEN, ((), ""))
+                    measured["tolerance"] = item.stash.get(_TOLERANCE, "")
+                result = MemoryResult(item.nodeid, **measured)  # type: ignore[arg-type]
                 if state.junit:  # before the teardown's report, which carries them into the XML
                     item.user_properties.extend(_properties(result))
                 if self.confirming:  # `_Confirm` records it once the whole test has run
                     item.stash[_MEASURED] = result
                 else:
                     state.results.append(result)
-                    if _BROKEN in item.stash:  # nothing of a test outlives it
+                    if self.own and _BROKEN in item.stash:  # nothing of a test outlives it
                         del item.stash[_BROKEN]
 
 
@@ -263,8 +270,6 @@ class _Budgets:
                 item.stash[_BROKEN] = (tuple(v.line for v in violations), text)
 
 
-_START = pytest.StashKey[tuple[Any, Optional[int], str]]()
-"""The reading before a test's setup: the boundary, the heap's in-use bytes, why the peak was not reset."""
 _MEASURED = pytest.StashKey[MemoryResult]()
 """A test's growth from before its setup to after its teardown, until `_Confirm` records it."""
 _NOT_PASSED = pytest.StashKey[bool]()
