@@ -218,3 +218,27 @@ def test_repeats_are_kept_in_the_results_and_compare_decides_the_same(
     assert "confirmed 3/3" in done.stdout and "test_suite.py::test_leaky" in done.stdout
     assert "noise, not failed): test_suite.py::test_once" in done.stdout
     assert Path(suite.path / "head.json").stat().st_size > 0
+
+
+def test_a_gate_on_the_peak_is_judged_on_one_measurement(pytester: pytest.Pytester) -> None:
+    """A peak does not recur: after the first run glibc keeps the 16 MiB it freed (it raises its
+    thresholds), and every repeat peaks inside it. Measured: repeats rose by +0K, so the spike
+    would have passed as noise; a peak is therefore judged on its one measurement."""
+    pytester.makepyfile(test_peak="""
+        import os
+
+        def test_spike():
+            if os.environ.get("SPIKE"):  # 16 MiB touched and freed: the peak rises, nothing is kept
+                block = bytearray(16 << 20)
+                block[::4096] = b"x" * len(block[::4096])
+                del block
+    """)
+    assert pytester.runpytest_subprocess("--pmap-save-baseline", "base.json").ret == 0
+    os.environ["SPIKE"] = "1"
+    try:
+        result = pytester.runpytest_subprocess("--pmap-baseline", "base.json", "--pmap-metric", "peak_growth")
+    finally:
+        del os.environ["SPIKE"]
+    assert result.ret == 1
+    result.stdout.re_match_lines([r"1 test regressed in peak_growth .*", r".* \+1[67]\d\d\dK .*test_peak\.py::test_spike"])
+    assert "confirmed" not in result.stdout.str()
