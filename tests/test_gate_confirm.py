@@ -242,3 +242,21 @@ def test_a_gate_on_the_peak_is_judged_on_one_measurement(pytester: pytest.Pytest
     assert result.ret == 1
     result.stdout.re_match_lines([r"1 test regressed in peak_growth .*", r".* \+1[67]\d\d\dK .*test_peak\.py::test_spike"])
     assert "confirmed" not in result.stdout.str()
+
+
+def test_the_gate_example_does_what_its_docstring_says(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    example = Path(__file__).parent.parent / "examples" / "gate" / "test_gate_demo.py"
+    pytester.makepyfile(test_gate_demo=example.read_text())
+    for name in ("PMAP_DEMO_LEAK", "PMAP_DEMO_WARM"):
+        monkeypatch.delenv(name, raising=False)
+    assert pytester.runpytest_subprocess("--pmap-save-baseline", "base.json").ret == 0
+    assert pytester.runpytest_subprocess("--pmap-baseline", "base.json").ret == 0
+    monkeypatch.setenv("PMAP_DEMO_LEAK", "1")
+    leak = pytester.runpytest_subprocess("--pmap-baseline", "base.json")
+    assert leak.ret == 1
+    leak.stdout.re_match_lines([r".* +test_gate_demo\.py::test_lookup", r" +confirmed 3/3: .*"])
+    monkeypatch.delenv("PMAP_DEMO_LEAK")
+    monkeypatch.setenv("PMAP_DEMO_WARM", "1")
+    warm = pytester.runpytest_subprocess("--pmap-baseline", "base.json")
+    assert warm.ret == 0
+    warm.stdout.fnmatch_lines(["1 suspect but not confirmed: * (noise, not failed): test_gate_demo.py::test_warm_up"])
