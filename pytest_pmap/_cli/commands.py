@@ -282,6 +282,9 @@ def _compare(ns: argparse.Namespace) -> int:
         base = load_baseline(ns.base, allow_empty=ns.allow_empty_baseline,
                              allow_incomplete=ns.allow_incomplete_baseline, flags="--")
         head = RunResults.load(ns.head, "results file")
+        if head.samples:
+            raise PmapError(f"HEAD {ns.head} holds samples of several runs (\"samples\": true): compare the results "
+                            "of one run against it, or use it as BASE")
         if ns.markdown is not None:
             for given, what in ((ns.base, "BASE"), (ns.head, "HEAD")):
                 if Path(ns.markdown).resolve() == Path(given).resolve():

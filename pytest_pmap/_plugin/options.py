@@ -61,7 +61,7 @@ MALLOC_DESC = (
 
 
 CONFIRM_DESC = (
-    f"run the call of a test that exceeds its baseline N more times before the gate fails it (default {CONFIRM}); "
+    f"run a test that exceeds its baseline again, whole, N times (0-100, default {CONFIRM}) before the gate fails it; "
     "it fails only when every repeat grows again; 0 judges on one measurement"
 )
 
