@@ -80,7 +80,7 @@ class BudgetConfig:
     @classmethod
     def parse(cls, config: MappingABC[str, Any], source: str) -> BudgetConfig:
         """Raise `BudgetSyntaxError` for anything wrong in `config`, naming `source` and the key."""
-        known = {"defaults", "budgets"}
+        known = {"defaults", "budgets", "accept"}  # accept: the gate's (`_gate/accept.py`)
         for key in config:
             if key not in known:
                 raise BudgetSyntaxError(f"{source}: unknown key {key!r}; expected {' and '.join(sorted(known))}")
