@@ -10,6 +10,7 @@ tests that need it where it is absent.
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import json
 import os
@@ -108,7 +109,8 @@ class Browser:
         os.close(replies_w)
         launch = "import os, sys; os.dup2(int(sys.argv[1]), 3); os.dup2(int(sys.argv[2]), 4); os.execv(sys.argv[3], sys.argv[3:])"
         self.process = subprocess.Popen(
-            [sys.executable, "-c", launch, str(theirs[0]), str(theirs[1]), executable, "--headless", "--remote-debugging-pipe", "--no-sandbox", "--disable-gpu", "--no-first-run",
+            [sys.executable, "-c", launch, str(theirs[0]), str(theirs[1]), executable, "--headless", "--remote-debugging-pipe",
+             "--no-sandbox", "--disable-gpu", "--no-first-run",
              "--no-default-browser-check", "--disable-extensions", "--disable-background-networking",
              "--host-resolver-rules=MAP * ~NOTFOUND", f"--user-data-dir={profile}", "--window-size=1280,900",
              "about:blank"],
@@ -172,10 +174,8 @@ class Browser:
 
     def close(self) -> None:
         """End the browser and reap it."""
-        try:
+        with contextlib.suppress(RuntimeError, TimeoutError, OSError):
             self.send("Browser.close", timeout=10)
-        except (RuntimeError, TimeoutError, OSError):
-            pass
         try:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:

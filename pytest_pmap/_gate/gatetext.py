@@ -50,7 +50,10 @@ def table(comparison: Comparison, new_rows: int = 5) -> list[str]:
             lines.append(
                 f"{signed(r.base):>10} {signed(r.head):>10} {signed(r.delta):>10} {r.allowance:>10} {r.used_text:>6}  {r.nodeid}"
                 + (f"  (widened: {r.widened})" if r.widened else "")
+                + (f"  [{r.metric}]" if r.metric else "")
             )
+            if r.evidence:
+                lines.append(f"{'':>12}{r.evidence}")
             regions = r.result.new_regions if r.result else ()
             for region in regions[:new_rows]:
                 lines.append(f"{'':>12}new: {region.row()}")
@@ -59,8 +62,12 @@ def table(comparison: Comparison, new_rows: int = 5) -> list[str]:
             lines.append(f"{'':>12}next: {next_step(r, comparison)}")
         lines.append("used: the change as a share of what the test was allowed (over 100% fails)")
     for r in comparison.having("accepted"):
-        lines.append(f"accepted: {r.nodeid} {signed(r.delta)} ({r.used_text} of its allowance {r.allowance}): {r.reason}")
-    for status, label in (("unmeasured", "not measured (no value on one side)"),
+        lines.append(f"accepted: {r.nodeid} {signed(r.delta)} ({r.used_text} of its allowance {r.allowance}): {r.reason}"
+                     + (f" [{r.evidence}]" if r.evidence else ""))
+    for status, label in (("noise", "suspect but not confirmed: did not grow again when run again (noise, not failed)"),
+                          ("unconfirmed", "suspect but could not be run again to confirm (not failed)"),
+                          ("exempt", "not gated (tolerance off)"),
+                          ("unmeasured", "not measured (no value on one side)"),
                           ("new", "new (not in the baseline; not gated)"),
                           ("gone", "gone (in the baseline, not in this run)")):
         rows = comparison.having(status)

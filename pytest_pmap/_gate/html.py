@@ -50,9 +50,10 @@ def _row(result: Optional[MemoryResult], metric: str, row: Optional[Row]) -> lis
         note = "; ".join(filter(None, [note, *result.budget]))
     if row is not None and row.widened:
         note = "; ".join(filter(None, [note, f"allowance widened: {row.widened}"]))
-    evidence = getattr(row, "evidence", "")  # the confirmation's re-measurements, where the gate has them
-    if evidence:
-        note = "; ".join(filter(None, [note, evidence]))
+    if row is not None and row.evidence:  # the re-measurements that confirmed a suspect, or did not
+        note = "; ".join(filter(None, [note, row.evidence]))
+    if row is not None and row.metric:
+        note = "; ".join(filter(None, [note, f"found in {row.metric}"]))
     used = row.used if row is not None else None
     return [
         nodeid, status,

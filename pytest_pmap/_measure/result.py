@@ -47,6 +47,14 @@ class MemoryResult:
     """The broken limits of the test's budget, as report lines."""
     failure: str = ""
     """The budget failure's report: every broken limit and the pmap-formatted diff."""
+    repeats: tuple[dict[str, Optional[int]], ...] = ()
+    """The growth (as in `growth`) of each extra run of the call, made in place to confirm a suspect
+    regression before the gate fails it; empty when the call was not run again."""
+    repeats_stopped: str = ""
+    """Why fewer repeats were made than asked (`the call raised ValueError when run again`), or ""."""
+    tolerance: str = ""
+    """The test's own gate tolerance (marker or pyproject.toml), as written; `off` when the test is
+    not gated; "" for the session's."""
 
     @property
     def new_mappings(self) -> int:
@@ -64,6 +72,11 @@ class MemoryResult:
             return self.peak_growth
         return self.growth.get(metric[: -len("_growth")])
 
+    def repeated(self, metric: str) -> tuple[Optional[int], ...]:
+        """A gate metric's growth in each repeat of the call (`peak_growth` is not repeated: None)."""
+        key = metric[: -len("_growth")]
+        return tuple(r.get(key) for r in self.repeats)
+
     def measured(self) -> dict[str, int]:
         """Every gate metric that was measured, with its value (bytes)."""
         return {name: value for name in GATE_METRICS if (value := self.value(name)) is not None}
@@ -80,6 +93,9 @@ class MemoryResult:
             ],
             "budget": list(self.budget),
             "failure": self.failure,
+            "repeats": [dict(r) for r in self.repeats],
+            "repeats_stopped": self.repeats_stopped,
+            "tolerance": self.tolerance,
         }
 
     @classmethod
@@ -106,4 +122,7 @@ class MemoryResult:
             new_regions=regions,
             budget=tuple(str(line) for line in data.get("budget") or ()),
             failure=str(data.get("failure") or ""),
+            repeats=tuple({str(k): size(v) for k, v in dict(r).items()} for r in data.get("repeats") or ()),
+            repeats_stopped=str(data.get("repeats_stopped") or ""),
+            tolerance=str(data.get("tolerance") or ""),
         )

@@ -11,6 +11,7 @@ from typing import Any, Optional
 import pytest
 
 from .._measure.boundary import BoundaryReader, growth
+from .._measure.heap import heap_in_use
 from .._measure.budget import Budget, check, report_text
 from .._measure.probe import Probe, Reading
 from .._measure.result import MemoryResult
@@ -19,7 +20,8 @@ from ..errors import BudgetSyntaxError, PmapError, hide_from_tracebacks
 from ..size import Size
 from ..warnings import PmapWarning
 from .fixtures import PROBES, ignore_rule
-from .markers import budget_of, tree_of
+from .confirm import confirm
+from .markers import budget_of, tolerance_of, tree_of
 from .state import SESSION, pmap_marker_lookup
 
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
@@ -29,6 +31,8 @@ __all__ = ["FIXTURES", "explain", "take_part"]
 _FAILURE = pytest.StashKey[str]()
 """The report of a test's broken budget."""
 _BUDGET = pytest.StashKey[Budget]()
+_TOLERANCE = pytest.StashKey[str]()
+"""The marker's `tolerance=`: the gate's tolerance for this test (`off`: not gated)."""
 _TREE = pytest.StashKey[bool]()
 """The marker's `tree=True`: the test's budget covers its descendants too."""
 
@@ -52,10 +56,13 @@ def take_part(config: pytest.Config, items: list[pytest.Item]) -> None:
         try:
             budget = budget_of(item)
             tree = tree_of(item)
+            tolerance = tolerance_of(item)
         except BudgetSyntaxError as exc:
             item.stash[_BUDGET_ERROR] = str(exc)
             checks = True
             continue
+        if tolerance:
+            item.stash[_TOLERANCE] = tolerance
         if budget:
             item.stash[_BUDGET] = budget
             item.stash[_TREE] = tree
@@ -136,14 +143,23 @@ class _Calls:
         probe = None
         if budget:
             probe = TreeProbe(None, ignore=ignore) if item.stash.get(_TREE, False) else Probe(None, ignore=ignore)
+        heap = heap_in_use() if start is not None else None
+        passed = False
         try:
-            return (yield)
+            outcome = yield
+            passed = True
+            return outcome
         finally:
             measured: dict[str, Any] = {}
             if state.reader is not None and start is not None:  # before the budget's snapshots, which allocate
+                heap_after = heap_in_use()
                 measured = growth(start, state.reader.read(), ignore)
+                measured["growth"]["heap"] = None if heap is None or heap_after is None else heap_after - heap
+                measured["tolerance"] = item.stash.get(_TOLERANCE, "")
                 if peak_note:
                     measured["peak_growth"] = None
+                if passed and state.gate.judged is not None:
+                    measured.update(confirm(item, state, MemoryResult(item.nodeid, **measured), ignore))
             if probe is not None and budget is not None:
                 violations, unchecked = check(budget, probe)
                 for line in unchecked:  # never passed silently: a warning the session summary shows
