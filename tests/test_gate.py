@@ -150,8 +150,8 @@ def test_a_regression_lists_the_new_mappings_it_made() -> None:
     region = NewRegion(0x7F0000000000, MiB, "rw---", "[ anon ]")
     c = compare(run(result("t::a", 0)), run(result("t::a", MiB, regions=(region,))))
     assert c.table()[1:4] == [
-        "  baseline        now     change    allowed  test",
-        "       +0K     +1024K     +1024K       512K  t::a",
+        "  baseline        now     change    allowed   used  test",
+        "       +0K     +1024K     +1024K       512K   200%  t::a",
         "            new: 00007f0000000000    +1024 rw--- [ anon ]",
     ]
 
@@ -280,9 +280,10 @@ def test_markdown_puts_regressions_first_then_budgets_then_top_growers() -> None
                result("t::budget", 0, budget=("uss_growth 9216K > 8192K (marker)",)))
     text = markdown(head, compare(base, head, baseline="baseline base.json"))
     headings = [line for line in text.splitlines() if line.startswith("#")]
-    assert headings == ["## pytest-pmap: memory per test", "### Regressions", "### Budgets exceeded", "### Top 2 by uss_growth"]
+    assert headings == ["## pytest-pmap: memory per test, against baseline base.json", "### Regressions",
+                        "### Budgets exceeded", "### Top 2 by uss_growth"]
     assert ":x: **1 test regressed in uss_growth against baseline base.json" in text
-    assert "| <code>t::leaky[a&#124;b]</code> | +0K | +1024K | +1024K | 512K |" in text
+    assert "| <code>t::leaky[a&#124;b]</code> | +0K | +1024K | +1024K | 512K | 200% |" in text
     assert "<summary><code>t::leaky[a&#124;b]</code>: 1 new mapping</summary>" in text
     assert "00007f0000000000    +1024 rw--- [ anon ]" in text
     assert "<summary><code>t::budget</code>: uss_growth 9216K &gt; 8192K (marker)</summary>" in text
