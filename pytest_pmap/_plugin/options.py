@@ -166,7 +166,8 @@ def _config_budgets(config: pytest.Config) -> tuple[Optional[BudgetConfig], dict
             from .._gate.accept import parse_accept
 
             accept = parse_accept(pyproject["accept"], source)
-        return BudgetConfig.parse(pyproject, source), accept, source
+        # Reports name the file, not the runner's path to it.
+        return BudgetConfig.parse(pyproject, source), accept, "pyproject.toml [tool.pytest_pmap]"
     except BudgetSyntaxError as exc:
         raise pytest.UsageError(str(exc)) from None
 
