@@ -163,12 +163,13 @@ def render_html(run: RunResults, comparison: Optional[Comparison] = None, histor
     page += [
         "<h2>Tests</h2>",
         '<p class="muted">Growth during each test\'s call; peak: how far RSS rose above its start; tolerance used: the '
-        "change as a share of what the gate allowed (over 100% fails). Click a column to sort.</p>",
+        "change as a share of what the gate allowed (over 100% fails). Click a column to sort; sorting and the filter "
+        "take in every test.</p>",
         '<div class="controls"><input id="filter" type="search" placeholder="filter by node ID" aria-label="filter by node ID">'
         f'<select id="status" aria-label="status"><option value="">every status</option>{options}</select>'
         '<span id="shown" class="muted"></span></div>',
         '<table id="tests"><thead><tr>' + "".join(f"<th>{html.escape(c)}</th>" for c in columns) + "</tr></thead>",
-        '<tbody id="tests-body"></tbody></table>',
+        '<tbody id="tests-body"></tbody></table><button id="more" type="button" hidden>show 500 more</button>',
         '<noscript><p class="warning">The table needs JavaScript; the data is in this page as JSON.</p></noscript>',
     ]
     if failing:

@@ -1,7 +1,9 @@
 """The HTML report's style sheet and script, inlined into every page (it loads nothing).
 
 The table is built by the script from the page's JSON data, so that a report of 10,000 tests
-stays small and opens fast, and sorting or filtering rebuilds it in one assignment. Column order
+stays small and opens fast: sorting and filtering work on every test, and the table shows the
+first `PAGE` rows of the result (a button adds more), since laying out ten thousand rows takes a
+browser seconds and no reader scrolls through them. Column order
 is `html.COLUMNS`: node ID, status, gated metric, RSS, USS, peak, new mappings, tolerance used
 (%), change against the baseline, note.
 """
@@ -32,7 +34,7 @@ th { position: sticky; top: 0; background: var(--bg2); cursor: pointer; user-sel
 th[aria-sort=ascending]::after { content: " ▲"; } th[aria-sort=descending]::after { content: " ▼"; }
 td:first-child, th:first-child, td.note { text-align: left; white-space: normal; word-break: break-all; }
 td:first-child { font-family: ui-monospace, monospace; font-size: 12.5px; }
-tbody tr { content-visibility: auto; contain-intrinsic-size: auto 24px; }
+#more { margin: 8px 0; font: inherit; }
 .s-regressed td:nth-child(2), .s-budget td:nth-child(2) { color: var(--bad); font-weight: 600; }
 .s-improved td:nth-child(2) { color: var(--good); } .s-accepted td:nth-child(2), .s-noise td:nth-child(2) { color: var(--warn); }
 svg.chart text { font: 11px system-ui, sans-serif; fill: var(--fg); }
@@ -52,6 +54,7 @@ SCRIPT = r"""
   var rows = data.rows, body = document.getElementById("tests-body"), count = document.getElementById("shown");
   var filter = document.getElementById("filter"), status = document.getElementById("status");
   var heads = document.querySelectorAll("#tests th"), key = data.sort, down = true;
+  var more = document.getElementById("more"), PAGE = 500, limit = PAGE;
   function esc(s) { return String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;"); }
   function kib(n) { return n === null ? "n/a" : (n < 0 ? "-" : "+") + Math.floor(Math.abs(n) / 1024) + "K"; }
   function cell(r, i) {
@@ -75,14 +78,16 @@ SCRIPT = r"""
       return (!text || r[0].toLowerCase().indexOf(text) >= 0) && (!want || r[1] === want);
     });
     view.sort(compare);
-    for (var i = 0; i < view.length; i++) {
+    for (var i = 0; i < view.length && i < limit; i++) {
       var r = view[i], tds = "";
       for (var c = 0; c < 10; c++) tds += (c === 9 ? '<td class="note">' : "<td>") + cell(r, c) + "</td>";
       out.push('<tr class="s-' + esc(r[1] || "none").replace(/ /g, "-") + '">' + tds + "</tr>");
       shown++;
     }
     body.innerHTML = out.join("");
-    count.textContent = shown + " of " + rows.length + " tests";
+    count.textContent = (view.length < rows.length ? view.length + " of " + rows.length + " tests match"
+                                                   : rows.length + " tests") + (shown < view.length ? ", the first " + shown + " shown" : "");
+    more.hidden = shown >= view.length;
     for (var h = 0; h < heads.length; h++) {
       if (h === key) heads[h].setAttribute("aria-sort", down ? "descending" : "ascending");
       else heads[h].removeAttribute("aria-sort");
@@ -90,11 +95,12 @@ SCRIPT = r"""
   }
   for (var h = 0; h < heads.length; h++) {
     heads[h].addEventListener("click", (function (i) {
-      return function () { if (key === i) { down = !down; } else { key = i; down = i > 1; } render(); };
+      return function () { if (key === i) { down = !down; } else { key = i; down = i > 1; } limit = PAGE; render(); };
     })(h));
   }
-  filter.addEventListener("input", render);
-  status.addEventListener("change", render);
+  filter.addEventListener("input", function () { limit = PAGE; render(); });
+  status.addEventListener("change", function () { limit = PAGE; render(); });
+  more.addEventListener("click", function () { limit += PAGE; render(); });
   render();
 })();
 """
