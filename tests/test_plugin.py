@@ -331,7 +331,7 @@ def test_pmap_option_prints_the_top_tests(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=3)
     result.stdout.re_match_lines([
         r"=+ pmap: memory per test =+",
-        r"growth during each test's call, in KiB; .*",
+        r"growth from each test's setup to its teardown, in KiB; .*",
         r" +RSS +USS +peak +writable private +new mappings +test",
         r" +\+2\d{4} +\+2\d{4} +\+2\d{4} +\+\d+ +\d+ +test_pmap_option_prints_the_top_tests.py::test_big",
         r" +\+\d+ .*::test_small",

@@ -8,8 +8,17 @@ without loading the engine.
 from __future__ import annotations
 
 __all__ = [
-    "BUDGET_KEYS", "DEFAULT_METRIC", "GATE_METRICS", "HEAP_METRIC", "GROWTH", "METRICS", "METRIC_DESCRIPTIONS", "METRIC_FIELDS",
-    "PEAK_DESCRIPTIONS", "SUMMED", "describe_budget_keys",
+    "BUDGET_KEYS",
+    "DEFAULT_METRIC",
+    "GATE_METRICS",
+    "GROWTH",
+    "HEAP_METRIC",
+    "METRICS",
+    "METRIC_DESCRIPTIONS",
+    "METRIC_FIELDS",
+    "PEAK_DESCRIPTIONS",
+    "SUMMED",
+    "describe_budget_keys",
 ]
 
 #: Every metric and what it measures, in the order reports show them.

@@ -348,7 +348,7 @@ def compare(
 def _ungated(rows: list[Row], base: RunResults, metric: str, baseline: str) -> str:
     """Why no test of this run was gated against the baseline, or "" when some test was (or
     neither side has any)."""
-    if not rows or any(r.status in ("ok", "regressed", "improved", "accepted") for r in rows):
+    if not rows or any(r.status in ("ok", "regressed", "improved", "noise", "unconfirmed", "accepted") for r in rows):
         return ""
     tests = sum(r.status != "gone" for r in rows)
     if not tests:

@@ -23,7 +23,7 @@ from .compare import Comparison, Row
 from .gatetext import accept_entry, improvements
 from .history import HistoryEntry
 from .htmlassets import SCRIPT, STYLE
-from .results import RunResults, last_of_each
+from .results import RunResults
 from .trend import series
 
 __all__ = ["COLUMNS", "render_html"]
@@ -133,7 +133,7 @@ def render_html(run: RunResults, comparison: Optional[Comparison] = None, histor
                 *, metric: str = DEFAULT_METRIC, title: str = "pytest-pmap: memory per test") -> bytes:
     """The page, as UTF-8 bytes."""
     metric = comparison.metric if comparison is not None else metric
-    results = last_of_each(run.results)  # of several samples, the last (the table shows one row per test)
+    results = list(run.by_test().values())  # of several samples, the most each figure grew (as the gate reads them)
     by_row = {r.nodeid: r for r in comparison.rows} if comparison is not None else {}
     rows = [_row(r, metric, by_row.get(r.nodeid)) for r in results]
     rows += [_row(None, metric, r) for r in by_row.values() if r.status == "gone"]
@@ -162,7 +162,7 @@ def render_html(run: RunResults, comparison: Optional[Comparison] = None, histor
         page += _history_charts(history, metric)
     page += [
         "<h2>Tests</h2>",
-        '<p class="muted">Growth during each test\'s call; peak: how far RSS rose above its start; tolerance used: the '
+        '<p class="muted">Growth from each test\'s setup to its teardown; peak: how far RSS rose above its start; tolerance used: the '
         "change as a share of what the gate allowed (over 100% fails). Click a column to sort; sorting and the filter "
         "take in every test.</p>",
         '<div class="controls"><input id="filter" type="search" placeholder="filter by node ID" aria-label="filter by node ID">'

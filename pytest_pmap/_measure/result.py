@@ -31,18 +31,18 @@ class NewRegion:
 
 @dataclass(frozen=True)
 class MemoryResult:
-    """What `--pmap` measured for one test's call phase."""
+    """What `--pmap` measured for one test, from before its setup to after its teardown."""
 
     nodeid: str
     growth: dict[str, Optional[int]] = field(default_factory=dict)
-    """Metric -> bytes gained during the call (negative when it shrank); None when not measured."""
+    """Metric -> bytes gained during the test (negative when it shrank); None when not measured."""
     peak_growth: Optional[int] = None
-    """How far the RSS peak during the call rose above the RSS at its start; None when the peak
+    """How far the RSS peak during the test rose above the RSS at its start; None when the peak
     could not be reset."""
     huge_pages: Optional[int] = None
-    """Change in transparent huge pages (AnonHugePages) during the call; None when not measured."""
+    """Change in transparent huge pages (AnonHugePages) during the test; None when not measured."""
     new_regions: tuple[NewRegion, ...] = ()
-    """Address space new during the call, one entry per group of overlapping mappings."""
+    """Address space new during the test, one entry per group of overlapping mappings."""
     budget: tuple[str, ...] = ()
     """The broken limits of the test's budget, as report lines."""
     failure: str = ""
@@ -58,7 +58,7 @@ class MemoryResult:
 
     @property
     def new_mappings(self) -> int:
-        """How many groups of mappings cover address space new during the call."""
+        """How many groups of mappings cover address space new during the test."""
         return len(self.new_regions)
 
     @property

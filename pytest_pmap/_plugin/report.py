@@ -211,8 +211,8 @@ def summary_table(results: list[MemoryResult], top: int) -> list[str]:
     ranked = sorted(results, key=key, reverse=True)[:top]
 
     lines = [
-        "growth during each test's call, in KiB; peak: how far RSS rose above its start; writable private: "
-        "address space (pmap -d)",
+        "growth from each test's setup to its teardown, in KiB; peak: how far RSS rose above its start; "
+        "writable private: address space (pmap -d)",
         f"{'RSS':>9} {'USS':>9} {'peak':>9} {'writable private':>16} {'new mappings':>12}  test",
     ]
     for r in ranked:

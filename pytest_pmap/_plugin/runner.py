@@ -11,16 +11,16 @@ from typing import Any, Optional
 import pytest
 
 from .._measure.boundary import BoundaryReader, growth
-from .._measure.heap import heap_in_use
 from .._measure.budget import Budget, check, report_text
+from .._measure.heap import heap_in_use
 from .._measure.probe import Probe, Reading
 from .._measure.result import MemoryResult
 from .._measure.treeprobe import TreeProbe
 from ..errors import BudgetSyntaxError, PmapError, hide_from_tracebacks
 from ..size import Size
 from ..warnings import PmapWarning
-from .fixtures import PROBES, ignore_rule
 from .confirm import confirm
+from .fixtures import PROBES, ignore_rule
 from .markers import budget_of, tolerance_of, tree_of
 from .state import SESSION, pmap_marker_lookup
 
@@ -124,56 +124,103 @@ class _Checks:
 
 
 class _Calls:
-    """The hook around every test's call: registered when `--pmap` is on or some test has a budget."""
+    """The hooks around every test: registered when `--pmap` is on or some test has a budget.
+
+    `--pmap` measures a whole test: from before its first fixture is set up to after its last one
+    is torn down, so that memory a fixture keeps counts as the test's, as memory its call keeps
+    does. A budget (`@pytest.mark.pmap`) covers the call alone, as it always has."""
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
+        state = item.config.stash[SESSION]
+        if state.measure and not state.repeating and not state.unavailable:
+            if state.reader is None:
+                state.reader = BoundaryReader()
+            note = state.reader.reset_peak()
+            start = state.reader.read()
+            item.stash[_START] = (start, heap_in_use(), note)  # the heap last: the reading is not the test's
+        return (yield)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
         state = item.config.stash[SESSION]
         budget = item.stash.get(_BUDGET, None)
-        if state.unavailable or not (budget or state.measure):
+        if state.unavailable or state.repeating or not budget:
             return (yield)
         ignore = ignore_rule(item.config)
-        start = None
-        peak_note = ""
-        if state.measure:
-            if state.reader is None:
-                state.reader = BoundaryReader()
-            peak_note = state.reader.reset_peak()
-            start = state.reader.read()
-        probe = None
-        if budget:
-            probe = TreeProbe(None, ignore=ignore) if item.stash.get(_TREE, False) else Probe(None, ignore=ignore)
-        heap = heap_in_use() if start is not None else None
-        passed = False
+        probe = TreeProbe(None, ignore=ignore) if item.stash.get(_TREE, False) else Probe(None, ignore=ignore)
         try:
-            outcome = yield
-            passed = True
-            return outcome
+            return (yield)
         finally:
-            measured: dict[str, Any] = {}
-            if state.reader is not None and start is not None:  # before the budget's snapshots, which allocate
-                heap_after = heap_in_use()
-                measured = growth(start, state.reader.read(), ignore)
-                measured["growth"]["heap"] = None if heap is None or heap_after is None else heap_after - heap
-                measured["tolerance"] = item.stash.get(_TOLERANCE, "")
-                if peak_note:
+            violations, unchecked = check(budget, probe)
+            for line in unchecked:  # never passed silently: a warning the session summary shows
+                item.add_report_section("call", "pmap", line)
+                item.warn(PmapWarning(f"memory budget {line}"))
+            if violations:
+                item.config.hook.pytest_pmap_budget_exceeded(item=item, violations=violations)
+                item.stash[_FAILURE] = text = report_text(violations)
+                item.stash[_BROKEN] = (tuple(v.line for v in violations), text)
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield  # as every other plugin left it (a broken budget fails a passed call)
+        if not report.passed and not item.config.stash[SESSION].repeating:
+            item.stash[_NOT_PASSED] = True
+        return report
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
+        try:
+            return (yield)
+        finally:
+            begun = item.stash.get(_START, None)
+            state = item.config.stash[SESSION]
+            if begun is not None and state.reader is not None and not state.repeating:
+                del item.stash[_START]
+                start, heap, note = begun
+                heap_after = heap_in_use()  # first, for the same reason
+                measured = growth(start, state.reader.read(), ignore_rule(item.config))
+                measured["growth"]["heap"] = None if heap is None or heap_after is None else heap_after - heap  # type: ignore[index]
+                if note:
                     measured["peak_growth"] = None
-                if passed and state.gate.judged is not None:
-                    measured.update(confirm(item, state, MemoryResult(item.nodeid, **measured), ignore))
-            if probe is not None and budget is not None:
-                violations, unchecked = check(budget, probe)
-                for line in unchecked:  # never passed silently: a warning the session summary shows
-                    item.add_report_section("call", "pmap", line)
-                    item.warn(PmapWarning(f"memory budget {line}"))
-                if violations:
-                    item.config.hook.pytest_pmap_budget_exceeded(item=item, violations=violations)
-                    item.stash[_FAILURE] = measured["failure"] = report_text(violations)
-                    measured["budget"] = tuple(v.line for v in violations)
-            if state.measure:
-                record = MemoryResult(item.nodeid, **measured)
-                state.results.append(record)
-                if state.junit:
-                    item.user_properties.extend(_properties(record))
+                item.stash[_MEASURED] = measured
+                if state.junit:  # before the teardown's report, which carries them into the XML
+                    item.user_properties.extend(_properties(MemoryResult(item.nodeid, **measured)))  # type: ignore[arg-type]
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: Optional[pytest.Item]) -> Generator[None, object, object]:
+        done = yield
+        state = item.config.stash[SESSION]
+        measured: Optional[dict[str, Any]] = item.stash.get(_MEASURED, None)
+        if measured is None or state.repeating:
+            return done
+        del item.stash[_MEASURED]
+        measured["tolerance"] = item.stash.get(_TOLERANCE, "")
+        measured["budget"], measured["failure"] = item.stash.get(_BROKEN, ((), ""))
+        if state.gate.judged is not None and not item.stash.get(_NOT_PASSED, False):
+            state.repeating = True
+            try:
+                measured.update(confirm(item, nextitem, state, MemoryResult(item.nodeid, **measured)))
+            finally:
+                state.repeating = False
+        if _BROKEN in item.stash:  # nothing of a test outlives it
+            del item.stash[_BROKEN]
+        if _NOT_PASSED in item.stash:
+            del item.stash[_NOT_PASSED]
+        state.results.append(MemoryResult(item.nodeid, **measured))
+        return done
+
+
+_START = pytest.StashKey[tuple[Any, Optional[int], str]]()
+"""The reading before a test's setup: the boundary, the heap's in-use bytes, why the peak was not reset."""
+_MEASURED = pytest.StashKey[dict[str, Any]]()
+"""A test's growth from before its setup to after its teardown (the fields of a `MemoryResult`)."""
+_NOT_PASSED = pytest.StashKey[bool]()
+"""Some phase of the test did not pass: it is not run again to confirm anything."""
+_BROKEN = pytest.StashKey[tuple[tuple[str, ...], str]]()
+"""The broken limits of the test's budget, as report lines, and the failure's report."""
 
 
 def _last_diff(probe: Probe) -> str:
