@@ -134,7 +134,8 @@ def test_a_bad_accept_table_is_a_usage_error_naming_it(suite: pytest.Pytester) -
     suite.makefile(".toml", pyproject='[tool.pytest_pmap]\naccept = { "t*" = 3 }\n')
     result = suite.runpytest("--pmap")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*pyproject.toml [[]tool.pytest_pmap] accept[[]'t[*]']: give the reason as a non-empty string*"])
+    result.stderr.fnmatch_lines(["*pyproject.toml [[]tool.pytest_pmap] accept[[]'t[*]']: give the reason as a non-empty "
+                                 "string*"])
 
 
 def test_a_regression_names_the_next_step_and_improvements_are_named(

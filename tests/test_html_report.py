@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from browser import Browser
 
 from pytest_pmap import KiB, MiB
 from pytest_pmap._gate.compare import compare
@@ -20,8 +21,6 @@ from pytest_pmap._gate.history import append_history, read_history
 from pytest_pmap._gate.html import render_html
 from pytest_pmap._gate.results import RunResults
 from pytest_pmap._measure.result import MemoryResult, NewRegion
-
-from browser import Browser
 
 HERE = Environment(machine="x86_64", python="CPython 3.11.7", kernel="6.1.0")
 REGION = NewRegion(0x7F0000000000, 4 * MiB, "rw---", "[ anon ]")

@@ -172,8 +172,8 @@ for _ in range(20):
 def test_concurrent_runs_append_whole_lines_that_never_interleave(tmp_path: Path) -> None:
     # Lines of about 400 KB, far over a pipe's or a page's size: written in pieces, they would mix.
     path = tmp_path / "history.jsonl"
-    writers = [subprocess.Popen([sys.executable, "-c", WRITER, f"w{n}", "4000", str(path)], env={**os.environ, "GITHUB_SHA": f"sha{n}"})
-               for n in range(6)]
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, f"w{n}", "4000", str(path)],
+                                env={**os.environ, "GITHUB_SHA": f"sha{n}"}) for n in range(6)]
     assert [w.wait(timeout=120) for w in writers] == [0] * 6
     entries, problems = read_history(path)
     assert problems == []

@@ -85,8 +85,8 @@ SCRIPT = r"""
       shown++;
     }
     body.innerHTML = out.join("");
-    count.textContent = (view.length < rows.length ? view.length + " of " + rows.length + " tests match"
-                                                   : rows.length + " tests") + (shown < view.length ? ", the first " + shown + " shown" : "");
+    count.textContent = (view.length < rows.length ? view.length + " of " + rows.length + " tests match" : rows.length + " tests")
+      + (shown < view.length ? ", the first " + shown + " shown" : "");
     more.hidden = shown >= view.length;
     for (var h = 0; h < heads.length; h++) {
       if (h === key) heads[h].setAttribute("aria-sort", down ? "descending" : "ascending");
