@@ -146,8 +146,9 @@ def test_a_regression_names_the_next_step_and_improvements_are_named(
     monkeypatch.setenv("LEAK_MIB", "0")
     better = suite.runpytest_subprocess("--pmap-baseline", "base.json", "--pmap-markdown", "pr.md")
     assert better.ret == 0
-    better.stdout.fnmatch_lines(["1 improved beyond tolerance: test_suite.py::test_leaky (-4*K); update the baseline to keep "
-                                 "the gain (a later increase is then measured from there): pytest --pmap-save-baseline base.json"])
+    better.stdout.fnmatch_lines(["1 improved beyond tolerance: test_suite.py::test_leaky (-4*K); update the baseline to "
+                                 "keep the gain (a later increase is then measured from there): "
+                                 "pytest --pmap-save-baseline base.json"])
     assert "### Improvements" in (suite.path / "pr.md").read_text()
     monkeypatch.setenv("LEAK_MIB", "8")
     worse = suite.runpytest_subprocess("--pmap-baseline", str(suite.path / "base.json"), "--pmap-markdown", "pr.md")

@@ -163,8 +163,8 @@ def render_html(run: RunResults, comparison: Optional[Comparison] = None, histor
     page += [
         "<h2>Tests</h2>",
         '<p class="muted">Growth from each test\'s setup to its teardown; peak: how far RSS rose above its start; '
-        "tolerance used: the change as a share of what the gate allowed (over 100% fails). Click a column to sort; sorting and the filter "
-        "take in every test.</p>",
+        "tolerance used: the change as a share of what the gate allowed (over 100% fails). Click a column to sort; "
+        "sorting and the filter take in every test.</p>",
         '<div class="controls"><input id="filter" type="search" placeholder="filter by node ID" aria-label="filter by node ID">'
         f'<select id="status" aria-label="status"><option value="">every status</option>{options}</select>'
         '<span id="shown" class="muted"></span></div>',
