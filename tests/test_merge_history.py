@@ -189,7 +189,7 @@ def test_a_broken_line_is_skipped_and_counted_and_the_rest_still_read(tmp_path: 
         f.write(b'{"format":"pytest-pmap-history","version":1,"ti')  # a write cut short: no newline
     append_history(path, run(result("t::a", MiB)))
     entries, problems = read_history(path)
-    assert [e.tests["t::a"]["uss_growth"] for e in entries] == [0, MiB]
+    assert [e.figure("t::a", "uss_growth") for e in entries] == [0, MiB]
     assert len(problems) == 1 and problems[0].startswith("line 2: ")
     (tmp_path / "other.txt").write_text("hello\n")
     with pytest.raises(HistoryFileError, match=r"history file '.*other\.txt' holds no run"):

@@ -54,8 +54,25 @@ class HistoryEntry:
     branch: str = ""
     complete: Optional[bool] = None
     environment: dict[str, Any] = field(default_factory=dict)
-    tests: dict[str, dict[str, Optional[int]]] = field(default_factory=dict)
-    """Node ID -> column (`uss_growth`, ..., `new_mappings`) -> value; None where not measured."""
+    columns: tuple[str, ...] = COLUMNS
+    """What each test's figures are, in order (`uss_growth`, ..., `new_mappings`)."""
+    tests: dict[str, list[Any]] = field(default_factory=dict)
+    """Node ID -> its figures in `columns` order, as the line holds them (read them with `figure`)."""
+
+    def figure(self, nodeid: str, column: str) -> Optional[int]:
+        """A test's value of a column in this run; None where the test or the value is missing."""
+        values = self.tests.get(nodeid)
+        if values is None or column not in self.columns:
+            return None
+        value = values[self.columns.index(column)]
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    def column(self, column: str) -> dict[str, Optional[int]]:
+        """Every test's value of a column in this run (the fast way to read many)."""
+        if column not in self.columns:
+            return dict.fromkeys(self.tests)
+        index = self.columns.index(column)
+        return {n: v[index] if type(v[index]) is int else None for n, v in self.tests.items()}
 
     @property
     def label(self) -> str:
@@ -166,15 +183,16 @@ def _entry(line: bytes) -> HistoryEntry:
         raise ValueError("not a pytest-pmap history line")
     if data.get("version") != VERSION:
         raise ValueError(f"a version {data.get('version')!r} line; this pytest-pmap reads version {VERSION}")
-    columns = [str(c) for c in data["columns"]]
-    tests: dict[str, dict[str, Optional[int]]] = {}
-    for nodeid, values in dict(data["tests"]).items():
-        if not isinstance(values, list) or len(values) != len(columns):
+    columns = tuple(str(c) for c in data["columns"])
+    tests = data["tests"]
+    if not isinstance(tests, dict):
+        raise TypeError("\"tests\" is not an object")
+    width = len(columns)
+    for nodeid, values in tests.items():
+        if type(values) is not list or len(values) != width:
             raise TypeError(f"the figures of {nodeid!r} do not match the columns")
-        tests[str(nodeid)] = {c: (v if isinstance(v, int) and not isinstance(v, bool) else None)
-                              for c, v in zip(columns, values)}
     complete = data.get("complete")
     environment = data.get("environment")
     return HistoryEntry(float(data["time"]), str(data.get("commit") or ""), str(data.get("branch") or ""),
                         complete if isinstance(complete, bool) else None,
-                        environment if isinstance(environment, dict) else {}, tests)
+                        environment if isinstance(environment, dict) else {}, columns, tests)

@@ -121,9 +121,10 @@ def _summary(run: RunResults, comparison: Optional[Comparison], tests: int, stat
 
 def _history_charts(history: Sequence[HistoryEntry], metric: str) -> list[str]:
     labels = [e.label for e in history]
-    totals = [sum(v for t in e.tests.values() if (v := t.get(metric)) is not None) if e.tests else None for e in history]
+    columns = [e.column(metric) for e in history]
+    totals = [sum(v for v in c.values() if v is not None) if c else None for c in columns]
     charts = [line_chart(f"all tests: {metric} summed", totals, labels)]
-    charts += [line_chart(s.nodeid, s.values, labels) for s in series(history, metric)[:LINE_CHARTS]]
+    charts += [line_chart(s.nodeid, s.values, labels) for s in series(history, metric, columns=columns)[:LINE_CHARTS]]
     return [f"<h2>History ({len(history)} runs)</h2>",
             f'<p class="muted">{html.escape(metric)} run by run, the suite and the {LINE_CHARTS} tests that moved most</p>',
             '<div class="lines">' + "".join(c for c in charts if c) + "</div>"]

@@ -61,14 +61,26 @@ def _matches(nodeid: str, pattern: str) -> bool:
     return fnmatch.fnmatchcase(nodeid, pattern.replace("[", "[[]"))
 
 
-def series(entries: Sequence[HistoryEntry], metric: str, pattern: str = "*") -> list[Series]:
+def series(entries: Sequence[HistoryEntry], metric: str, pattern: str = "*",
+           columns: Optional[Sequence[dict[str, Optional[int]]]] = None) -> list[Series]:
     """Every test matching `pattern`, its values of `metric` run by run, the largest movers first
-    (by the change from first to last, then by the spread, then by name)."""
+    (by the change from first to last, then by the spread, then by name). `columns`: each entry's
+    `column(metric)`, where the caller has them already."""
     names: dict[str, None] = {}
     for entry in entries:
-        names.update((n, None) for n in entry.tests if _matches(n, pattern))
-    found = [Series(n, tuple(e.tests.get(n, {}).get(metric) for e in entries)) for n in names]
-    return sorted(found, key=lambda s: (-abs(s.change), -s.spread, s.nodeid))
+        names.update(dict.fromkeys(entry.tests))
+    if pattern != "*":
+        names = {n: None for n in names if _matches(n, pattern)}
+    if columns is None:
+        columns = [e.column(metric) for e in entries]
+
+    def key(values: tuple[Optional[int], ...]) -> tuple[int, int]:
+        known = [v for v in values if v is not None]
+        return (-abs(known[-1] - known[0]), min(known) - max(known)) if known else (0, 0)
+
+    found = [(n, tuple(c.get(n) for c in columns)) for n in names]
+    found.sort(key=lambda item: (*key(item[1]), item[0]))
+    return [Series(n, values) for n, values in found]
 
 
 def trend_lines(entries: Sequence[HistoryEntry], metric: str, pattern: str = "*", limit: int = 0) -> list[str]:
