@@ -134,7 +134,8 @@ def run_report(ns: argparse.Namespace) -> int:
         base = RunResults.load(ns.baseline, "baseline file", allow_empty=True)
         accept, accept_source = read_accept(Path("pyproject.toml"))
         comparison = compare(base, run, metric, tolerance, f"baseline {Path(ns.baseline).name}",
-                             accept=accept, accept_source=accept_source)
+                             accept=accept, accept_source=accept_source, update=f"cp {ns.inputs[0]} {ns.baseline}"
+                             if len(ns.inputs) == 1 else "")
     history = read_history(ns.history)[0] if ns.history is not None else None
     page = render_html(run, comparison, history, metric=metric)
     done = write_report(ns.output, page)

@@ -263,7 +263,15 @@ def _compare(ns: argparse.Namespace) -> int:
     except PmapError as exc:
         complain(f"pytest-pmap compare: {exc}\n")
         return 2
-    comparison = compare(base, head, metric, tolerance, f"baseline {ns.base}", allow_ungated=ns.allow_empty_baseline)
+    from .._gate.accept import read_accept
+
+    try:
+        accept, accept_source = read_accept(Path("pyproject.toml"))  # as the plugin reads the project's
+    except PmapError as exc:
+        complain(f"pytest-pmap compare: {exc}\n")
+        return 2
+    comparison = compare(base, head, metric, tolerance, f"baseline {Path(ns.base).name}", allow_ungated=ns.allow_empty_baseline,
+                         accept=accept, accept_source=accept_source, update=f"cp {ns.head} {ns.base}")
     out("".join(line + "\n" for line in comparison.table()))
     if comparison.ungated and not comparison.passed:
         complain("pytest-pmap compare: a gate that compares no test passes whatever the tests do; "

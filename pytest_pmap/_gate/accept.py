@@ -7,13 +7,13 @@ so is one whose tests no longer regress (it can go).
 
 from __future__ import annotations
 
-import fnmatch
 import sys
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._measure.budget import matches_nodeid
 from ..errors import BudgetSyntaxError
 
 if TYPE_CHECKING:
@@ -60,11 +60,6 @@ def read_accept(path: Path) -> tuple[dict[str, str], str]:
     return parse_accept(section["accept"], source), source
 
 
-def _matches(nodeid: str, pattern: str) -> bool:
-    # Brackets are themselves, as in a parametrized test's node ID (as budget globs read them).
-    return fnmatch.fnmatchcase(nodeid, pattern.replace("[", "[[]"))
-
-
 def apply_accept(rows: list[Row], accept: Mapping[str, str], source: str) -> tuple[list[Row], list[str]]:
     """The rows with each accepted regression marked `accepted` (with its reason), and what to
     say of globs that matched no test, or no test that regressed."""
@@ -73,7 +68,7 @@ def apply_accept(rows: list[Row], accept: Mapping[str, str], source: str) -> tup
     out = []
     for row in rows:
         for pattern, reason in accept.items():
-            if row.status != "gone" and _matches(row.nodeid, pattern):
+            if row.status != "gone" and matches_nodeid(row.nodeid, pattern):
                 matched[pattern] = True
                 if row.status == "regressed":
                     used[pattern] = True

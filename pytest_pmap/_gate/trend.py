@@ -3,11 +3,11 @@ the tests that moved most first."""
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Optional
 
+from .._measure.budget import matches_nodeid
 from ..size import signed
 from .history import HistoryEntry
 
@@ -56,11 +56,6 @@ class Series:
         return max(known) - min(known) if known else 0
 
 
-def _matches(nodeid: str, pattern: str) -> bool:
-    # Brackets are themselves, as in a parametrized test's node ID (as budget globs read them).
-    return fnmatch.fnmatchcase(nodeid, pattern.replace("[", "[[]"))
-
-
 def series(entries: Sequence[HistoryEntry], metric: str, pattern: str = "*",
            columns: Optional[Sequence[dict[str, Optional[int]]]] = None) -> list[Series]:
     """Every test matching `pattern`, its values of `metric` run by run, the largest movers first
@@ -70,7 +65,7 @@ def series(entries: Sequence[HistoryEntry], metric: str, pattern: str = "*",
     for entry in entries:
         names.update(dict.fromkeys(entry.tests))
     if pattern != "*":
-        names = {n: None for n in names if _matches(n, pattern)}
+        names = {n: None for n in names if matches_nodeid(n, pattern)}
     if columns is None:
         columns = [e.column(metric) for e in entries]
 
