@@ -218,3 +218,45 @@ def test_repeats_are_kept_in_the_results_and_compare_decides_the_same(
     assert "confirmed 3/3" in done.stdout and "test_suite.py::test_leaky" in done.stdout
     assert "noise, not failed): test_suite.py::test_once" in done.stdout
     assert Path(suite.path / "head.json").stat().st_size > 0
+
+
+def test_a_gate_on_the_peak_is_judged_on_one_measurement(pytester: pytest.Pytester) -> None:
+    """A peak does not recur: after the first run glibc keeps the 16 MiB it freed (it raises its
+    thresholds), and every repeat peaks inside it. Measured: repeats rose by +0K, so the spike
+    would have passed as noise; a peak is therefore judged on its one measurement."""
+    pytester.makepyfile(test_peak="""
+        import os
+
+        def test_spike():
+            if os.environ.get("SPIKE"):  # 16 MiB touched and freed: the peak rises, nothing is kept
+                block = bytearray(16 << 20)
+                block[::4096] = b"x" * len(block[::4096])
+                del block
+    """)
+    assert pytester.runpytest_subprocess("--pmap-save-baseline", "base.json").ret == 0
+    os.environ["SPIKE"] = "1"
+    try:
+        result = pytester.runpytest_subprocess("--pmap-baseline", "base.json", "--pmap-metric", "peak_growth")
+    finally:
+        del os.environ["SPIKE"]
+    assert result.ret == 1
+    result.stdout.re_match_lines([r"1 test regressed in peak_growth .*", r".* \+1[67]\d\d\dK .*test_peak\.py::test_spike"])
+    assert "confirmed" not in result.stdout.str()
+
+
+def test_the_gate_example_does_what_its_docstring_says(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    example = Path(__file__).parent.parent / "examples" / "gate" / "test_gate_demo.py"
+    pytester.makepyfile(test_gate_demo=example.read_text())
+    for name in ("PMAP_DEMO_LEAK", "PMAP_DEMO_WARM"):
+        monkeypatch.delenv(name, raising=False)
+    assert pytester.runpytest_subprocess("--pmap-save-baseline", "base.json").ret == 0
+    assert pytester.runpytest_subprocess("--pmap-baseline", "base.json").ret == 0
+    monkeypatch.setenv("PMAP_DEMO_LEAK", "1")
+    leak = pytester.runpytest_subprocess("--pmap-baseline", "base.json")
+    assert leak.ret == 1
+    leak.stdout.re_match_lines([r".* +test_gate_demo\.py::test_lookup", r" +confirmed 3/3: .*"])
+    monkeypatch.delenv("PMAP_DEMO_LEAK")
+    monkeypatch.setenv("PMAP_DEMO_WARM", "1")
+    warm = pytester.runpytest_subprocess("--pmap-baseline", "base.json")
+    assert warm.ret == 0
+    warm.stdout.fnmatch_lines(["1 suspect but not confirmed: * (noise, not failed): test_gate_demo.py::test_warm_up"])

@@ -48,8 +48,9 @@ class MemoryResult:
     failure: str = ""
     """The budget failure's report: every broken limit and the pmap-formatted diff."""
     repeats: tuple[dict[str, Optional[int]], ...] = ()
-    """The growth (as in `growth`) of each extra run of the call, made in place to confirm a suspect
-    regression before the gate fails it; empty when the call was not run again."""
+    """The growth (as in `growth`, and `peak`: how far its RSS peak rose) of each extra run of the
+    test, made to confirm a suspect regression before the gate fails it; empty when it was not
+    run again."""
     repeats_stopped: str = ""
     """Why fewer repeats were made than asked (`the call raised ValueError when run again`), or ""."""
     tolerance: str = ""
@@ -73,7 +74,7 @@ class MemoryResult:
         return self.growth.get(metric[: -len("_growth")])
 
     def repeated(self, metric: str) -> tuple[Optional[int], ...]:
-        """A gate metric's growth in each repeat of the call (`peak_growth` is not repeated: None)."""
+        """A gate metric's value in each repeat of the test (`peak_growth`: each repeat's own peak)."""
         key = metric[: -len("_growth")]
         return tuple(r.get(key) for r in self.repeats)
 
