@@ -12,7 +12,7 @@ import pytest
 
 from pytest_pmap import KiB, MiB, PmapError
 from pytest_pmap._engine.files import write_atomic
-from pytest_pmap._gate.compare import Tolerance, compare, parse_metric
+from pytest_pmap._gate.compare import Comparison, Row, Tolerance, compare, parse_metric
 from pytest_pmap._gate.environment import Environment, current_environment
 from pytest_pmap._gate.reports import bencher, benchmark_action, markdown, write_report
 from pytest_pmap._gate.results import ResultsFileError, RunResults
@@ -305,3 +305,25 @@ def test_markdown_stays_within_a_step_summary_for_a_huge_suite() -> None:
     assert len(text.encode()) < 1024 * 1024  # GitHub's limit for one step's summary
     assert "| ... and 4800 more | | | | |" in text
     assert "5000 tests broke their budgets in all." in text
+
+
+def test_markdown_shows_tolerance_used_evidence_accepted_noise_and_improvements_by_name() -> None:
+    rows = (
+        Row("t::leak", "regressed", 0, 2 * MiB, 512 * KiB, evidence="confirmed 3/3: uss_growth +2048K +2048K +2048K"),
+        Row("t::cache", "accepted", 0, MiB, 512 * KiB, reason="the cache keeps 1 MiB on purpose"),
+        Row("t::flaky", "noise", 0, MiB, 512 * KiB, evidence="not confirmed: grew again in 0 of 3 repeats"),
+        Row("t::better", "improved", 4 * MiB, 0, 512 * KiB),
+    )
+    comparison = Comparison("uss_growth", Tolerance(), rows, baseline="baseline base.json",
+                            update="pytest --pmap-save-baseline base.json")
+    text = markdown(run(result("t::leak", 2 * MiB)), comparison)
+    assert ("| <code>t::leak</code> | +0K | +2048K | +2048K | 512K | 400% "
+            "| confirmed 3/3: uss_growth +2048K +2048K +2048K |") in text
+    assert "fix it, or accept: <code>&quot;t::leak&quot; = &quot;why it grew&quot;</code>" in text
+    assert "| <code>t::cache</code> | +1024K | 200% | the cache keeps 1 MiB on purpose |" in text
+    assert "| <code>t::flaky</code> | +1024K | noise | not confirmed: grew again in 0 of 3 repeats |" in text
+    assert "1 improved beyond tolerance: t::better (-4096K); update the baseline to keep the gain" in text
+    assert "pytest --pmap-save-baseline base.json" in text
+    table = comparison.table()
+    assert "accepted: t::cache +1024K (200% of its allowance 512K): the cache keeps 1 MiB on purpose" in table
+    assert any(line.startswith("1 suspect but not confirmed") and "t::flaky" in line for line in table)

@@ -60,13 +60,14 @@ def markdown(run: RunResults, comparison: Optional[Comparison] = None, metric: s
         regressions = comparison.regressions
         if regressions:
             out += ["### Regressions", "",
-                    "| Test | Baseline | Now | Change | Allowed | Tolerance used | Next step |",
-                    "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+                    "| Test | Baseline | Now | Change | Allowed | Tolerance used | Evidence | Next step |",
+                    "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
             out += [f"| {_code(row.nodeid)} | {signed(row.base)} | {signed(row.head)} | {signed(row.delta)} | {_allowed(row)} "
-                    f"| {row.used_text} | fix it, or accept: {_code(accept_entry(row.nodeid))} |"
+                    f"| {row.used_text} | {_cell(row.evidence) or 'one measurement'} "
+                    f"| fix it, or accept: {_code(accept_entry(row.nodeid))} |"
                     for row in regressions[:MAX_ROWS]]
             if len(regressions) > MAX_ROWS:
-                out.append(f"| ... and {len(regressions) - MAX_ROWS} more | | | | | | |")
+                out.append(f"| ... and {len(regressions) - MAX_ROWS} more | | | | | | | |")
             out += ["", _next_steps(comparison), ""]
             for row in regressions:
                 if row.result is not None and row.result.new_regions and details < MAX_DETAILS:
@@ -78,6 +79,12 @@ def markdown(run: RunResults, comparison: Optional[Comparison] = None, metric: s
         if accepted:
             out += ["### Accepted increases", "", "| Test | Change | Tolerance used | Reason |", "| --- | ---: | ---: | --- |"]
             out += [f"| {_code(r.nodeid)} | {signed(r.delta)} | {r.used_text} | {_cell(r.reason)} |" for r in accepted[:MAX_ROWS]]
+            out.append("")
+        noise = comparison.having("noise") + comparison.having("unconfirmed")
+        if noise:
+            out += ["### Suspects not confirmed (not failed)", "", "| Test | Change | Status | Evidence |",
+                    "| --- | ---: | --- | --- |"]
+            out += [f"| {_code(r.nodeid)} | {signed(r.delta)} | {r.status} | {_cell(r.evidence)} |" for r in noise[:MAX_ROWS]]
             out.append("")
         better = improvements(comparison)
         if better:
