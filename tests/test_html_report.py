@@ -15,7 +15,7 @@ import pytest
 from browser import Browser
 
 from pytest_pmap import KiB, MiB
-from pytest_pmap._gate.compare import compare
+from pytest_pmap._gate.compare import Comparison, Row, compare
 from pytest_pmap._gate.environment import Environment
 from pytest_pmap._gate.history import append_history, read_history
 from pytest_pmap._gate.html import render_html
@@ -136,3 +136,16 @@ def test_ten_thousand_tests_load_in_under_a_second(browser: Browser, tmp_path: P
     page.type_text("#filter", "test_case_09999")
     assert page.evaluate(rows) == ["tests/test_mod08.py::test_case_09999[param-3]"]
     assert page.errors() == []
+
+
+def test_the_table_notes_evidence_reasons_and_budgets() -> None:
+    head = suite(3)
+    rows = (Row(head.results[0].nodeid, "noise", 0, MiB, 512 * KiB, result=head.results[0],
+                evidence="not confirmed: grew again in 0 of 3 repeats"),
+            Row(head.results[1].nodeid, "accepted", 0, MiB, 512 * KiB, result=head.results[1], reason="known (#12)"))
+    page = render_html(head, Comparison("uss_growth", compare(head, head).tolerance, rows)).decode()
+    data = json.loads(page.split('id="pmap-data">')[1].split("</script>")[0])
+    notes = {row[0]: (row[1], row[9]) for row in data["rows"]}
+    assert notes[head.results[0].nodeid] == ("noise", "not confirmed: grew again in 0 of 3 repeats")
+    assert notes[head.results[1].nodeid] == ("accepted", "known (#12)")
+    assert notes[head.results[2].nodeid] == ("budget", "uss_growth 4100K > 1024K (marker)")
