@@ -164,7 +164,7 @@ def test_a_leak_in_a_fixture_is_the_tests_and_is_confirmed(suite: pytest.Pyteste
     result = suite.runpytest_subprocess("--pmap-baseline", "base.json")
     result.assert_outcomes(passed=TESTS)
     assert result.ret == 1
-    result.stdout.re_match_lines([r".*\+4\d\d\dK +512K +test_suite\.py::test_uses_a_leaky_fixture.*",
+    result.stdout.re_match_lines([r".*\+4\d\d\dK +512K +\d+% +test_suite\.py::test_uses_a_leaky_fixture.*",
                                   r" +confirmed 3/3: uss_growth( \+4\d\d\dK){3}.*"])
 
 
