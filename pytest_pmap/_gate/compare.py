@@ -181,6 +181,8 @@ class Comparison:
                     lines.append(f"{'':>12}new: {region.row()}")
                 if len(regions) > new_rows:
                     lines.append(f"{'':>12}... and {len(regions) - new_rows} more new mappings")
+                if r.result is not None and r.result.trace is not None:  # --pmap-trace: the lines behind it
+                    lines += [f"{'':>12}{line}" for line in r.result.trace.render(r.head, self.metric).splitlines()]
         for status, label in (("unmeasured", "not measured (no value on one side)"),
                               ("new", "new (not in the baseline; not gated)"),
                               ("gone", "gone (in the baseline, not in this run)")):

@@ -69,6 +69,10 @@ def markdown(run: RunResults, comparison: Optional[Comparison] = None, metric: s
                     n = row.result.new_mappings
                     out += _block(f"{_code(row.nodeid)}: {n} new mapping{'s' if n != 1 else ''}",
                                   _regions_text(row.result))
+                if row.result is not None and row.result.trace is not None and details < MAX_DETAILS:
+                    details += 1
+                    out += _block(f"{_code(row.nodeid)}: the Python lines that kept memory",
+                                  row.result.trace.render(row.head, metric))
     failed = [r for r in run.results if r.budget]
     if failed:
         out += ["### Budgets exceeded", ""]

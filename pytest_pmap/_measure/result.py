@@ -8,6 +8,7 @@ from typing import Any, Optional
 
 from .._engine.metrics import GATE_METRICS
 from ..size import signed
+from .trace import Allocations
 
 __all__ = ["GATE_METRICS", "MemoryResult", "NewRegion"]
 
@@ -47,6 +48,9 @@ class MemoryResult:
     """The broken limits of the test's budget, as report lines."""
     failure: str = ""
     """The budget failure's report: every broken limit and the pmap-formatted diff."""
+    trace: Optional[Allocations] = None
+    """`--pmap-trace`: the Python lines that kept most of what they allocated during the call;
+    None when the call was not traced."""
 
     @property
     def new_mappings(self) -> int:
@@ -80,6 +84,7 @@ class MemoryResult:
             ],
             "budget": list(self.budget),
             "failure": self.failure,
+            "trace": None if self.trace is None else self.trace.to_json(),
         }
 
     @classmethod
@@ -106,4 +111,5 @@ class MemoryResult:
             new_regions=regions,
             budget=tuple(str(line) for line in data.get("budget") or ()),
             failure=str(data.get("failure") or ""),
+            trace=None if data.get("trace") is None else Allocations.from_json(data["trace"]),
         )

@@ -9,16 +9,17 @@ which of them was meant cannot be told, and pytest would silently pick the inner
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import pytest
 
+from .._engine.metrics import MARKER_SWITCHES as SWITCHES
 from .._measure.budget import Budget, parse_limits
 from ..errors import BudgetSyntaxError
 from ..size import Size
 from .state import SESSION
 
-__all__ = ["budget_of", "tree_of"]
+__all__ = ["SWITCHES", "budget_of", "trace_of", "tree_of"]
 
 
 def budget_of(item: pytest.Item) -> Budget:
@@ -92,7 +93,7 @@ def _limits(marks: list[Any], where: str) -> dict[str, Size]:
                 f"{where}: @pytest.mark.pmap sets no limit, so nothing would be checked; "
                 "give limits such as @pytest.mark.pmap(uss_growth='8MiB'), or use --pmap to measure every test"
             )
-        limits_given = {key: value for key, value in mark.kwargs.items() if key != "tree"}  # not a limit: tree_of()
+        limits_given = {key: value for key, value in mark.kwargs.items() if key not in SWITCHES}  # tree_of(), ...
         for key, size in parse_limits(limits_given, where).items():
             if key in limits and limits[key] != size:
                 raise BudgetSyntaxError(
@@ -105,11 +106,22 @@ def _limits(marks: list[Any], where: str) -> dict[str, Size]:
 
 def tree_of(item: pytest.Item) -> bool:
     """The closest marker's `tree=True`: its budget covers the test process and all its descendants."""
+    return bool(_switch(item, "tree", "True (the test process and all its descendants) or False (the test process alone)"))
+
+
+def trace_of(item: pytest.Item, default: bool) -> bool:
+    """The closest marker's `trace=`: whether tracemalloc runs during the test's call; `default`
+    (the session's `--pmap-trace`) when no marker says."""
+    value = _switch(item, "trace", "True (run tracemalloc during the call) or False")
+    return default if value is None else value
+
+
+def _switch(item: pytest.Item, key: str, choices: str) -> Optional[bool]:
+    """The closest marker's value of an on/off key; None when no marker sets it."""
     for mark in item.iter_markers("pmap"):
-        if "tree" in mark.kwargs:
-            tree = mark.kwargs["tree"]
-            if not isinstance(tree, bool):
-                raise BudgetSyntaxError(f"marker on {item.nodeid}: tree={tree!r}: give True (the test process and all its "
-                                        "descendants) or False (the test process alone)")
-            return tree
-    return False
+        if key in mark.kwargs:
+            value = mark.kwargs[key]
+            if not isinstance(value, bool):
+                raise BudgetSyntaxError(f"marker on {item.nodeid}: {key}={value!r}: give {choices}")
+            return value
+    return None

@@ -10,16 +10,18 @@ from typing import Any, Optional
 
 import pytest
 
+from .._engine.metrics import METRICS
 from .._measure.boundary import BoundaryReader, growth
-from .._measure.budget import Budget, check, report_text
+from .._measure.budget import Budget, Violation, check, report_text
 from .._measure.probe import Probe, Reading
 from .._measure.result import MemoryResult
+from .._measure.trace import DEFAULT_DEPTH, Allocations, Tracer
 from .._measure.treeprobe import TreeProbe
 from ..errors import BudgetSyntaxError, PmapError, hide_from_tracebacks
 from ..size import Size
 from ..warnings import PmapWarning
 from .fixtures import PROBES, ignore_rule
-from .markers import budget_of, tree_of
+from .markers import budget_of, trace_of, tree_of
 from .state import SESSION, pmap_marker_lookup
 
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
@@ -31,6 +33,10 @@ _FAILURE = pytest.StashKey[str]()
 _BUDGET = pytest.StashKey[Budget]()
 _TREE = pytest.StashKey[bool]()
 """The marker's `tree=True`: the test's budget covers its descendants too."""
+_TRACE = pytest.StashKey[bool]()
+"""Whether tracemalloc runs during the test's call (`--pmap-trace`, or the marker's `trace=`)."""
+_ALLOCATIONS = pytest.StashKey[Allocations]()
+"""What tracemalloc saw of the test's call, for its failure report."""
 
 
 #: Our fixtures: a test that uses one has its probes released, and its failure report gets their diffs.
@@ -41,9 +47,10 @@ def take_part(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Work out every test's budget now, and take part in running tests only as far as the session
     needs: the call of every test when `--pmap` is on or some test has a budget; its setup, report
     and teardown when some test has a budget (or a bad one) or uses a fixture."""
-    budgets = checks = False
+    budgets = checks = traced = False
+    state = config.stash[SESSION]
     marked = pmap_marker_lookup()
-    configured = config.stash[SESSION].config_budgets is not None
+    configured = state.config_budgets is not None
     for item in items:
         if not configured and not marked(item):  # no budget: nothing to work out
             if not checks and not FIXTURES.isdisjoint(getattr(item, "fixturenames", ())):
@@ -52,10 +59,13 @@ def take_part(config: pytest.Config, items: list[pytest.Item]) -> None:
         try:
             budget = budget_of(item)
             tree = tree_of(item)
+            trace = trace_of(item, state.trace) if marked(item) else state.trace
         except BudgetSyntaxError as exc:
             item.stash[_BUDGET_ERROR] = str(exc)
             checks = True
             continue
+        item.stash[_TRACE] = trace
+        traced = traced or trace
         if budget:
             item.stash[_BUDGET] = budget
             item.stash[_TREE] = tree
@@ -63,7 +73,8 @@ def take_part(config: pytest.Config, items: list[pytest.Item]) -> None:
         elif not checks and not FIXTURES.isdisjoint(getattr(item, "fixturenames", ())):
             checks = True
     manager = config.pluginmanager
-    if (budgets or config.stash[SESSION].measure) and not manager.has_plugin(_CALLS):
+    # a test that uses a fixture is traced too: its failing assertion names the lines
+    if (budgets or state.measure or (checks and (traced or state.trace))) and not manager.has_plugin(_CALLS):
         manager.register(_Calls(), _CALLS)
     if (budgets or checks) and not manager.has_plugin(_CHECKS):
         manager.register(_Checks(), _CHECKS)
@@ -103,6 +114,9 @@ class _Checks:
         elif report.failed:  # the whole diff of every probe the test used, which an assertion shows in brief
             for probe in item.stash.get(PROBES, []):
                 report.sections.append((f"pmap: PID {probe.pid} since its baseline", _last_diff(probe)))
+            allocations = item.stash.get(_ALLOCATIONS, None)
+            if allocations is not None:
+                report.sections.append(("pmap: tracemalloc", allocations.render()))
         return report
 
     @pytest.hookimpl(wrapper=True)
@@ -114,6 +128,8 @@ class _Checks:
                 del item.stash[PROBES]
             if _FAILURE in item.stash:
                 del item.stash[_FAILURE]
+            if _ALLOCATIONS in item.stash:
+                del item.stash[_ALLOCATIONS]
 
 
 class _Calls:
@@ -123,7 +139,9 @@ class _Calls:
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
         state = item.config.stash[SESSION]
         budget = item.stash.get(_BUDGET, None)
-        if state.unavailable or not (budget or state.measure):
+        traced = item.stash.get(_TRACE, state.trace)
+        fixtures = not FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
+        if state.unavailable or not (budget or state.measure or (traced and fixtures)):
             return (yield)
         ignore = ignore_rule(item.config)
         start = None
@@ -136,6 +154,9 @@ class _Calls:
         probe = None
         if budget:
             probe = TreeProbe(None, ignore=ignore) if item.stash.get(_TREE, False) else Probe(None, ignore=ignore)
+        tracer = Tracer(state.trace_depth or DEFAULT_DEPTH, str(item.config.rootpath)) if traced else None
+        if tracer is not None:  # last: our own readings above are not the test's allocations
+            tracer.start()
         try:
             return (yield)
         finally:
@@ -144,20 +165,42 @@ class _Calls:
                 measured = growth(start, state.reader.read(), ignore)
                 if peak_note:
                     measured["peak_growth"] = None
+            violations: list[Violation] = []
             if probe is not None and budget is not None:
                 violations, unchecked = check(budget, probe)
                 for line in unchecked:  # never passed silently: a warning the session summary shows
                     item.add_report_section("call", "pmap", line)
                     item.warn(PmapWarning(f"memory budget {line}"))
-                if violations:
-                    item.config.hook.pytest_pmap_budget_exceeded(item=item, violations=violations)
-                    item.stash[_FAILURE] = measured["failure"] = report_text(violations)
-                    measured["budget"] = tuple(v.line for v in violations)
+            # stopped after the readings (which its traces are part of), before anything is kept
+            allocations = tracer.finish() if tracer is not None else None
+            if allocations is not None:
+                item.stash[_ALLOCATIONS] = measured["trace"] = allocations
+            if violations:
+                item.config.hook.pytest_pmap_budget_exceeded(item=item, violations=violations)
+                failure = report_text(violations)
+                if allocations is not None:
+                    failure += "\n\n" + allocations.render(*_growth_of(violations[0]))
+                item.stash[_FAILURE] = measured["failure"] = failure
+                measured["budget"] = tuple(v.line for v in violations)
             if state.measure:
                 record = MemoryResult(item.nodeid, **measured)
                 state.results.append(record)
                 if state.junit:
                     item.user_properties.extend(_properties(record))
+
+
+def _growth_of(violation: Violation) -> tuple[Optional[int], str]:
+    """How much the memory behind a broken limit grew during the call, and what to call it: what
+    tracemalloc's share is a share of."""
+    key, evidence = violation.key, violation.evidence
+    if key == "peak_growth":
+        return int(violation.actual), key
+    metric = key[: -len("_growth")] if key.endswith("_growth") else key
+    if metric not in METRICS or evidence is None:
+        metric = "uss"  # a new mapping's size or a peak: the memory the process holds is the fair whole
+    if evidence is None:
+        return None, ""
+    return int(getattr(evidence.after, metric)) - int(getattr(evidence.before, metric)), f"{metric} growth"
 
 
 def _last_diff(probe: Probe) -> str:
