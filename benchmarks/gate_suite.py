@@ -49,6 +49,7 @@ VERBOSE = False
 
 #: Retains SIZE bytes, really written, in one test's call phase, inside --pmap's measurement.
 LEAK_PLUGIN = '''
+import functools
 import os
 import pytest
 
@@ -56,10 +57,19 @@ _LEAK = []
 TEST, SIZE = os.environ["GATE_SUITE_LEAK_TEST"], int(os.environ["GATE_SUITE_LEAK_SIZE"])
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_call(item):
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_setup(item):
+    # In the test function itself, so that every call of it leaks (as a leak in its code would),
+    # a unittest.TestCase method as well as a plain function.
     if item.nodeid == TEST:
-        _LEAK.append(b"x" * SIZE)
+        original = item.obj
+
+        @functools.wraps(original)
+        def leaky(*args, **kwargs):
+            _LEAK.append(b"x" * SIZE)
+            return original(*args, **kwargs)
+
+        item.obj = leaky
 '''
 
 
@@ -155,7 +165,7 @@ def outcomes(output: str) -> tuple[list[str], list[str]]:
     return tests, modules
 
 
-ROW = re.compile(r"^\s*(\S+)\s+(\S+)\s+(\S+)\s+(\S+)  (\S.*?)(?:  \(widened: (.*)\))?$")
+ROW = re.compile(r"^\s*(\S+)\s+(\S+)\s+(\S+)\s+(\S+)  (\S.*?)(?:  \(widened: (.*?)\))?(?:  \[(\w+)\])?$")
 
 
 def flagged(bin_: Path, base: Path, head: Path, ns: argparse.Namespace, log: Path) -> list[str]:
@@ -168,7 +178,7 @@ def flagged(bin_: Path, base: Path, head: Path, ns: argparse.Namespace, log: Pat
     start = next((i for i, line in enumerate(lines) if line.split()[:2] == ["baseline", "now"]), len(lines))
     names = []
     for line in lines[start + 1:]:
-        if line.strip().startswith(("new:", "...")):
+        if line.strip().startswith(("new:", "...", "confirmed ", "not confirmed")):
             continue
         m = ROW.match(line)
         if not m or m[1][0] not in "+-0":
@@ -176,7 +186,12 @@ def flagged(bin_: Path, base: Path, head: Path, ns: argparse.Namespace, log: Pat
         names.append(m[5])
     if (code == 1) != bool(names):
         sys.exit(f"could not read the regressions from {log}")
+    NOISE[log] = sum(int(line.split()[0]) for line in lines if re.match(r"\d+ suspect but ", line))
     return names
+
+
+NOISE: dict[Path, int] = {}
+"""Per compare log: the suspects that the repeats did not confirm (or could not be repeated)."""
 
 
 def load(path: Path) -> dict[str, dict[str, Any]]:
@@ -210,10 +225,10 @@ def run_mode(name: str, tree: Path, bin_: Path, ns: argparse.Namespace, workers:
     target = ns.leak_test or (quiet or sorted(base))[0]
     stats: dict[str, Any] = {"tests": len(base), "left out": len(failing) + len(broken), "plain": plain,
                              "gating": [], "false": 0, "per run": [], "test failures": 0, "caught": 0,
-                             "alone": 0, "leak runs": 0, "target": target, "seen": Counter(), "rows": {}}
+                             "noise": [], "leaks": {}, "target": target, "seen": Counter(), "rows": {}}
     kinds: list[tuple[str, dict[str, str]]] = [("steady", {})] * ns.runs
-    if ns.leak:
-        kinds += [("leak", {"GATE_SUITE_LEAK_TEST": target, "GATE_SUITE_LEAK_SIZE": str(ns.leak)})] * ns.runs
+    for size in ns.leak:
+        kinds += [(f"leak{size >> 10}K", {"GATE_SUITE_LEAK_TEST": target, "GATE_SUITE_LEAK_SIZE": str(size)})] * ns.runs
     for i, (kind, extra) in enumerate(kinds):
         head = out / f"{kind}-{i}.json"
         plugin = ["-p", "gate_suite_leak"] if extra else []
@@ -232,13 +247,15 @@ def run_mode(name: str, tree: Path, bin_: Path, ns: argparse.Namespace, workers:
             stats["gating"].append(ran)
             stats["false"] += bool(names)
             stats["per run"].append(len(names))
+            stats["noise"].append(NOISE.get(out / f"{kind}-{i}.compare", 0))
             for n in names:
                 stats["seen"][n] += 1
                 stats["rows"].setdefault(n, []).append((base[n], now[n]))
         else:
-            stats["leak runs"] += 1
-            stats["caught"] += target in names
-            stats["alone"] += names == [target]
+            leak = stats["leaks"].setdefault(kind, Counter())
+            leak["runs"] += 1
+            leak["caught"] += target in names
+            leak["alone"] += names == [target]
         if VERBOSE:
             print(f"  {tag} {kind} run {i}: {ran.wall:.1f} s, exit {ran.code}, flagged {len(names)}: {names[:4]}")
     return stats
@@ -263,9 +280,11 @@ def report(name: str, version: str, mode: str, s: dict[str, Any], ns: argparse.N
     print(f"  {'runs with a false alarm':<42}{s['false']} of {runs}")
     print(f"  {'tests flagged per run (min-max)':<42}{min(per)}-{max(per)}")
     print(f"  {'runs where a test of the suite failed':<42}{s['test failures']}")
-    if s["leak runs"]:
-        print(f"  {'leak of ' + str(ns.leak >> 10) + ' KiB caught and named':<42}{s['caught']} of {s['leak runs']} "
-              f"({s['alone']} flagged the leaking test alone)  in {s['target']}")
+    noise = s["noise"] or [0]
+    print(f"  {'suspects not confirmed per run (min-max)':<42}{min(noise)}-{max(noise)}")
+    for kind, leak in s["leaks"].items():
+        print(f"  {'leak of ' + kind[4:] + 'iB per call caught and named':<42}{leak['caught']} of {leak['runs']} "
+              f"({leak['alone']} flagged the leaking test alone)  in {s['target']}")
     print(f"  {'wall time, plain --pmap / gating (median)':<42}{s['plain'].wall:.1f} s / {wall:.1f} s "
           f"= x{wall / s['plain'].wall:.2f}")
     print(f"  {'CPU time, plain --pmap / gating (median)':<42}{s['plain'].cpu:.1f} s / {used:.1f} s "
@@ -285,7 +304,8 @@ def main() -> None:
     p.add_argument("--suite", action="append", metavar="NAME[==VERSION]", help=f"default: {' '.join(DEFAULT_SUITES)}")
     p.add_argument("--runs", type=int, default=20)
     p.add_argument("--xdist", action="store_true", help="also run everything under -n 2")
-    p.add_argument("--leak", type=parse_size, default=0, metavar="SIZE", help="also run with a retained leak")
+    p.add_argument("--leak", type=parse_size, action="append", default=[], metavar="SIZE",
+                   help="also run with a retained leak of SIZE per call (may be given more than once)")
     p.add_argument("--leak-test", metavar="NODEID", help="the test that leaks (default: the first quiet one)")
     p.add_argument("--metric", default="uss_growth")
     p.add_argument("--tolerance", default="2%,512KiB")

@@ -264,7 +264,7 @@ def test_bencher_metric_format() -> None:
     assert data["t::a"]["uss-growth"] == {"value": float(MiB)}
     assert set(data["t::a"]) == {"uss-growth", "rss-growth", "peak-growth"}
     assert "t::none" not in data  # nothing measured: no benchmark rather than a zero
-    assert len(GATE_METRICS) == 10
+    assert len(GATE_METRICS) == 11  # every metric's growth, the peak, and the heap's in-use bytes
 
 
 def test_github_action_benchmark_format() -> None:

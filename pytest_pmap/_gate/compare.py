@@ -1,14 +1,21 @@
 """The regression gate: a run's measurements against a baseline's, with a tolerance.
 
-Pure: no pytest and no files here. A test regresses when its gated metric exceeds the baseline's
-by more than the tolerance, max(relative x |baseline|, absolute floor), widened where memory
-moves in steps that are not the test's doing:
-- by one transparent huge page (2 MiB) where huge pages moved during the test in either run;
-- by one allocator step (1 MiB) where the test allocated `ALLOCATING` or more in the baseline
-  (its RSS peak rose that far). CPython's small-object allocator holds freed memory in 1 MiB
-  arenas and keeps one empty arena in reserve; whether an arena is handed back during such a test
-  changes from run to run (measured: see benchmarks/gate.py and docs/gate.md). Only the baseline
-  decides, so a test that was quiet and now leaks 1 MiB is caught.
+Pure: no pytest and no files here. The decision, for each test (docs/gate.md has the figures):
+1. A test is a suspect when its gated metric grew past the baseline's growth by more than the
+   tolerance, max(relative x baseline, absolute floor). A baseline that shrank counts as 0: a
+   test that used to free memory and now frees less has not leaked. Where the run also re-measured
+   its suspects, a suspect is also a test whose glibc in-use bytes (`heap_growth`) grew past the
+   baseline's by more than the tolerance: memory retained from free heap already resident moves
+   no page the kernel counts.
+2. A suspect whose call was run again in place (`--pmap-confirm N`, the plugin's default) is a
+   regression only when every repeat grew past the allowance again, in either view: a retained
+   leak grows on every call, while a step of an allocator (a new 1 MiB arena, a huge page, malloc's
+   heap top) or a garbage collection that fell in another test does not recur. One that does not
+   recur is `noise`; one whose call could not be run again is `unconfirmed`; neither fails.
+3. A suspect that was not run again (confirmation off, or files from such a run) is judged on its
+   one measurement, with the allowance widened where memory moves in steps that are not the test's
+   doing: by one transparent huge page where huge pages moved, by one allocator step (1 MiB) where
+   the test allocated `ALLOCATING` or more in the baseline.
 Tests that are new or gone are reported, never failed; but a comparison that gated no test at all
 (the baseline has no results, none for this run's tests, or no value of the metric) fails unless
 asked not to, since it would pass whatever the tests did.
@@ -19,13 +26,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from .._engine.metrics import DEFAULT_METRIC, GATE_METRICS
+from .._engine.metrics import DEFAULT_METRIC, GATE_METRICS, HEAP_METRIC
 from .._measure.result import MemoryResult
 from ..errors import BudgetSyntaxError
 from ..size import KiB, Size, parse_size, signed
 from .results import RunResults
 
-__all__ = ["DEFAULT_METRIC", "Comparison", "Row", "Tolerance", "compare", "parse_metric"]
+__all__ = ["DEFAULT_METRIC", "Comparison", "Row", "Tolerance", "compare", "parse_metric", "recurs", "suspect"]
 
 ALLOCATOR_STEP = 1024 * KiB
 """How far CPython's allocator reserve can move an allocating test's growth from run to run."""
@@ -102,7 +109,9 @@ class Row:
 
     nodeid: str
     status: str
-    """`regressed`, `improved`, `ok`, `new` (not in the baseline), `gone` (not in this run) or
+    """`regressed`, `noise` (a suspect that did not grow again when its call was repeated),
+    `unconfirmed` (a suspect whose call could not be repeated), `improved`, `ok`, `exempt` (the
+    test's own tolerance is `off`), `new` (not in the baseline), `gone` (not in this run) or
     `unmeasured` (the metric is missing on one side)."""
     base: Optional[int]
     """The baseline's value (bytes); None when the test is new or the metric was not measured."""
@@ -114,6 +123,11 @@ class Row:
     """Why the allowance was widened past the tolerance (`huge pages`, `allocator reserve`), or ""."""
     result: Optional[MemoryResult] = None
     """This run's measurement of the test (None when it is gone)."""
+    metric: str = ""
+    """The metric `base`, `head` and `allowed` are of: the gated one, or `heap_growth` when only
+    the allocator's view found the test suspect ("" for the comparison's metric)."""
+    evidence: str = ""
+    """The repeats that decided a suspect: `confirmed 3/3: uss +1024K +1028K +1024K`, or why not."""
 
     @property
     def allowance(self) -> str:
@@ -175,7 +189,10 @@ class Comparison:
                 lines.append(
                     f"{signed(r.base):>10} {signed(r.head):>10} {signed(r.delta):>10} {r.allowance:>10}  {r.nodeid}"
                     + (f"  (widened: {r.widened})" if r.widened else "")
+                    + (f"  [{r.metric}]" if r.metric else "")
                 )
+                if r.evidence:
+                    lines.append(f"{'':>12}{r.evidence}")
                 regions = r.result.new_regions if r.result else ()
                 for region in regions[:new_rows]:
                     lines.append(f"{'':>12}new: {region.row()}")
@@ -183,7 +200,10 @@ class Comparison:
                     lines.append(f"{'':>12}... and {len(regions) - new_rows} more new mappings")
                 if r.result is not None and r.result.trace is not None:  # --pmap-trace: the lines behind it
                     lines += [f"{'':>12}{line}" for line in r.result.trace.render(r.head, self.metric).splitlines()]
-        for status, label in (("unmeasured", "not measured (no value on one side)"),
+        for status, label in (("noise", "suspect but not confirmed: did not grow again when run again (noise, not failed)"),
+                              ("unconfirmed", "suspect but could not be run again to confirm (not failed)"),
+                              ("exempt", "not gated (tolerance off)"),
+                              ("unmeasured", "not measured (no value on one side)"),
                               ("new", "new (not in the baseline; not gated)"),
                               ("gone", "gone (in the baseline, not in this run)")):
             rows = self.having(status)
@@ -199,6 +219,85 @@ def _allocates(result: MemoryResult) -> bool:
     """True when the test allocated enough to move by an allocator step (or its peak is unknown,
     so that cannot be ruled out)."""
     return result.peak_growth is None or result.peak_growth >= ALLOCATING
+
+
+def _excess(old: Optional[int], new: Optional[int], tolerance: Tolerance) -> Optional[int]:
+    """How far `new` is past its allowance over `old` (bytes; > 0 when it is a suspect), a baseline
+    below 0 counting as 0; None when either is unknown."""
+    if old is None or new is None:
+        return None
+    floor = max(old, 0)
+    return new - floor - tolerance.allowed(floor)
+
+
+def suspect(then: MemoryResult, now: MemoryResult, metric: str, tolerance: Tolerance) -> str:
+    """The view in which `now` is past its allowance over `then` (`metric`, else `heap_growth`),
+    or "": the tests the plugin runs again to confirm."""
+    for view in (metric, HEAP_METRIC):
+        over = _excess(then.value(view), now.value(view), tolerance)
+        if over is not None and over > 0:
+            return view
+    return ""
+
+
+def recurs(then: MemoryResult, repeat: dict[str, Optional[int]], metric: str, tolerance: Tolerance) -> bool:
+    """True when one repeat of the call grew past the allowance again, in `metric` or the heap."""
+    for view in (metric, HEAP_METRIC):
+        over = _excess(then.value(view), repeat.get(view[: -len("_growth")]), tolerance)
+        if over is not None and over > 0:
+            return True
+    return False
+
+
+def _series(values: tuple[Optional[int], ...]) -> str:
+    return " ".join(signed(v) for v in values)
+
+
+def _evidence(now: MemoryResult, metric: str, confirmed: int) -> str:
+    """`confirmed 3/3: uss_growth +1024K +1028K +1024K; heap_growth +1024K +1024K +1024K`."""
+    views = [f"{view} {_series(now.repeated(view))}" for view in dict.fromkeys((metric, HEAP_METRIC))
+             if any(v is not None for v in now.repeated(view))]
+    asked = len(now.repeats)
+    if confirmed == asked and not now.repeats_stopped:
+        head = f"confirmed {confirmed}/{asked}"
+    else:
+        head = f"not confirmed: grew again in {confirmed} of {asked} repeats"
+    if now.repeats_stopped:
+        head += f" ({now.repeats_stopped})"
+    return f"{head}: {'; '.join(views)}" if views else head
+
+
+def _judge(nodeid: str, then: MemoryResult, now: MemoryResult, metric: str, tolerance: Tolerance, huge: int) -> Row:
+    """One test measured in both runs: ok, improved, or a suspect and what became of it."""
+    if now.tolerance == "off":
+        return Row(nodeid, "exempt", then.value(metric), now.value(metric), None, result=now)
+    if now.tolerance:
+        tolerance = Tolerance.parse(now.tolerance, f"{nodeid}'s tolerance")
+    old, value = then.value(metric), now.value(metric)
+    assert old is not None and value is not None
+    floor = max(old, 0)
+    allowed = tolerance.allowed(floor)
+    if now.repeats or now.repeats_stopped:  # the run re-measured its suspects: the repeats decide
+        view = suspect(then, now, metric, tolerance)
+        if not view:
+            status = "improved" if old - value > tolerance.allowed(old) else "ok"
+            return Row(nodeid, status, old, value, allowed, result=now)
+        confirmed = sum(recurs(then, r, metric, tolerance) for r in now.repeats)
+        status = ("regressed" if confirmed == len(now.repeats) and not now.repeats_stopped
+                  else "unconfirmed" if now.repeats_stopped and confirmed == len(now.repeats) else "noise")
+        base, head = then.value(view), now.value(view)
+        shown = "" if view == metric else view
+        return Row(nodeid, status, base, head, tolerance.allowed(max(base or 0, 0)), result=now, metric=shown,
+                   evidence=_evidence(now, metric, confirmed))
+    widened = ""
+    if (now.huge_pages or then.huge_pages) and huge > allowed:
+        allowed, widened = huge, "huge pages"
+    elif _allocates(then):
+        step = tolerance.allowed(floor, ALLOCATOR_STEP + tolerance.absolute)
+        if step > allowed:
+            allowed, widened = step, "allocator reserve"
+    status = "regressed" if value - floor > allowed else "improved" if old - value > tolerance.allowed(old) else "ok"
+    return Row(nodeid, status, old, value, allowed, widened, now)
 
 
 def compare(
@@ -225,16 +324,7 @@ def compare(
         if old is None or value is None:
             rows.append(Row(nodeid, "unmeasured", old, value, None, result=now))
             continue
-        allowed = tolerance.allowed(old)
-        widened = ""
-        if (now.huge_pages or then.huge_pages) and huge > allowed:
-            allowed, widened = huge, "huge pages"
-        elif _allocates(then):
-            step = tolerance.allowed(old, ALLOCATOR_STEP + tolerance.absolute)
-            if step > allowed:
-                allowed, widened = step, "allocator reserve"
-        status = "regressed" if value - old > allowed else "improved" if old - value > allowed else "ok"
-        rows.append(Row(nodeid, status, old, value, allowed, widened, now))
+        rows.append(_judge(nodeid, then, now, metric, tolerance, huge))
     rows += [Row(nodeid, "gone", then.value(metric), None, None) for nodeid, then in before.items() if nodeid not in after]
     warnings = [
         f"the {baseline} was measured with {d}: expect differences that are not regressions"
@@ -254,7 +344,7 @@ def compare(
 def _ungated(rows: list[Row], base: RunResults, metric: str, baseline: str) -> str:
     """Why no test of this run was gated against the baseline, or "" when some test was (or
     neither side has any)."""
-    if not rows or any(r.status in ("ok", "regressed", "improved") for r in rows):
+    if not rows or any(r.status in ("ok", "regressed", "improved", "noise", "unconfirmed") for r in rows):
         return ""
     tests = sum(r.status != "gone" for r in rows)
     if not tests:

@@ -48,6 +48,14 @@ class MemoryResult:
     """The broken limits of the test's budget, as report lines."""
     failure: str = ""
     """The budget failure's report: every broken limit and the pmap-formatted diff."""
+    repeats: tuple[dict[str, Optional[int]], ...] = ()
+    """The growth (as in `growth`) of each extra run of the call, made in place to confirm a suspect
+    regression before the gate fails it; empty when the call was not run again."""
+    repeats_stopped: str = ""
+    """Why fewer repeats were made than asked (`the call raised ValueError when run again`), or ""."""
+    tolerance: str = ""
+    """The test's own gate tolerance (marker or pyproject.toml), as written; `off` when the test is
+    not gated; "" for the session's."""
     trace: Optional[Allocations] = None
     """`--pmap-trace`: the Python lines that kept most of what they allocated during the call;
     None when the call was not traced."""
@@ -68,6 +76,11 @@ class MemoryResult:
             return self.peak_growth
         return self.growth.get(metric[: -len("_growth")])
 
+    def repeated(self, metric: str) -> tuple[Optional[int], ...]:
+        """A gate metric's growth in each repeat of the call (`peak_growth` is not repeated: None)."""
+        key = metric[: -len("_growth")]
+        return tuple(r.get(key) for r in self.repeats)
+
     def measured(self) -> dict[str, int]:
         """Every gate metric that was measured, with its value (bytes)."""
         return {name: value for name in GATE_METRICS if (value := self.value(name)) is not None}
@@ -84,6 +97,9 @@ class MemoryResult:
             ],
             "budget": list(self.budget),
             "failure": self.failure,
+            "repeats": [dict(r) for r in self.repeats],
+            "repeats_stopped": self.repeats_stopped,
+            "tolerance": self.tolerance,
             "trace": None if self.trace is None else self.trace.to_json(),
         }
 
@@ -111,5 +127,8 @@ class MemoryResult:
             new_regions=regions,
             budget=tuple(str(line) for line in data.get("budget") or ()),
             failure=str(data.get("failure") or ""),
+            repeats=tuple({str(k): size(v) for k, v in dict(r).items()} for r in data.get("repeats") or ()),
+            repeats_stopped=str(data.get("repeats_stopped") or ""),
+            tolerance=str(data.get("tolerance") or ""),
             trace=None if data.get("trace") is None else Allocations.from_json(data["trace"]),
         )

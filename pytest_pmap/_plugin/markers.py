@@ -19,7 +19,7 @@ from ..errors import BudgetSyntaxError
 from ..size import Size
 from .state import SESSION
 
-__all__ = ["SWITCHES", "budget_of", "trace_of", "tree_of"]
+__all__ = ["budget_of", "tolerance_of", "trace_of", "tree_of"]
 
 
 def budget_of(item: pytest.Item) -> Budget:
@@ -93,7 +93,7 @@ def _limits(marks: list[Any], where: str) -> dict[str, Size]:
                 f"{where}: @pytest.mark.pmap sets no limit, so nothing would be checked; "
                 "give limits such as @pytest.mark.pmap(uss_growth='8MiB'), or use --pmap to measure every test"
             )
-        limits_given = {key: value for key, value in mark.kwargs.items() if key not in SWITCHES}  # tree_of(), ...
+        limits_given = {key: value for key, value in mark.kwargs.items() if key not in _NOT_LIMITS}
         for key, size in parse_limits(limits_given, where).items():
             if key in limits and limits[key] != size:
                 raise BudgetSyntaxError(
@@ -102,6 +102,28 @@ def _limits(marks: list[Any], where: str) -> dict[str, Size]:
                 )
             limits[key], given[key] = size, mark.kwargs[key]
     return limits
+
+
+_NOT_LIMITS = frozenset({"tolerance", *SWITCHES})
+"""Marker keys that are not limits: `tolerance_of()`, `tree_of()`, `trace_of()` read them."""
+
+
+def tolerance_of(item: pytest.Item) -> str:
+    """The closest marker's `tolerance=`: the gate's tolerance for this test alone (`"5%,2MiB"`), or
+    `"off"` when the gate is not to judge it; "" when no marker sets one."""
+    for mark in item.iter_markers("pmap"):
+        if "tolerance" in mark.kwargs:
+            text = mark.kwargs["tolerance"]
+            where = f"marker on {item.nodeid}: tolerance={text!r}"
+            if not isinstance(text, str):
+                raise BudgetSyntaxError(f"{where}: give a string such as '5%,2MiB', or 'off' to leave the test ungated")
+            if text.strip().lower() == "off":
+                return "off"
+            from .._gate.compare import Tolerance
+
+            Tolerance.parse(text, where)
+            return text.strip()
+    return ""
 
 
 def tree_of(item: pytest.Item) -> bool:

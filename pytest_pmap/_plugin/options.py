@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import pytest
 
 from .._engine.metrics import DEFAULT_METRIC, GATE_METRICS, MARKER_SWITCHES, describe_budget_keys
-from .state import OUTPUTS, SESSION, Gate, Session
+from .state import CONFIRM, OUTPUTS, SESSION, Gate, Session
 
 if TYPE_CHECKING:
     from .._measure.budget import BudgetConfig
@@ -65,6 +65,12 @@ TRACE_DESC = (
 TRACE_DEPTH_DESC = "frames tracemalloc keeps per allocation under --pmap-trace (default 8; more costs more)"
 
 
+CONFIRM_DESC = (
+    f"run the call of a test that exceeds its baseline N more times before the gate fails it (default {CONFIRM}); "
+    "it fails only when every repeat grows again; 0 judges on one measurement"
+)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("pmap", "memory budgets from /proc/PID/smaps (pytest-pmap)")
     group.addoption("--pmap", action="store_true", default=None, help=PMAP_DESC)
@@ -82,9 +88,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--pmap-malloc-thresholds", action="store_true", default=None, help=MALLOC_DESC)
     group.addoption("--pmap-trace", action="store_true", default=None, help=TRACE_DESC)
     group.addoption("--pmap-trace-depth", type=int, default=None, metavar="N", help=TRACE_DEPTH_DESC)
+    group.addoption("--pmap-confirm", metavar="N", default=None, help=CONFIRM_DESC)
     parser.addini("pmap", PMAP_DESC, type="bool", default=False)
     parser.addini("pmap_trace", TRACE_DESC, type="bool", default=False)
     parser.addini("pmap_trace_depth", TRACE_DEPTH_DESC, default=None)
+    parser.addini("pmap_confirm", CONFIRM_DESC, default=None)
     parser.addini("pmap_malloc_thresholds", MALLOC_DESC, type="bool", default=False)
     parser.addini("pmap_top", TOP_DESC, default="10")
     parser.addini("pmap_tolerance", TOLERANCE_DESC, default=None)
@@ -121,6 +129,15 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"{' and '.join(files)}: memory cannot be measured here: {session.unavailable}")
     if measure and session.unavailable:
         config.issue_config_time_warning(pytest.PytestConfigWarning(f"--pmap does nothing here: {session.unavailable}"), 2)
+    if measure and not session.unavailable:
+        # Last, after everything we read at start-up (the baseline, pyproject.toml): hand the heap
+        # that reading freed back to the kernel, so the tests' allocations do not land in it unseen.
+        import gc
+
+        from .._measure.heap import trim
+
+        gc.collect()
+        trim()
 
 
 def _config_budgets(config: pytest.Config) -> Optional[BudgetConfig]:
@@ -209,19 +226,36 @@ def _gate(config: pytest.Config) -> Gate:
     raw = config.getoption("pmap_baseline")
     if raw is not None:
         gate.baseline_path = Path(raw)
-        if not worker:
-            from .._gate.results import ResultsFileError, load_baseline
+        gate.confirm = _confirm(config)
+        from .._gate.results import ResultsFileError, load_baseline
 
-            try:
-                gate.baseline = load_baseline(
-                    raw, allow_empty=gate.allow_empty, allow_incomplete=bool(config.getoption("pmap_allow_incomplete_baseline"))
-                )
-            except ResultsFileError as exc:
-                hint = "" if os.path.exists(raw) else f" (save one with --pmap-save-baseline {raw})"
-                raise pytest.UsageError(f"--pmap-baseline: {exc}{hint}") from None
+        try:  # every xdist worker reads it too, to confirm its own suspects as they run
+            baseline = load_baseline(
+                raw, allow_empty=gate.allow_empty, allow_incomplete=bool(config.getoption("pmap_allow_incomplete_baseline"))
+            )
+        except ResultsFileError as exc:
+            hint = "" if os.path.exists(raw) else f" (save one with --pmap-save-baseline {raw})"
+            raise pytest.UsageError(f"--pmap-baseline: {exc}{hint}") from None
+        gate.judged = baseline.by_test()
+        if not worker:
+            gate.baseline = baseline
     if not worker:
         _check_distinct(gate, files)
     return gate
+
+
+def _confirm(config: pytest.Config) -> int:
+    """`--pmap-confirm N` (or ini `pmap_confirm`), checked."""
+    raw, source = _setting(config, "pmap_confirm")
+    if raw is None:
+        return CONFIRM
+    try:
+        count = int(raw)
+    except ValueError:
+        count = -1
+    if not 0 <= count <= 100:
+        raise pytest.UsageError(f"{source}: {raw!r} is not a number of repeats from 0 (judge on one measurement) to 100")
+    return count
 
 
 def _check_distinct(gate: Gate, files: dict[str, str]) -> None:

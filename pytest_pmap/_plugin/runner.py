@@ -13,6 +13,7 @@ import pytest
 from .._engine.metrics import METRICS
 from .._measure.boundary import BoundaryReader, growth
 from .._measure.budget import Budget, Violation, check, report_text
+from .._measure.heap import heap_in_use
 from .._measure.probe import Probe, Reading
 from .._measure.result import MemoryResult
 from .._measure.trace import DEFAULT_DEPTH, Allocations, Tracer
@@ -20,8 +21,9 @@ from .._measure.treeprobe import TreeProbe
 from ..errors import BudgetSyntaxError, PmapError, hide_from_tracebacks
 from ..size import Size
 from ..warnings import PmapWarning
+from .confirm import confirm
 from .fixtures import PROBES, ignore_rule
-from .markers import budget_of, trace_of, tree_of
+from .markers import budget_of, tolerance_of, trace_of, tree_of
 from .state import SESSION, pmap_marker_lookup
 
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
@@ -31,6 +33,8 @@ __all__ = ["FIXTURES", "explain", "take_part"]
 _FAILURE = pytest.StashKey[str]()
 """The report of a test's broken budget."""
 _BUDGET = pytest.StashKey[Budget]()
+_TOLERANCE = pytest.StashKey[str]()
+"""The marker's `tolerance=`: the gate's tolerance for this test (`off`: not gated)."""
 _TREE = pytest.StashKey[bool]()
 """The marker's `tree=True`: the test's budget covers its descendants too."""
 _TRACE = pytest.StashKey[bool]()
@@ -60,12 +64,15 @@ def take_part(config: pytest.Config, items: list[pytest.Item]) -> None:
             budget = budget_of(item)
             tree = tree_of(item)
             trace = trace_of(item, state.trace) if marked(item) else state.trace
+            tolerance = tolerance_of(item)
         except BudgetSyntaxError as exc:
             item.stash[_BUDGET_ERROR] = str(exc)
             checks = True
             continue
         item.stash[_TRACE] = trace
         traced = traced or trace
+        if tolerance:
+            item.stash[_TOLERANCE] = tolerance
         if budget:
             item.stash[_BUDGET] = budget
             item.stash[_TREE] = tree
@@ -154,27 +161,36 @@ class _Calls:
         probe = None
         if budget:
             probe = TreeProbe(None, ignore=ignore) if item.stash.get(_TREE, False) else Probe(None, ignore=ignore)
+        heap = heap_in_use() if start is not None else None
+        passed = False
         tracer = Tracer(state.trace_depth or DEFAULT_DEPTH, str(item.config.rootpath)) if traced else None
         if tracer is not None:  # last: our own readings above are not the test's allocations
             tracer.start()
         try:
-            return (yield)
+            outcome = yield
+            passed = True
+            return outcome
         finally:
             measured: dict[str, Any] = {}
             if state.reader is not None and start is not None:  # before the budget's snapshots, which allocate
+                heap_after = heap_in_use()
                 measured = growth(start, state.reader.read(), ignore)
+                measured["growth"]["heap"] = None if heap is None or heap_after is None else heap_after - heap
+                measured["tolerance"] = item.stash.get(_TOLERANCE, "")
                 if peak_note:
                     measured["peak_growth"] = None
             violations: list[Violation] = []
-            if probe is not None and budget is not None:
+            if probe is not None and budget is not None:  # before any repeat of the call, which would count
                 violations, unchecked = check(budget, probe)
                 for line in unchecked:  # never passed silently: a warning the session summary shows
                     item.add_report_section("call", "pmap", line)
                     item.warn(PmapWarning(f"memory budget {line}"))
-            # stopped after the readings (which its traces are part of), before anything is kept
+            # stopped after the readings (which its traces are part of), before the repeats and anything kept
             allocations = tracer.finish() if tracer is not None else None
             if allocations is not None:
                 item.stash[_ALLOCATIONS] = measured["trace"] = allocations
+            if passed and state.reader is not None and start is not None and state.gate.judged is not None:
+                measured.update(confirm(item, state, MemoryResult(item.nodeid, **measured), ignore))
             if violations:
                 item.config.hook.pytest_pmap_budget_exceeded(item=item, violations=violations)
                 failure = report_text(violations)

@@ -42,6 +42,10 @@ OUTPUTS = {
 }
 
 
+CONFIRM = 3
+"""Repeats of a suspect's call by default (docs/gate.md: what 1, 3 and 5 measured)."""
+
+
 @dataclass
 class Gate:
     """The baseline comparison and the files of a session (all empty when none was asked for)."""
@@ -52,6 +56,11 @@ class Gate:
     baseline_path: Optional[Path] = None
     baseline: Optional[RunResults] = None
     """The baseline, loaded at start-up so that a bad file stops the run before any test."""
+    judged: Optional[dict[str, MemoryResult]] = None
+    """The baseline's results by test, where suspects are confirmed as the tests run (the
+    controller, and every xdist worker); None when there is no baseline."""
+    confirm: int = CONFIRM
+    """`--pmap-confirm`: how many times a suspect's call is run again; 0 judges on one measurement."""
     allow_empty: bool = False
     """`--pmap-allow-empty-baseline`: a comparison that gates no test passes (with a warning)."""
     outputs: dict[str, Path] = field(default_factory=dict)

@@ -1,0 +1,199 @@
+"""The gate's confirmation as CI runs it (pytester, live pytest processes): a suspect's call is run
+again in place; a leak grows on every call and fails the run, **confirmed**; a one-off does not
+recur and is reported as noise; a call that cannot be run again is never failed for it."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SUITE = """
+import os
+import unittest
+
+import pytest
+
+KEEP = []
+ONCE = []
+
+
+def test_leaky():
+    if os.environ.get("LEAK_MIB"):  # retained on every call, and really written
+        KEEP.append(b"x" * (int(os.environ["LEAK_MIB"]) << 20))
+
+
+def test_once():
+    if os.environ.get("ONCE") and not ONCE:  # a cache filled by the first call, then kept
+        ONCE.append(b"y" * (4 << 20))
+
+
+def test_fragile():
+    if os.environ.get("FRAGILE"):  # grows, and fails when run a second time
+        assert not ONCE, "run twice"
+        ONCE.append(b"z" * (4 << 20))
+
+
+@pytest.mark.pmap(tolerance="off")
+def test_exempt():
+    if os.environ.get("LEAK_MIB"):
+        KEEP.append(b"x" * (int(os.environ["LEAK_MIB"]) << 20))
+
+
+def test_steady():
+    assert sum(range(1000))
+
+
+class TestCase(unittest.TestCase):
+    def setUp(self):
+        self.value = 1
+
+    def test_leaky_case(self):
+        if os.environ.get("CASE_MIB"):
+            KEEP.append(b"c" * (int(os.environ["CASE_MIB"]) << 20))
+"""
+TESTS = 6
+ENV = ("LEAK_MIB", "ONCE", "FRAGILE", "CASE_MIB")
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """The suite's baseline, saved once by a pytest process of its own, with nothing leaking."""
+    folder = tmp_path_factory.mktemp("confirm-baseline")
+    (folder / "test_suite.py").write_text(SUITE)
+    env = {k: v for k, v in os.environ.items() if k not in ENV}
+    env.update(PY_COLORS="0", PYTEST_ADDOPTS="-p no:hypothesispytest -p no:cacheprovider")
+    done = subprocess.run([sys.executable, "-mpytest", "--pmap-save-baseline", "base.json"], cwd=folder, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return (folder / "base.json").read_bytes()
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester, saved: bytes, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    for name in ENV:
+        monkeypatch.delenv(name, raising=False)
+    pytester.makepyfile(test_suite=SUITE)
+    (pytester.path / "base.json").write_bytes(saved)
+    return pytester
+
+
+def results(suite: pytest.Pytester) -> dict[str, dict[str, object]]:
+    data = json.loads((suite.path / "head.json").read_text())
+    return {r["nodeid"]: r for r in data["results"]}
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]])
+def test_a_leak_grows_on_every_repeat_and_fails_confirmed(
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, workers: list[str]
+) -> None:
+    monkeypatch.setenv("LEAK_MIB", "2")
+    result = suite.runpytest_subprocess("--pmap-baseline", "base.json", "--pmap-json", "head.json", *workers)
+    result.assert_outcomes(passed=TESTS)  # the tests passed: the gate fails the run
+    assert result.ret == 1
+    result.stdout.re_match_lines([
+        r"1 test regressed in uss_growth against baseline base\.json.*",
+        r".* +test_suite\.py::test_leaky.*",
+        r" +confirmed 3/3: uss_growth( \+\d+K){3}; heap_growth \+20\d\dK \+20\d\dK \+20\d\dK",
+    ])
+    leaky = results(suite)["test_suite.py::test_leaky"]
+    repeats = leaky["repeats"]
+    assert isinstance(repeats, list) and len(repeats) == 3
+    assert all(2 * 1024 * 1024 <= r["heap"] < 2 * 1024 * 1024 + 64 * 1024 for r in repeats)  # the leak, exactly
+    assert "exempt" in result.stdout.str() and "test_exempt" not in "".join(
+        line for line in result.stdout.lines if "confirmed" in line)
+
+
+def test_a_one_off_does_not_recur_and_is_reported_as_noise(suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ONCE", "1")
+    result = suite.runpytest_subprocess("--pmap-baseline", "base.json", "--pmap-json", "head.json")
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(["no test regressed in uss_growth*",
+                                 "1 suspect but not confirmed: did not grow again when run again (noise, not failed): "
+                                 "test_suite.py::test_once"])
+    once = results(suite)["test_suite.py::test_once"]
+    growth = once["growth"]
+    assert isinstance(growth, dict) and growth["heap"] >= 4 << 20  # the first call kept 4 MiB ...
+    repeats = once["repeats"]
+    assert isinstance(repeats, list) and all(r["heap"] < 64 << 10 for r in repeats)  # ... and no repeat did
+
+
+def test_without_confirmation_the_one_off_fails(suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the repeats are for: judged on one measurement, the same run fails."""
+    monkeypatch.setenv("ONCE", "1")
+    result = suite.runpytest_subprocess("--pmap-baseline", "base.json", "--pmap-confirm", "0")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["1 test regressed in uss_growth*", "*test_suite.py::test_once*"])
+
+
+def test_a_call_that_fails_when_run_again_is_unconfirmed_and_its_test_passes(
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FRAGILE", "1")
+    result = suite.runpytest_subprocess("--pmap-baseline", "base.json")
+    result.assert_outcomes(passed=TESTS)
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(["1 suspect but could not be run again to confirm (not failed): test_suite.py::test_fragile"])
+
+
+def test_a_unittest_case_is_run_again_with_its_setup(suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CASE_MIB", "2")
+    result = suite.runpytest_subprocess("--pmap-baseline", "base.json")
+    result.assert_outcomes(passed=TESTS)
+    assert result.ret == 1
+    result.stdout.re_match_lines([r".*test_suite\.py::TestCase::test_leaky_case.*", r" +confirmed 3/3: .*"])
+
+
+def test_a_unittest_case_that_fails_when_run_again_keeps_its_pass(pytester: pytest.Pytester, saved: bytes) -> None:
+    pytester.makepyfile(test_suite=SUITE.replace('        self.value = 1', '        self.value = 1\n'
+                                                 '        if ONCE: self.fail("set up twice")\n'
+                                                 '        ONCE.append(b"q" * (4 << 20))'))
+    (pytester.path / "base.json").write_bytes(saved)
+    result = pytester.runpytest_subprocess("--pmap-baseline", "base.json")
+    result.assert_outcomes(passed=TESTS)
+    result.stdout.fnmatch_lines(["*could not be run again*TestCase::test_leaky_case*"])
+
+
+@pytest.mark.parametrize(("args", "error"), [
+    (["--pmap-confirm", "x"], "--pmap-confirm: 'x' is not a number of repeats from 0 (judge on one measurement) to 100"),
+    (["--pmap-confirm", "-1"], "--pmap-confirm: '-1' is not a number of repeats*"),
+    (["-o", "pmap_confirm=many"], "pmap_confirm in *: 'many' is not a number of repeats*"),
+])
+def test_a_bad_number_of_repeats_is_a_usage_error(suite: pytest.Pytester, args: list[str], error: str) -> None:
+    result = suite.runpytest_inprocess("--pmap-baseline", "base.json", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {error}"])
+
+
+def test_a_bad_tolerance_on_a_marker_fails_that_test_by_name(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.pmap(tolerance="lots")
+        def test_vague():
+            pass
+
+        def test_fine():
+            pass
+    """)
+    result = pytester.runpytest_subprocess("--pmap")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*marker on test_a_bad_tolerance_on_a_marker_fails_that_test_by_name.py::test_vague: "
+                                 "tolerance='lots': 'lots' is not a tolerance*"])
+
+
+def test_repeats_are_kept_in_the_results_and_compare_decides_the_same(
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ONCE", "1")
+    monkeypatch.setenv("LEAK_MIB", "2")
+    suite.runpytest_subprocess("--pmap-baseline", "base.json", "--pmap-json", "head.json")
+    done = subprocess.run([sys.executable, "-m", "pytest_pmap", "compare", "base.json", "head.json"],
+                          cwd=suite.path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "confirmed 3/3" in done.stdout and "test_suite.py::test_leaky" in done.stdout
+    assert "noise, not failed): test_suite.py::test_once" in done.stdout
+    assert Path(suite.path / "head.json").stat().st_size > 0
