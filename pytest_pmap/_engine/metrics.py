@@ -70,6 +70,8 @@ BUDGET_KEYS: dict[str, str] = {
 MARKER_SWITCHES: dict[str, str] = {
     "tree": "tree=True: of the test process and all its descendants, summed",
     "trace": "trace=True: tracemalloc runs during the call; a failure names the Python lines that kept memory",
+    "leaks": "leaks=True or leaks=N: the call runs once more to warm up, then N times, and fails if memory grows call "
+             "after call",
 }
 
 

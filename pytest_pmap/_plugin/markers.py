@@ -19,7 +19,7 @@ from ..errors import BudgetSyntaxError
 from ..size import Size
 from .state import SESSION
 
-__all__ = ["budget_of", "tolerance_of", "trace_of", "tree_of"]
+__all__ = ["budget_of", "leaks_of", "tolerance_of", "trace_of", "tree_of"]
 
 
 def budget_of(item: pytest.Item) -> Budget:
@@ -136,6 +136,24 @@ def trace_of(item: pytest.Item, default: bool) -> bool:
     (the session's `--pmap-trace`) when no marker says."""
     value = _switch(item, "trace", "True (run tracemalloc during the call) or False")
     return default if value is None else value
+
+
+def leaks_of(item: pytest.Item, on: bool, calls: int) -> int:
+    """The closest marker's `leaks=`: how many measured calls the leak hunt makes of this test (0:
+    none). `leaks=True` is the session's number of `calls`; with no marker, `calls` when the
+    session hunts leaks (`on`), else 0."""
+    for mark in item.iter_markers("pmap"):
+        if "leaks" in mark.kwargs:
+            value = mark.kwargs["leaks"]
+            if value is True:
+                return calls
+            if value is False:
+                return 0
+            if isinstance(value, int) and value >= 2:
+                return value
+            raise BudgetSyntaxError(f"marker on {item.nodeid}: leaks={value!r}: give True, False, or a number of "
+                                    "measured calls of 2 or more")
+    return calls if on else 0
 
 
 def _switch(item: pytest.Item, key: str, choices: str) -> Optional[bool]:

@@ -62,6 +62,11 @@ TRACE_DESC = (
     "run tracemalloc during each measured test's call (budgets, the pmap fixture, --pmap, --pmap-leaks): "
     "a failure, a regression or a leak then names the Python lines that kept the memory"
 )
+LEAKS_DESC = (
+    "hunt leaks: run each test's call once to warm up, then N more times (--pmap-leaks-calls) with its fixtures "
+    "set up once, and fail a test whose memory grows call after call (a cache that fills once is not a leak)"
+)
+LEAKS_CALLS_DESC = "measured calls per test under --pmap-leaks, after the warm-up (default 5)"
 TRACE_DEPTH_DESC = "frames tracemalloc keeps per allocation under --pmap-trace (default 8; more costs more)"
 
 
@@ -88,10 +93,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--pmap-malloc-thresholds", action="store_true", default=None, help=MALLOC_DESC)
     group.addoption("--pmap-trace", action="store_true", default=None, help=TRACE_DESC)
     group.addoption("--pmap-trace-depth", type=int, default=None, metavar="N", help=TRACE_DEPTH_DESC)
+    group.addoption("--pmap-leaks", action="store_true", default=None, help=LEAKS_DESC)
+    group.addoption("--pmap-leaks-calls", type=int, default=None, metavar="N", help=LEAKS_CALLS_DESC)
     group.addoption("--pmap-confirm", metavar="N", default=None, help=CONFIRM_DESC)
     parser.addini("pmap", PMAP_DESC, type="bool", default=False)
     parser.addini("pmap_trace", TRACE_DESC, type="bool", default=False)
     parser.addini("pmap_trace_depth", TRACE_DEPTH_DESC, default=None)
+    parser.addini("pmap_leaks", LEAKS_DESC, type="bool", default=False)
+    parser.addini("pmap_leaks_calls", LEAKS_CALLS_DESC, default=None)
     parser.addini("pmap_confirm", CONFIRM_DESC, default=None)
     parser.addini("pmap_malloc_thresholds", MALLOC_DESC, type="bool", default=False)
     parser.addini("pmap_top", TOP_DESC, default="10")
@@ -119,6 +128,9 @@ def pytest_configure(config: pytest.Config) -> None:
     session.trace = _flag(config, "pmap_trace")
     if config.getoption("pmap_trace_depth") is not None or config.getini("pmap_trace_depth"):
         session.trace_depth = _count(config, "pmap_trace_depth", "frames", 1)
+    session.leaks = _flag(config, "pmap_leaks")
+    if config.getoption("pmap_leaks_calls") is not None or config.getini("pmap_leaks_calls"):
+        session.leak_calls = _count(config, "pmap_leaks_calls", "calls", 2)
     if measure:  # what the run's end says of how it ended: an interrupted run is not a baseline
         from .report import Outcome
 

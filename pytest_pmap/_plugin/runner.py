@@ -23,7 +23,7 @@ from ..size import Size
 from ..warnings import PmapWarning
 from .confirm import confirm
 from .fixtures import PROBES, ignore_rule
-from .markers import budget_of, tolerance_of, trace_of, tree_of
+from .markers import budget_of, leaks_of, tolerance_of, trace_of, tree_of
 from .state import SESSION, pmap_marker_lookup
 
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
@@ -39,6 +39,8 @@ _TREE = pytest.StashKey[bool]()
 """The marker's `tree=True`: the test's budget covers its descendants too."""
 _TRACE = pytest.StashKey[bool]()
 """Whether tracemalloc runs during the test's call (`--pmap-trace`, or the marker's `trace=`)."""
+_LEAKS = pytest.StashKey[int]()
+"""How many measured calls the leak hunt makes of the test (`--pmap-leaks`, the marker's `leaks=`)."""
 _ALLOCATIONS = pytest.StashKey[Allocations]()
 """What tracemalloc saw of the test's call, for its failure report."""
 
@@ -51,11 +53,17 @@ def take_part(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Work out every test's budget now, and take part in running tests only as far as the session
     needs: the call of every test when `--pmap` is on or some test has a budget; its setup, report
     and teardown when some test has a budget (or a bad one) or uses a fixture."""
-    budgets = checks = traced = False
+    budgets = checks = traced = hunting = False
     state = config.stash[SESSION]
+    from .._measure.leaks import DEFAULT_CALLS
+
+    calls = state.leak_calls or DEFAULT_CALLS
     marked = pmap_marker_lookup()
     configured = state.config_budgets is not None
     for item in items:
+        if state.leaks:
+            item.stash[_LEAKS] = calls
+            hunting = True
         if not configured and not marked(item):  # no budget: nothing to work out
             if not checks and not FIXTURES.isdisjoint(getattr(item, "fixturenames", ())):
                 checks = True
@@ -64,13 +72,16 @@ def take_part(config: pytest.Config, items: list[pytest.Item]) -> None:
             budget = budget_of(item)
             tree = tree_of(item)
             trace = trace_of(item, state.trace) if marked(item) else state.trace
+            leaks = leaks_of(item, state.leaks, calls) if marked(item) else item.stash.get(_LEAKS, 0)
             tolerance = tolerance_of(item)
         except BudgetSyntaxError as exc:
             item.stash[_BUDGET_ERROR] = str(exc)
             checks = True
             continue
         item.stash[_TRACE] = trace
+        item.stash[_LEAKS] = leaks
         traced = traced or trace
+        hunting = hunting or bool(leaks)
         if tolerance:
             item.stash[_TOLERANCE] = tolerance
         if budget:
@@ -81,9 +92,9 @@ def take_part(config: pytest.Config, items: list[pytest.Item]) -> None:
             checks = True
     manager = config.pluginmanager
     # a test that uses a fixture is traced too: its failing assertion names the lines
-    if (budgets or state.measure or (checks and (traced or state.trace))) and not manager.has_plugin(_CALLS):
+    if (budgets or state.measure or hunting or (checks and (traced or state.trace))) and not manager.has_plugin(_CALLS):
         manager.register(_Calls(), _CALLS)
-    if (budgets or checks) and not manager.has_plugin(_CHECKS):
+    if (budgets or checks or hunting) and not manager.has_plugin(_CHECKS):
         manager.register(_Checks(), _CHECKS)
 
 
@@ -148,7 +159,8 @@ class _Calls:
         budget = item.stash.get(_BUDGET, None)
         traced = item.stash.get(_TRACE, state.trace)
         fixtures = not FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
-        if state.unavailable or not (budget or state.measure or (traced and fixtures)):
+        hunt_calls = item.stash.get(_LEAKS, 0)
+        if state.unavailable or not (budget or state.measure or hunt_calls or (traced and fixtures)):
             return (yield)
         ignore = ignore_rule(item.config)
         start = None
@@ -191,6 +203,14 @@ class _Calls:
                 item.stash[_ALLOCATIONS] = measured["trace"] = allocations
             if passed and state.reader is not None and start is not None and state.gate.judged is not None:
                 measured.update(confirm(item, state, MemoryResult(item.nodeid, **measured), ignore))
+            leak = None
+            if hunt_calls and passed:  # the first call was the warm-up
+                from .leaks import hunt
+
+                leak = measured["leak"] = hunt(item, state, hunt_calls, traced, ignore)
+                if leak.stopped:
+                    item.add_report_section("call", "pmap", leak.headline())
+                    item.warn(PmapWarning(leak.headline()))
             if violations:
                 item.config.hook.pytest_pmap_budget_exceeded(item=item, violations=violations)
                 failure = report_text(violations)
@@ -198,6 +218,9 @@ class _Calls:
                     failure += "\n\n" + allocations.render(*_growth_of(violations[0]))
                 item.stash[_FAILURE] = measured["failure"] = failure
                 measured["budget"] = tuple(v.line for v in violations)
+            if leak is not None and leak.leaks:
+                failure = item.stash.get(_FAILURE, "")
+                item.stash[_FAILURE] = measured["failure"] = (failure + "\n\n" if failure else "") + leak.report()
             if state.measure:
                 record = MemoryResult(item.nodeid, **measured)
                 state.results.append(record)

@@ -1,0 +1,113 @@
+"""The leak hunt of `--pmap-leaks`, run after a test's first call (its warm-up): the call again
+`calls` times in place (`repeat.run_again`: fixtures set up once, as pytest-repeat does), four
+counters read around each, the verdict from `_measure/leaks.py`, and for a suspect the escalation
+before the verdict. Imported only by a session that hunts leaks."""
+
+from __future__ import annotations
+
+import tracemalloc
+from typing import Callable, NamedTuple, Optional
+
+import pytest
+
+from .._engine.mapping import Mapping
+from .._measure.boundary import Boundary, BoundaryReader, growth
+from .._measure.heap import blocks, heap_in_use
+from .._measure.leaks import LeakCheck, escalation, judge
+from .._measure.probe import Probe
+from .._measure.trace import DEFAULT_DEPTH, Tracer
+from ..errors import PmapError
+from .fixtures import PROBES
+from .repeat import run_again
+from .state import Session
+
+__all__ = ["hunt"]
+
+#: Rows of the pmap diff a leak's report shows.
+DIFF_ROWS = 15
+
+
+class _Reading(NamedTuple):
+    boundary: Boundary
+    heap: Optional[int]
+    blocks: int
+    traced: int
+    """tracemalloc's own memory (0 when it is not running): taken out of the heap's growth, it is ours."""
+
+
+def hunt(item: pytest.Item, state: Session, calls: int, trace: bool,
+         ignore: Optional[Callable[[Mapping], bool]]) -> LeakCheck:
+    """Run `item`'s call `calls` more times (and, for a suspect, `escalation(calls)` more) and judge."""
+    if state.reader is None:
+        state.reader = BoundaryReader()
+    reader = state.reader
+    probes = item.stash.get(PROBES, [])
+
+    def before() -> _Reading:
+        for probe in probes:  # the test's own `pmap.growth` is this call's, as in its first call
+            probe.mark()
+        boundary = reader.read()
+        return _Reading(boundary, heap_in_use(), blocks(), _traced())  # the allocators' last: closest to the call
+
+    def after() -> _Reading:
+        heap, count, traced = heap_in_use(), blocks(), _traced()
+        return _Reading(reader.read(), heap, count, traced)
+
+    series: dict[str, list[Optional[int]]] = {"uss": [], "private_dirty": [], "heap": [], "blocks": []}
+
+    def add(runs: list[tuple[_Reading, _Reading]], into: dict[str, list[Optional[int]]]) -> None:
+        for start, end in runs:
+            moved = growth(start.boundary, end.boundary, ignore)["growth"]
+            ours = end.traced - start.traced
+            for name in ("uss", "private_dirty"):  # pages: tracemalloc's share of them cannot be told apart
+                value = moved.get(name) if isinstance(moved, dict) else None
+                into[name].append(None if value is None else int(value))
+            into["heap"].append(None if start.heap is None or end.heap is None else end.heap - start.heap - ours)
+            into["blocks"].append(end.blocks - start.blocks)
+
+    runs, stopped = run_again(item, 1, before, after)
+    add(runs, series)
+    first = None
+    if not stopped:  # the first measured call is the diff's and the trace's starting point
+        try:
+            first = Probe(None, ignore=ignore)
+        except PmapError:
+            first = None
+    tracer = Tracer(state.trace_depth or DEFAULT_DEPTH, str(item.config.rootpath)) if trace and not stopped else None
+    if tracer is not None:
+        tracer.start()
+    try:
+        if not stopped:
+            runs, stopped = run_again(item, calls - 1, before, after)
+            add(runs, series)
+        grown = judge(series) if not stopped else []
+        escalated = bool(grown)
+        if escalated:  # a suspect: more calls decide (a cache that fills up over a few calls stops)
+            extra: dict[str, list[Optional[int]]] = {name: [] for name in series}
+            runs, stopped = run_again(item, escalation(calls), before, after)
+            add(runs, extra)
+            for name, steps in extra.items():
+                series[name] += steps
+            grown = judge(extra) if not stopped else []
+        allocations = tracer.finish() if tracer is not None else None
+    finally:
+        if tracer is not None:  # stopped, also when a run raised (a second finish() does nothing)
+            tracer.finish()
+    kept = {name: tuple(int(s) for s in steps if s is not None) for name, steps in series.items()
+            if steps and all(s is not None for s in steps)}
+    made = len(series["blocks"])
+    diff = trace_text = ""
+    if grown:
+        if first is not None:
+            try:
+                diff = first.diff().render(limit=DIFF_ROWS)
+            except PmapError as exc:
+                diff = f"no diff: {exc}"
+        if allocations is not None:
+            total = sum(kept.get("uss", ())[1:]) or None
+            trace_text = allocations.render(total, "uss growth after the first measured call")
+    return LeakCheck(bool(grown), made, kept, tuple(grown), calls, escalated, stopped, diff, trace_text)
+
+
+def _traced() -> int:
+    return tracemalloc.get_tracemalloc_memory() if tracemalloc.is_tracing() else 0
