@@ -56,30 +56,33 @@ def hunt(item: pytest.Item, state: Session, calls: int, trace: bool,
     series: dict[str, list[Optional[int]]] = {"uss": [], "private_dirty": [], "heap": [], "blocks": []}
 
     def add(runs: list[tuple[_Reading, _Reading]], into: dict[str, list[Optional[int]]]) -> None:
-        for start, end in runs:
-            moved = growth(start.boundary, end.boundary, ignore)["growth"]
-            ours = end.traced - start.traced
+        """Each call's growth, from the level after the call before it (the first: from before it):
+        what the machinery frees between calls (a `pmap` fixture's old baseline, when `mark()`
+        takes a new one whose columns the call then parses) is not counted as the call's."""
+        if not runs:
+            return
+        level = runs[0][0]
+        for _, end in runs:
+            moved = growth(level.boundary, end.boundary, ignore)["growth"]
+            ours = end.traced - level.traced
             for name in ("uss", "private_dirty"):  # pages: tracemalloc's share of them cannot be told apart
                 value = moved.get(name) if isinstance(moved, dict) else None
                 into[name].append(None if value is None else int(value))
-            into["heap"].append(None if start.heap is None or end.heap is None else end.heap - start.heap - ours)
-            into["blocks"].append(end.blocks - start.blocks)
+            into["heap"].append(None if level.heap is None or end.heap is None else end.heap - level.heap - ours)
+            into["blocks"].append(end.blocks - level.blocks)
+            level = end
 
-    runs, stopped = run_again(item, 1, before, after)
-    add(runs, series)
-    first = None
-    if not stopped:  # the first measured call is the diff's and the trace's starting point
-        try:
-            first = Probe(None, ignore=ignore)
-        except PmapError:
-            first = None
-    tracer = Tracer(state.trace_depth or DEFAULT_DEPTH, str(item.config.rootpath)) if trace and not stopped else None
+    try:  # the diff's and the trace's starting point: the end of the warm-up, the start of the first measured call
+        first: Optional[Probe] = Probe(None, ignore=ignore)
+    except PmapError:
+        first = None
+    tracer = Tracer(state.trace_depth or DEFAULT_DEPTH, str(item.config.rootpath)) if trace else None
     if tracer is not None:
         tracer.start()
+    allocations = None
     try:
-        if not stopped:
-            runs, stopped = run_again(item, calls - 1, before, after)
-            add(runs, series)
+        runs, stopped = run_again(item, calls, before, after)
+        add(runs, series)
         grown = judge(series) if not stopped else []
         escalated = bool(grown)
         if escalated:  # a suspect: more calls decide (a cache that fills up over a few calls stops)
@@ -104,8 +107,8 @@ def hunt(item: pytest.Item, state: Session, calls: int, trace: bool,
             except PmapError as exc:
                 diff = f"no diff: {exc}"
         if allocations is not None:
-            total = sum(kept.get("uss", ())[1:]) or None
-            trace_text = allocations.render(total, "uss growth after the first measured call")
+            total = sum(kept.get("uss", ())) or None
+            trace_text = allocations.render(total, "uss growth over the measured calls")
     return LeakCheck(bool(grown), made, kept, tuple(grown), calls, escalated, stopped, diff, trace_text)
 
 
