@@ -227,7 +227,7 @@ def run_mode(name: str, tree: Path, bin_: Path, ns: argparse.Namespace, workers:
                              "gating": [], "false": 0, "per run": [], "test failures": 0, "caught": 0,
                              "noise": [], "leaks": {}, "target": target, "seen": Counter(), "rows": {}}
     kinds: list[tuple[str, dict[str, str]]] = [("steady", {})] * ns.runs
-    for size in ns.leak:
+    for size in [] if workers and ns.leak_serial_only else ns.leak:
         kinds += [(f"leak{size >> 10}K", {"GATE_SUITE_LEAK_TEST": target, "GATE_SUITE_LEAK_SIZE": str(size)})] * ns.runs
     for i, (kind, extra) in enumerate(kinds):
         head = out / f"{kind}-{i}.json"
@@ -304,6 +304,8 @@ def main() -> None:
     p.add_argument("--suite", action="append", metavar="NAME[==VERSION]", help=f"default: {' '.join(DEFAULT_SUITES)}")
     p.add_argument("--runs", type=int, default=20)
     p.add_argument("--xdist", action="store_true", help="also run everything under -n 2")
+    p.add_argument("--xdist-only", action="store_true", help="run under -n 2 only")
+    p.add_argument("--leak-serial-only", action="store_true", help="leak runs serially only (steady runs in every mode)")
     p.add_argument("--leak", type=parse_size, action="append", default=[], metavar="SIZE",
                    help="also run with a retained leak of SIZE per call (may be given more than once)")
     p.add_argument("--leak-test", metavar="NODEID", help="the test that leaks (default: the first quiet one)")
@@ -325,7 +327,7 @@ def main() -> None:
     for spec in ns.suite or DEFAULT_SUITES:
         tree, bin_, version = prepare(spec, ns.work, pmap)
         name = spec.partition("==")[0]
-        for workers in (0, 2) if ns.xdist else (0,):
+        for workers in (2,) if ns.xdist_only else (0, 2) if ns.xdist else (0,):
             mode = f"xdist -n {workers}" if workers else "serial"
             print(f"{name} {version}, {mode}: running ...", flush=True)
             report(name, version, mode, run_mode(name, tree, bin_, ns, workers), ns)

@@ -47,6 +47,17 @@ def test_steady():
     assert sum(range(1000))
 
 
+@pytest.fixture
+def cache():
+    if os.environ.get("FIXTURE_MIB"):  # a fixture that keeps what it made, every time it is set up
+        KEEP.append(b"f" * (int(os.environ["FIXTURE_MIB"]) << 20))
+    yield
+
+
+def test_uses_a_leaky_fixture(cache):
+    pass
+
+
 class TestCase(unittest.TestCase):
     def setUp(self):
         self.value = 1
@@ -55,8 +66,8 @@ class TestCase(unittest.TestCase):
         if os.environ.get("CASE_MIB"):
             KEEP.append(b"c" * (int(os.environ["CASE_MIB"]) << 20))
 """
-TESTS = 6
-ENV = ("LEAK_MIB", "ONCE", "FRAGILE", "CASE_MIB")
+TESTS = 7
+ENV = ("LEAK_MIB", "ONCE", "FRAGILE", "CASE_MIB", "FIXTURE_MIB")
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +158,16 @@ def test_a_unittest_case_is_run_again_with_its_setup(suite: pytest.Pytester, mon
     result.stdout.re_match_lines([r".*test_suite\.py::TestCase::test_leaky_case.*", r" +confirmed 3/3: .*"])
 
 
+def test_a_leak_in_a_fixture_is_the_tests_and_is_confirmed(suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test is measured from before its setup to after its teardown, and run again whole."""
+    monkeypatch.setenv("FIXTURE_MIB", "4")
+    result = suite.runpytest_subprocess("--pmap-baseline", "base.json")
+    result.assert_outcomes(passed=TESTS)
+    assert result.ret == 1
+    result.stdout.re_match_lines([r".*\+4\d\d\dK +512K +test_suite\.py::test_uses_a_leaky_fixture.*",
+                                  r" +confirmed 3/3: uss_growth( \+4\d\d\dK){3}.*"])
+
+
 def test_a_unittest_case_that_fails_when_run_again_keeps_its_pass(pytester: pytest.Pytester, saved: bytes) -> None:
     pytester.makepyfile(test_suite=SUITE.replace('        self.value = 1', '        self.value = 1\n'
                                                  '        if ONCE: self.fail("set up twice")\n'
@@ -197,3 +218,45 @@ def test_repeats_are_kept_in_the_results_and_compare_decides_the_same(
     assert "confirmed 3/3" in done.stdout and "test_suite.py::test_leaky" in done.stdout
     assert "noise, not failed): test_suite.py::test_once" in done.stdout
     assert Path(suite.path / "head.json").stat().st_size > 0
+
+
+def test_a_gate_on_the_peak_is_judged_on_one_measurement(pytester: pytest.Pytester) -> None:
+    """A peak does not recur: after the first run glibc keeps the 16 MiB it freed (it raises its
+    thresholds), and every repeat peaks inside it. Measured: repeats rose by +0K, so the spike
+    would have passed as noise; a peak is therefore judged on its one measurement."""
+    pytester.makepyfile(test_peak="""
+        import os
+
+        def test_spike():
+            if os.environ.get("SPIKE"):  # 16 MiB touched and freed: the peak rises, nothing is kept
+                block = bytearray(16 << 20)
+                block[::4096] = b"x" * len(block[::4096])
+                del block
+    """)
+    assert pytester.runpytest_subprocess("--pmap-save-baseline", "base.json").ret == 0
+    os.environ["SPIKE"] = "1"
+    try:
+        result = pytester.runpytest_subprocess("--pmap-baseline", "base.json", "--pmap-metric", "peak_growth")
+    finally:
+        del os.environ["SPIKE"]
+    assert result.ret == 1
+    result.stdout.re_match_lines([r"1 test regressed in peak_growth .*", r".* \+1[67]\d\d\dK .*test_peak\.py::test_spike"])
+    assert "confirmed" not in result.stdout.str()
+
+
+def test_the_gate_example_does_what_its_docstring_says(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    example = Path(__file__).parent.parent / "examples" / "gate" / "test_gate_demo.py"
+    pytester.makepyfile(test_gate_demo=example.read_text())
+    for name in ("PMAP_DEMO_LEAK", "PMAP_DEMO_WARM"):
+        monkeypatch.delenv(name, raising=False)
+    assert pytester.runpytest_subprocess("--pmap-save-baseline", "base.json").ret == 0
+    assert pytester.runpytest_subprocess("--pmap-baseline", "base.json").ret == 0
+    monkeypatch.setenv("PMAP_DEMO_LEAK", "1")
+    leak = pytester.runpytest_subprocess("--pmap-baseline", "base.json")
+    assert leak.ret == 1
+    leak.stdout.re_match_lines([r".* +test_gate_demo\.py::test_lookup", r" +confirmed 3/3: .*"])
+    monkeypatch.delenv("PMAP_DEMO_LEAK")
+    monkeypatch.setenv("PMAP_DEMO_WARM", "1")
+    warm = pytester.runpytest_subprocess("--pmap-baseline", "base.json")
+    assert warm.ret == 0
+    warm.stdout.fnmatch_lines(["1 suspect but not confirmed: * (noise, not failed): test_gate_demo.py::test_warm_up"])

@@ -96,3 +96,17 @@ def test_suspect_and_recurs_read_both_views() -> None:
     assert suspect(then, result(MiB, None), "uss_growth", tol) == "uss_growth"  # no glibc: the kernel alone
     assert recurs(then, {"uss": 0, "heap": MiB}, "uss_growth", tol)
     assert not recurs(then, {"uss": 4 * KiB, "heap": None}, "uss_growth", tol)
+
+
+def test_a_baseline_of_several_runs_judges_each_test_against_its_own_spread() -> None:
+    """Samples of one test (`pytest-pmap merge --samples`): the most it grew in any saving run."""
+    quiet, stepped = MemoryResult("t::a", {"uss": 8 * KiB}, 8 * KiB), MemoryResult("t::a", {"uss": 1100 * KiB}, 1100 * KiB)
+    samples = RunResults((quiet, stepped, MemoryResult("t::b", {"uss": 0}, 0)), HERE, samples=True)
+    loaded = RunResults.from_json(samples.to_json(), source="merged")
+    assert loaded.samples and len(loaded.results) == 3
+    head = RunResults((MemoryResult("t::a", {"uss": 1100 * KiB}, 1100 * KiB), MemoryResult("t::b", {"uss": 0}, 0)), HERE)
+    assert [r.status for r in compare(loaded, head, "uss_growth").rows] == ["ok", "ok"]
+    single = RunResults((quiet, MemoryResult("t::b", {"uss": 0}, 0)), HERE)  # one run only: the same step is a suspect
+    assert [r.status for r in compare(single, head, "uss_growth").rows] == ["regressed", "ok"]
+    with pytest.raises(Exception, match="names test 't::a' twice"):
+        RunResults.from_json({**samples.to_json(), "samples": False}, source="edited")

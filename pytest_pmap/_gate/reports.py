@@ -96,7 +96,7 @@ def markdown(run: RunResults, comparison: Optional[Comparison] = None, metric: s
             out.append(f"| {_code(r.nodeid)} | {signed(r.growth.get('rss'))} | {signed(r.growth.get('uss'))} | "
                        f"{signed(r.peak_growth)} | {signed(r.growth.get('writeable_private'))} | {r.new_mappings or '-'} |")
         out.append("")
-    counts = [f"{len(run.results)} tests measured (growth during each test's call, in KiB)"]
+    counts = [f"{len(run.results)} tests measured (growth from each test's setup to its teardown, in KiB)"]
     if comparison is not None:
         for status, label in (("new", "new"), ("gone", "gone"), ("unmeasured", "not measured"), ("improved", "improved")):
             rows = comparison.having(status)

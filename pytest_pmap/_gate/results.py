@@ -51,10 +51,19 @@ class RunResults:
     """pytest's exit status for the session, before the baseline gate's verdict; None when not recorded."""
     incomplete_reason: str = ""
     """Why the run did not finish (`stopping after 1 failures`), "" when it did."""
+    samples: bool = False
+    """True for several runs merged as samples (`pytest-pmap merge --samples`): a test may then be
+    measured more than once, and a baseline judges it against the most it grew in any of them."""
 
     def by_test(self) -> dict[str, MemoryResult]:
-        """Node ID -> result."""
-        return {r.nodeid: r for r in self.results}
+        """Node ID -> result; with `samples`, one result per test holding, for each figure, the
+        largest of its samples: the test's own spread is then within its allowance."""
+        if not self.samples:
+            return {r.nodeid: r for r in self.results}
+        grouped: dict[str, list[MemoryResult]] = {}
+        for result in self.results:
+            grouped.setdefault(result.nodeid, []).append(result)
+        return {nodeid: _largest(group) for nodeid, group in grouped.items()}
 
     def outcome(self) -> str:
         """How the run ended, for messages: `interrupted: KeyboardInterrupt, exit status 2`."""
@@ -72,6 +81,7 @@ class RunResults:
             "complete": self.complete,
             "exit_status": self.exit_status,
             "incomplete_reason": self.incomplete_reason,
+            **({"samples": True} if self.samples else {}),
             "environment": dict(vars(self.environment).items()),
             "results": [r.to_json() for r in self.results],
         }
@@ -102,16 +112,18 @@ class RunResults:
                 raise TypeError(f"\"complete\" is {complete!r}, not true or false")
             if status is not None and (isinstance(status, bool) or not isinstance(status, int)):
                 raise TypeError(f"\"exit_status\" is {status!r}, not a number")
-            run = cls(results, environment, float(data.get("created_at") or 0.0), complete, status, str(reason))
+            samples = data.get("samples", False)
+            if not isinstance(samples, bool):
+                raise TypeError(f"\"samples\" is {samples!r}, not true or false")
+            run = cls(results, environment, float(data.get("created_at") or 0.0), complete, status, str(reason), samples)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ResultsFileError(f"{source} is corrupt: {type(exc).__name__}: {exc}") from None
         if not run.results and not allow_empty:
             raise ResultsFileError(f"{source} has no results: was it saved from the right run?")
-        # One measurement per test: a second one is a file edited or joined by hand, and keeping
-        # either would gate against a number nobody chose. (Merging shards will want several
-        # samples of a test; that is an option of its own, to be checked here.)
+        # One measurement per test, unless the file says it holds samples: a second one is then a
+        # file edited or joined by hand, and keeping either would gate against a number nobody chose.
         seen: dict[str, int] = {}
-        for number, result in enumerate(run.results, 1):
+        for number, result in enumerate(() if run.samples else run.results, 1):
             if result.nodeid in seen:
                 raise ResultsFileError(
                     f"{source} names test {result.nodeid!r} twice (results {seen[result.nodeid]} and {number}); "
@@ -159,6 +171,21 @@ def load_baseline(
             f"{flags}allow-incomplete-baseline"
         )
     return run
+
+
+def _largest(samples: list[MemoryResult]) -> MemoryResult:
+    """One result with, for each figure, the largest value any sample measured (None where none did)."""
+    if len(samples) == 1:
+        return samples[0]
+
+    def most(values: Iterable[Optional[int]]) -> Optional[int]:
+        known = [v for v in values if v is not None]
+        return max(known) if known else None
+
+    keys = dict.fromkeys(k for s in samples for k in s.growth)
+    first = samples[0]
+    return MemoryResult(first.nodeid, {k: most(s.growth.get(k) for s in samples) for k in keys},
+                        most(s.peak_growth for s in samples), most(s.huge_pages for s in samples), first.new_regions)
 
 
 def last_of_each(results: Iterable[MemoryResult]) -> list[MemoryResult]:

@@ -33,25 +33,26 @@ class NewRegion:
 
 @dataclass(frozen=True)
 class MemoryResult:
-    """What `--pmap` measured for one test's call phase."""
+    """What `--pmap` measured for one test, from before its setup to after its teardown."""
 
     nodeid: str
     growth: dict[str, Optional[int]] = field(default_factory=dict)
-    """Metric -> bytes gained during the call (negative when it shrank); None when not measured."""
+    """Metric -> bytes gained during the test (negative when it shrank); None when not measured."""
     peak_growth: Optional[int] = None
-    """How far the RSS peak during the call rose above the RSS at its start; None when the peak
+    """How far the RSS peak during the test rose above the RSS at its start; None when the peak
     could not be reset."""
     huge_pages: Optional[int] = None
-    """Change in transparent huge pages (AnonHugePages) during the call; None when not measured."""
+    """Change in transparent huge pages (AnonHugePages) during the test; None when not measured."""
     new_regions: tuple[NewRegion, ...] = ()
-    """Address space new during the call, one entry per group of overlapping mappings."""
+    """Address space new during the test, one entry per group of overlapping mappings."""
     budget: tuple[str, ...] = ()
     """The broken limits of the test's budget, as report lines."""
     failure: str = ""
     """The budget failure's report: every broken limit and the pmap-formatted diff."""
     repeats: tuple[dict[str, Optional[int]], ...] = ()
-    """The growth (as in `growth`) of each extra run of the call, made in place to confirm a suspect
-    regression before the gate fails it; empty when the call was not run again."""
+    """The growth (as in `growth`, and `peak`: how far its RSS peak rose) of each extra run of the
+    test, made to confirm a suspect regression before the gate fails it; empty when it was not
+    run again."""
     repeats_stopped: str = ""
     """Why fewer repeats were made than asked (`the call raised ValueError when run again`), or ""."""
     tolerance: str = ""
@@ -65,7 +66,7 @@ class MemoryResult:
 
     @property
     def new_mappings(self) -> int:
-        """How many groups of mappings cover address space new during the call."""
+        """How many groups of mappings cover address space new during the test."""
         return len(self.new_regions)
 
     @property
@@ -80,7 +81,7 @@ class MemoryResult:
         return self.growth.get(metric[: -len("_growth")])
 
     def repeated(self, metric: str) -> tuple[Optional[int], ...]:
-        """A gate metric's growth in each repeat of the call (`peak_growth` is not repeated: None)."""
+        """A gate metric's value in each repeat of the test (`peak_growth`: each repeat's own peak)."""
         key = metric[: -len("_growth")]
         return tuple(r.get(key) for r in self.repeats)
 

@@ -1,48 +1,54 @@
 """The gate's confirmation, as the tests run: a test past its allowance over the baseline is run
-again in place (`--pmap-confirm N` times) and the growth of each repeat is kept with its result.
+again, whole (`--pmap-confirm N` times: its function-scoped fixtures set up and torn down again
+with its call), and the growth of each repeat is kept with its result.
 Whether the repeats confirm it is decided with the rest of the comparison, at the end
 (`_gate/compare.py`), from what the results hold, so that `pytest-pmap compare` decides the same."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Optional, cast
 
 import pytest
 
-from .._engine.mapping import Mapping
 from .._gate.compare import Tolerance, suspect
 from .._measure.boundary import Boundary, growth
 from .._measure.heap import heap_in_use
 from .._measure.result import MemoryResult
-from .repeat import run_again
+from .fixtures import ignore_rule
+from .repeat import run_test_again
 from .state import Session
 
 __all__ = ["confirm"]
 
 
-def confirm(item: pytest.Item, state: Session, now: MemoryResult,
-            ignore: Optional[Callable[[Mapping], bool]]) -> dict[str, Any]:
+def confirm(item: pytest.Item, nextitem: Optional[pytest.Item], state: Session, now: MemoryResult) -> dict[str, Any]:
     """The fields to add to a passed test's result: its repeats when it is a suspect, else none."""
     gate, reader = state.gate, state.reader
     then = gate.judged.get(item.nodeid) if gate.judged is not None else None
     if then is None or reader is None or gate.confirm <= 0 or now.tolerance == "off":
         return {}
+    if gate.metric == "peak_growth":  # a peak does not recur while the allocator keeps what it freed
+        return {}
     tolerance = Tolerance.parse(now.tolerance, item.nodeid) if now.tolerance else gate.tolerance or Tolerance()
     if not suspect(then, now, gate.metric, tolerance):
         return {}
 
-    def before() -> tuple[Boundary, Optional[int]]:
+    def read_before() -> tuple[Boundary, Optional[int]]:
+        reader.reset_peak()  # each repeat's own peak, reported beside the rest
         boundary = reader.read()
         return boundary, heap_in_use()  # last: the reading itself is not counted as the call's
 
-    def after() -> tuple[Boundary, Optional[int]]:
+    def read_after() -> tuple[Boundary, Optional[int]]:
         heap = heap_in_use()  # first, for the same reason
         return reader.read(), heap
 
-    runs, stopped = run_again(item, gate.confirm, before, after)
+    runs, stopped = run_test_again(item, nextitem, gate.confirm, read_before, read_after)
+    ignore = ignore_rule(item.config)
     repeats = []
     for (before, heap_before), (after, heap_after) in runs:
-        moved: dict[str, Optional[int]] = growth(before, after, ignore)["growth"]  # type: ignore[assignment]
+        measured = growth(before, after, ignore)
+        moved = dict(cast("dict[str, Optional[int]]", measured["growth"]))
+        moved["peak"] = cast("Optional[int]", measured["peak_growth"])
         moved["heap"] = None if heap_before is None or heap_after is None else heap_after - heap_before
         repeats.append(moved)
     return {"repeats": tuple(repeats), "repeats_stopped": stopped}

@@ -178,5 +178,5 @@ def summary_table(results: list[MemoryResult], top: int) -> list[str]:
             f"{signed(r.growth.get('writeable_private')):>10} {new:>8}  {r.nodeid}"
             + ("  [budget exceeded]" if r.budget else "")
         )
-    lines.append(f"{len(results)} tests measured; growth during each test's call, peak above its starting RSS")
+    lines.append(f"{len(results)} tests measured; growth from each test's setup to its teardown, peak above the RSS at its start")
     return lines

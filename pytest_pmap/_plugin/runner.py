@@ -42,7 +42,9 @@ _TRACE = pytest.StashKey[bool]()
 _LEAKS = pytest.StashKey[int]()
 """How many measured calls the leak hunt makes of the test (`--pmap-leaks`, the marker's `leaks=`)."""
 _ALLOCATIONS = pytest.StashKey[Allocations]()
-"""What tracemalloc saw of the test's call, for its failure report."""
+"""What tracemalloc saw of the test's call, for its failure report and its result."""
+_LEAK = pytest.StashKey[Any]()
+"""The leak hunt's `LeakCheck` of the test, for its result."""
 
 
 #: Our fixtures: a test that uses one has its probes released, and its failure report gets their diffs.
@@ -55,11 +57,11 @@ def take_part(config: pytest.Config, items: list[pytest.Item]) -> None:
     and teardown when some test has a budget (or a bad one) or uses a fixture."""
     budgets = checks = traced = hunting = False
     state = config.stash[SESSION]
+    marked = pmap_marker_lookup()
+    configured = state.config_budgets is not None
     from .._measure.leaks import DEFAULT_CALLS
 
     calls = state.leak_calls or DEFAULT_CALLS
-    marked = pmap_marker_lookup()
-    configured = state.config_budgets is not None
     for item in items:
         if state.leaks:
             item.stash[_LEAKS] = calls
@@ -71,9 +73,9 @@ def take_part(config: pytest.Config, items: list[pytest.Item]) -> None:
         try:
             budget = budget_of(item)
             tree = tree_of(item)
+            tolerance = tolerance_of(item)
             trace = trace_of(item, state.trace) if marked(item) else state.trace
             leaks = leaks_of(item, state.leaks, calls) if marked(item) else item.stash.get(_LEAKS, 0)
-            tolerance = tolerance_of(item)
         except BudgetSyntaxError as exc:
             item.stash[_BUDGET_ERROR] = str(exc)
             checks = True
@@ -144,14 +146,28 @@ class _Checks:
         finally:  # measuring must not inflate the process measured: nothing outlives its test
             if PROBES in item.stash:
                 del item.stash[PROBES]
-            if _FAILURE in item.stash:
-                del item.stash[_FAILURE]
-            if _ALLOCATIONS in item.stash:
-                del item.stash[_ALLOCATIONS]
+            for key in (_FAILURE, _ALLOCATIONS, _LEAK):
+                if key in item.stash and not (key is not _FAILURE and item.config.stash[SESSION].measure):
+                    del item.stash[key]  # kept for the result when measuring: the protocol's end drops them
 
 
 class _Calls:
-    """The hook around every test's call: registered when `--pmap` is on or some test has a budget."""
+    """The hooks around every test: registered when `--pmap` is on or some test has a budget.
+
+    `--pmap` measures a whole test: from before its first fixture is set up to after its last one
+    is torn down, so that memory a fixture keeps counts as the test's, as memory its call keeps
+    does. A budget (`@pytest.mark.pmap`) covers the call alone, as it always has."""
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
+        state = item.config.stash[SESSION]
+        if state.measure and not state.repeating and not state.unavailable:
+            if state.reader is None:
+                state.reader = BoundaryReader()
+            note = state.reader.reset_peak()
+            start = state.reader.read()
+            item.stash[_START] = (start, heap_in_use(), note)  # the heap last: the reading is not the test's
+        return (yield)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
@@ -160,72 +176,127 @@ class _Calls:
         traced = item.stash.get(_TRACE, state.trace)
         fixtures = not FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
         hunt_calls = item.stash.get(_LEAKS, 0)
-        if state.unavailable or not (budget or state.measure or hunt_calls or (traced and fixtures)):
+        if state.unavailable or state.repeating or not (budget or hunt_calls or (traced and (state.measure or fixtures))):
             return (yield)
         ignore = ignore_rule(item.config)
-        start = None
-        peak_note = ""
-        if state.measure:
-            if state.reader is None:
-                state.reader = BoundaryReader()
-            peak_note = state.reader.reset_peak()
-            start = state.reader.read()
         probe = None
         if budget:
             probe = TreeProbe(None, ignore=ignore) if item.stash.get(_TREE, False) else Probe(None, ignore=ignore)
-        heap = heap_in_use() if start is not None else None
-        passed = False
         tracer = Tracer(state.trace_depth or DEFAULT_DEPTH, str(item.config.rootpath)) if traced else None
         if tracer is not None:  # last: our own readings above are not the test's allocations
             tracer.start()
+        passed = False
         try:
             outcome = yield
             passed = True
             return outcome
         finally:
-            measured: dict[str, Any] = {}
-            if state.reader is not None and start is not None:  # before the budget's snapshots, which allocate
-                heap_after = heap_in_use()
-                measured = growth(start, state.reader.read(), ignore)
-                measured["growth"]["heap"] = None if heap is None or heap_after is None else heap_after - heap
-                measured["tolerance"] = item.stash.get(_TOLERANCE, "")
-                if peak_note:
-                    measured["peak_growth"] = None
             violations: list[Violation] = []
-            if probe is not None and budget is not None:  # before any repeat of the call, which would count
+            if probe is not None and budget is not None:
                 violations, unchecked = check(budget, probe)
                 for line in unchecked:  # never passed silently: a warning the session summary shows
                     item.add_report_section("call", "pmap", line)
                     item.warn(PmapWarning(f"memory budget {line}"))
-            # stopped after the readings (which its traces are part of), before the repeats and anything kept
+            # stopped after the budget's reading (which its traces are part of), before anything is kept
             allocations = tracer.finish() if tracer is not None else None
             if allocations is not None:
-                item.stash[_ALLOCATIONS] = measured["trace"] = allocations
-            if passed and state.reader is not None and start is not None and state.gate.judged is not None:
-                measured.update(confirm(item, state, MemoryResult(item.nodeid, **measured), ignore))
-            leak = None
-            if hunt_calls and passed:  # the first call was the warm-up
-                from .leaks import hunt
-
-                leak = measured["leak"] = hunt(item, state, hunt_calls, traced, ignore)
-                if leak.stopped:
-                    item.add_report_section("call", "pmap", leak.headline())
-                    item.warn(PmapWarning(leak.headline()))
+                item.stash[_ALLOCATIONS] = allocations
             if violations:
                 item.config.hook.pytest_pmap_budget_exceeded(item=item, violations=violations)
-                failure = report_text(violations)
+                text = report_text(violations)
                 if allocations is not None:
-                    failure += "\n\n" + allocations.render(*_growth_of(violations[0]))
-                item.stash[_FAILURE] = measured["failure"] = failure
-                measured["budget"] = tuple(v.line for v in violations)
-            if leak is not None and leak.leaks:
-                failure = item.stash.get(_FAILURE, "")
-                item.stash[_FAILURE] = measured["failure"] = (failure + "\n\n" if failure else "") + leak.report()
-            if state.measure:
-                record = MemoryResult(item.nodeid, **measured)
-                state.results.append(record)
-                if state.junit:
-                    item.user_properties.extend(_properties(record))
+                    text += "\n\n" + allocations.render(*_growth_of(violations[0]))
+                item.stash[_FAILURE] = text
+                item.stash[_BROKEN] = (tuple(v.line for v in violations), text)
+            if hunt_calls and passed:  # the first call was the warm-up
+                self._hunt(item, hunt_calls, traced)
+
+    @staticmethod
+    def _hunt(item: pytest.Item, calls: int, traced: bool) -> None:
+        """The leak hunt of a test whose first call passed; a leak fails the test."""
+        from .leaks import hunt
+
+        state = item.config.stash[SESSION]
+        state.repeating = True  # the repeats are no test's: nothing of ours measures them
+        try:
+            leak = hunt(item, state, calls, traced, ignore_rule(item.config))
+        finally:
+            state.repeating = False
+        item.stash[_LEAK] = leak
+        if leak.stopped:
+            item.add_report_section("call", "pmap", leak.headline())
+            item.warn(PmapWarning(leak.headline()))
+        if leak.leaks:
+            failure = item.stash.get(_FAILURE, "")
+            item.stash[_FAILURE] = text = (failure + "\n\n" if failure else "") + leak.report()
+            lines, _ = item.stash.get(_BROKEN, ((), ""))
+            item.stash[_BROKEN] = (lines, text)
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield  # as every other plugin left it (a broken budget fails a passed call)
+        if not report.passed and not item.config.stash[SESSION].repeating:
+            item.stash[_NOT_PASSED] = True
+        return report
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
+        try:
+            return (yield)
+        finally:
+            begun = item.stash.get(_START, None)
+            state = item.config.stash[SESSION]
+            if begun is not None and state.reader is not None and not state.repeating:
+                del item.stash[_START]
+                start, heap, note = begun
+                heap_after = heap_in_use()  # first, for the same reason
+                measured = growth(start, state.reader.read(), ignore_rule(item.config))
+                measured["growth"]["heap"] = None if heap is None or heap_after is None else heap_after - heap  # type: ignore[index]
+                if note:
+                    measured["peak_growth"] = None
+                item.stash[_MEASURED] = measured
+                if state.junit:  # before the teardown's report, which carries them into the XML
+                    item.user_properties.extend(_properties(MemoryResult(item.nodeid, **measured)))  # type: ignore[arg-type]
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: Optional[pytest.Item]) -> Generator[None, object, object]:
+        done = yield
+        state = item.config.stash[SESSION]
+        measured: Optional[dict[str, Any]] = item.stash.get(_MEASURED, None)
+        if measured is None or state.repeating:
+            return done
+        del item.stash[_MEASURED]
+        measured["tolerance"] = item.stash.get(_TOLERANCE, "")
+        measured["budget"], measured["failure"] = item.stash.get(_BROKEN, ((), ""))
+        measured["trace"] = item.stash.get(_ALLOCATIONS, None)
+        measured["leak"] = item.stash.get(_LEAK, None)
+        for key in (_ALLOCATIONS, _LEAK):
+            if key in item.stash:
+                del item.stash[key]
+        if state.gate.judged is not None and not item.stash.get(_NOT_PASSED, False):
+            state.repeating = True
+            try:
+                measured.update(confirm(item, nextitem, state, MemoryResult(item.nodeid, **measured)))
+            finally:
+                state.repeating = False
+        if _BROKEN in item.stash:  # nothing of a test outlives it
+            del item.stash[_BROKEN]
+        if _NOT_PASSED in item.stash:
+            del item.stash[_NOT_PASSED]
+        state.results.append(MemoryResult(item.nodeid, **measured))
+        return done
+
+
+_START = pytest.StashKey[tuple[Any, Optional[int], str]]()
+"""The reading before a test's setup: the boundary, the heap's in-use bytes, why the peak was not reset."""
+_MEASURED = pytest.StashKey[dict[str, Any]]()
+"""A test's growth from before its setup to after its teardown (the fields of a `MemoryResult`)."""
+_NOT_PASSED = pytest.StashKey[bool]()
+"""Some phase of the test did not pass: it is not run again to confirm anything."""
+_BROKEN = pytest.StashKey[tuple[tuple[str, ...], str]]()
+"""The broken limits of the test's budget, as report lines, and the failure's report."""
 
 
 def _growth_of(violation: Violation) -> tuple[Optional[int], str]:
@@ -235,7 +306,7 @@ def _growth_of(violation: Violation) -> tuple[Optional[int], str]:
     if key == "peak_growth":
         return int(violation.actual), key
     metric = key[: -len("_growth")] if key.endswith("_growth") else key
-    if metric not in METRICS or evidence is None:
+    if metric not in METRICS:
         metric = "uss"  # a new mapping's size or a peak: the memory the process holds is the fair whole
     if evidence is None:
         return None, ""

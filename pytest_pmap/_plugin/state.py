@@ -83,6 +83,9 @@ class Session:
     """`[tool.pytest_pmap]` of pyproject.toml; None when the file has no such table."""
     gate: Gate
     results: list[MemoryResult] = field(default_factory=list)
+    repeating: bool = False
+    """True while a test is run again to confirm a suspect: nothing is measured or recorded then
+    but the repeat itself."""
     reader: Optional[BoundaryReader] = None
     """The per-test readings of `--pmap`, made when the first test is measured."""
     junit: bool = False
