@@ -72,6 +72,7 @@ def hunt(item: pytest.Item, state: Session, calls: int, trace: bool,
             into["blocks"].append(end.blocks - level.blocks)
             level = end
 
+    heap_in_use()  # loads ctypes now, not between the diff's two snapshots
     try:  # the diff's and the trace's starting point: the end of the warm-up, the start of the first measured call
         first: Optional[Probe] = Probe(None, ignore=ignore)
     except PmapError:
