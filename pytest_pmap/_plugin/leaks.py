@@ -11,7 +11,7 @@ from typing import Callable, NamedTuple, Optional
 import pytest
 
 from .._engine.mapping import Mapping
-from .._measure.boundary import Boundary, BoundaryReader, growth
+from .._measure.boundary import Boundary, BoundaryReader
 from .._measure.heap import blocks, heap_in_use
 from .._measure.leaks import LeakCheck, escalation, judge
 from .._measure.probe import Probe
@@ -28,7 +28,11 @@ DIFF_ROWS = 15
 
 
 class _Reading(NamedTuple):
-    boundary: Boundary
+    """Numbers only: a reading kept for every call must not hold the process's map (a new one
+    each time the map changes), or the readings would be the leak."""
+
+    uss: Optional[int]
+    private_dirty: Optional[int]
     heap: Optional[int]
     blocks: int
     traced: int
@@ -46,12 +50,13 @@ def hunt(item: pytest.Item, state: Session, calls: int, trace: bool,
     def before() -> _Reading:
         for probe in probes:  # the test's own `pmap.growth` is this call's, as in its first call
             probe.mark()
-        boundary = reader.read()
-        return _Reading(boundary, heap_in_use(), blocks(), _traced())  # the allocators' last: closest to the call
+        uss, dirty = _private(reader.read())
+        return _Reading(uss, dirty, heap_in_use(), blocks(), _traced())  # the allocators' last: closest to the call
 
     def after() -> _Reading:
         heap, count, traced = heap_in_use(), blocks(), _traced()
-        return _Reading(reader.read(), heap, count, traced)
+        uss, dirty = _private(reader.read())
+        return _Reading(uss, dirty, heap, count, traced)
 
     series: dict[str, list[Optional[int]]] = {"uss": [], "private_dirty": [], "heap": [], "blocks": []}
 
@@ -63,11 +68,11 @@ def hunt(item: pytest.Item, state: Session, calls: int, trace: bool,
             return
         level = runs[0][0]
         for _, end in runs:
-            moved = growth(level.boundary, end.boundary, ignore)["growth"]
             ours = end.traced - level.traced
-            for name in ("uss", "private_dirty"):  # pages: tracemalloc's share of them cannot be told apart
-                value = moved.get(name) if isinstance(moved, dict) else None
-                into[name].append(None if value is None else int(value))
+            # pages: tracemalloc's share of them cannot be told apart
+            into["uss"].append(None if level.uss is None or end.uss is None else end.uss - level.uss)
+            into["private_dirty"].append(None if level.private_dirty is None or end.private_dirty is None
+                                         else end.private_dirty - level.private_dirty)
             into["heap"].append(None if level.heap is None or end.heap is None else end.heap - level.heap - ours)
             into["blocks"].append(end.blocks - level.blocks)
             level = end
@@ -111,6 +116,14 @@ def hunt(item: pytest.Item, state: Session, calls: int, trace: bool,
             total = sum(kept.get("uss", ())) or None
             trace_text = allocations.render(total, "uss growth over the measured calls")
     return LeakCheck(bool(grown), made, kept, tuple(grown), calls, escalated, stopped, diff, trace_text)
+
+
+def _private(boundary: Boundary) -> tuple[Optional[int], Optional[int]]:
+    """USS and private dirty memory of a reading (the whole process's: smaps_rollup's sums)."""
+    rollup = boundary.rollup
+    dirty = rollup.get("Private_Dirty")
+    clean = rollup.get("Private_Clean")
+    return (None if dirty is None or clean is None else dirty + clean), dirty
 
 
 def _traced() -> int:
