@@ -166,3 +166,22 @@ def test_bad_leak_settings_are_named(pytester: pytest.Pytester, args: list[str],
     else:
         assert result.ret == pytest.ExitCode.USAGE_ERROR
         result.stderr.fnmatch_lines([message])
+
+
+def test_a_bounded_cache_with_a_new_key_every_call_passes(pytester: pytest.Pytester) -> None:
+    # the map changes on every call while the cache fills: the hunt's own readings must not keep it
+    pytester.makepyfile("""
+        import functools, itertools
+        RUN = itertools.count()
+
+        @functools.lru_cache(maxsize=8)
+        def render(title):
+            return "\\n".join(f"{title} {i:>6} {'.' * 200}" for i in range(4000))
+
+        def test_render():
+            assert render(f"report {next(RUN)}").count("\\n") == 3999
+    """)
+    result = pytester.runpytest_subprocess("--pmap-leaks", "--pmap", "--pmap-json", "r.json")
+    result.assert_outcomes(passed=1)
+    leak = json.loads((pytester.path / "r.json").read_text())["results"][0]["leak"]
+    assert leak["leaks"] is False and leak["escalated"] is True
