@@ -164,7 +164,7 @@ def test_a_leak_in_a_fixture_is_the_tests_and_is_confirmed(suite: pytest.Pyteste
     result = suite.runpytest_subprocess("--pmap-baseline", "base.json")
     result.assert_outcomes(passed=TESTS)
     assert result.ret == 1
-    result.stdout.re_match_lines([r".*\+4\d\d\dK +512K +test_suite\.py::test_uses_a_leaky_fixture.*",
+    result.stdout.re_match_lines([r".*\+4\d\d\dK +512K +\d+% +test_suite\.py::test_uses_a_leaky_fixture.*",
                                   r" +confirmed 3/3: uss_growth( \+4\d\d\dK){3}.*"])
 
 
@@ -260,3 +260,102 @@ def test_the_gate_example_does_what_its_docstring_says(pytester: pytest.Pytester
     warm = pytester.runpytest_subprocess("--pmap-baseline", "base.json")
     assert warm.ret == 0
     warm.stdout.fnmatch_lines(["1 suspect but not confirmed: * (noise, not failed): test_gate_demo.py::test_warm_up"])
+
+
+def test_wider_fixtures_of_the_last_test_are_set_up_once_for_all_repeats(pytester: pytest.Pytester) -> None:
+    """The last test of the session: its first run tore the session fixture down. Its repeats set it
+    up once more, in a run that is not measured: what that fixture keeps per set-up is not the
+    test's (each measured repeat would otherwise have grown by it, and confirmed a one-off)."""
+    pytester.makeconftest("""
+        import os
+        import pytest
+
+        REGISTRY = []
+
+        @pytest.fixture(scope="session", autouse=True)
+        def registry():
+            REGISTRY.append(os.urandom(1 << 20))  # 1 MiB kept per set-up
+            with open("setups.txt", "a") as f:
+                f.write("setup\\n")
+            yield
+    """)
+    pytester.makepyfile(test_last="""
+        import os
+        TABLE = []
+
+        def test_first():
+            pass
+
+        def test_last():
+            if os.environ.get("ONCE") and not TABLE:
+                TABLE.append(os.urandom(2 << 20))  # a one-off
+    """)
+    assert pytester.runpytest_subprocess("--pmap-save-baseline", "base.json").ret == 0
+    (pytester.path / "setups.txt").unlink()
+    os.environ["ONCE"] = "1"
+    try:
+        result = pytester.runpytest_subprocess("--pmap-baseline", "base.json")
+    finally:
+        del os.environ["ONCE"]
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(["1 suspect* not confirmed*: test_last.py::test_last"])
+    assert (pytester.path / "setups.txt").read_text() == "setup\nsetup\n"  # the run's, and once for the repeats
+
+
+@pytest.mark.parametrize("mark", ["@pytest.mark.xfail(reason='r', strict=False)",
+                                  "@pytest.mark.usefixtures()  # and pytest.skip() in its call"])
+def test_a_suspect_that_did_not_pass_is_unconfirmed_not_failed(pytester: pytest.Pytester, mark: str) -> None:
+    pytester.makepyfile(test_nopass=f"""
+        import os
+        import pytest
+        TABLE = []
+
+        @pytest.fixture
+        def table():
+            if os.environ.get("ONCE"):
+                TABLE.append(os.urandom(2 << 20))
+            yield
+
+        {mark}
+        def test_it(table):
+            if "skip" in {mark!r}:
+                pytest.skip("skipped in its call, after its fixture kept 2 MiB")
+            assert not os.environ.get("ONCE")
+    """)
+    assert pytester.runpytest_subprocess("--pmap-save-baseline", "base.json").ret == 0
+    os.environ["ONCE"] = "1"
+    try:
+        result = pytester.runpytest_subprocess("--pmap-baseline", "base.json", "--pmap-json", "head.json")
+    finally:
+        del os.environ["ONCE"]
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(["1 suspect* could not be run again*: test_nopass.py::test_it"])
+    (only,) = json.loads((pytester.path / "head.json").read_text())["results"]
+    assert only["repeats_stopped"] == "it did not pass, so it was not run again"
+
+
+def test_pytest_exit_in_a_repeat_does_not_end_the_session(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_exit="""
+        import os
+        import warnings
+        import pytest
+        RUNS = []
+
+        def test_leaky():
+            RUNS.append(os.urandom(2 << 20) if os.environ.get("LEAK") else b"")
+            warnings.warn("once per run")
+            if len(RUNS) == 2:
+                pytest.exit("not twice")
+
+        def test_after():
+            pass
+    """)
+    assert pytester.runpytest_subprocess("--pmap-save-baseline", "base.json").ret == 0
+    os.environ["LEAK"] = "1"
+    try:
+        result = pytester.runpytest_subprocess("--pmap-baseline", "base.json")
+    finally:
+        del os.environ["LEAK"]
+    result.assert_outcomes(passed=2, warnings=1)  # test_after ran; the repeat's warning is not counted
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(["1 suspect* could not be run again*: test_exit.py::test_leaky"])

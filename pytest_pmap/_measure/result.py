@@ -114,12 +114,12 @@ class MemoryResult:
         def size(value: object) -> Optional[int]:
             if value is None:
                 return None
-            if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, bool) or not isinstance(value, int) or not -(1 << 63) < value < 1 << 63:
                 raise TypeError(f"{value!r} is not a number of bytes")
             return value
 
-        if not isinstance(data, dict) or not isinstance(data["nodeid"], str):
-            raise TypeError("a test's result must be an object with a \"nodeid\"")
+        if not isinstance(data, dict) or not isinstance(data["nodeid"], str) or not data["nodeid"]:
+            raise TypeError("a test's result must be an object with a \"nodeid\" that names it")
         regions = tuple(
             NewRegion(int(r["start"]), int(r["size"]), str(r["mode"]), str(r["name"]))
             for r in data.get("new_mappings") or ()

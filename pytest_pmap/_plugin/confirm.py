@@ -21,8 +21,10 @@ from .state import Session
 __all__ = ["confirm"]
 
 
-def confirm(item: pytest.Item, nextitem: Optional[pytest.Item], state: Session, now: MemoryResult) -> dict[str, Any]:
-    """The fields to add to a passed test's result: its repeats when it is a suspect, else none."""
+def confirm(item: pytest.Item, nextitem: Optional[pytest.Item], state: Session, now: MemoryResult,
+            passed: bool) -> dict[str, Any]:
+    """The fields to add to a test's result: when it is a suspect, its repeats, or why it was not
+    run again (it did not pass); else none."""
     gate, reader = state.gate, state.reader
     then = gate.judged.get(item.nodeid) if gate.judged is not None else None
     if then is None or reader is None or gate.confirm <= 0 or now.tolerance == "off":
@@ -32,6 +34,8 @@ def confirm(item: pytest.Item, nextitem: Optional[pytest.Item], state: Session, 
     tolerance = Tolerance.parse(now.tolerance, item.nodeid) if now.tolerance else gate.tolerance or Tolerance()
     if not suspect(then, now, gate.metric, tolerance):
         return {}
+    if not passed:  # failed, skipped, xfailed: a repeat would decide nothing, and the run reports it
+        return {"repeats_stopped": "it did not pass, so it was not run again"}
 
     def read_before() -> tuple[Boundary, Optional[int]]:
         reader.reset_peak()  # each repeat's own peak, reported beside the rest

@@ -53,6 +53,14 @@ BENCHMARK_ACTION_DESC = (
     "write the gated metric of every test to PATH for github-action-benchmark (tool: customSmallerIsBetter); "
     "implies --pmap"
 )
+HISTORY_DESC = (
+    "append one line to PATH at the end of each run (commit, branch, time, environment, every test's figures), "
+    "for `pytest-pmap trend` and the HTML report's charts; implies --pmap"
+)
+HTML_DESC = (
+    "write one self-contained HTML page of the run to PATH (summary, sortable table, charts, failing tests' "
+    "pmap diffs; with --pmap-history, the history's charts); implies --pmap"
+)
 MALLOC_DESC = (
     "fix glibc's mmap threshold (128 KiB) and trim threshold (1 MiB) in the test process for the session, "
     "so that a leaked block of 128 KiB or more is a mapping of its own and always seen; changes how the "
@@ -71,7 +79,7 @@ TRACE_DEPTH_DESC = "frames tracemalloc keeps per allocation under --pmap-trace (
 
 
 CONFIRM_DESC = (
-    f"run the call of a test that exceeds its baseline N more times before the gate fails it (default {CONFIRM}); "
+    f"run a test that exceeds its baseline again, whole, N times (0-100, default {CONFIRM}) before the gate fails it; "
     "it fails only when every repeat grows again; 0 judges on one measurement"
 )
 
@@ -90,6 +98,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--pmap-metric", metavar="METRIC", default=None, help=METRIC_DESC)
     group.addoption("--pmap-bencher", metavar="PATH", default=None, help=BENCHER_DESC)
     group.addoption("--pmap-benchmark-action", metavar="PATH", default=None, help=BENCHMARK_ACTION_DESC)
+    group.addoption("--pmap-history", metavar="PATH", default=None, help=HISTORY_DESC)
+    group.addoption("--pmap-html", metavar="PATH", default=None, help=HTML_DESC)
     group.addoption("--pmap-malloc-thresholds", action="store_true", default=None, help=MALLOC_DESC)
     group.addoption("--pmap-trace", action="store_true", default=None, help=TRACE_DESC)
     group.addoption("--pmap-trace-depth", type=int, default=None, metavar="N", help=TRACE_DEPTH_DESC)
@@ -106,6 +116,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("pmap_top", TOP_DESC, default="10")
     parser.addini("pmap_tolerance", TOLERANCE_DESC, default=None)
     parser.addini("pmap_metric", METRIC_DESC, default=None)
+    parser.addini("pmap_history", HISTORY_DESC, default=None)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -120,9 +131,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
         fix_malloc_thresholds()
     top = _count(config, "pmap_top", "tests", 0)
-    config_budgets = _config_budgets(config)
+    config_budgets, accept, accept_source = _config_budgets(config)
     gate = _gate(config)
-    measure = measure or bool(gate.outputs) or gate.baseline_path is not None
+    gate.accept, gate.accept_source = accept, accept_source
+    measure = measure or bool(gate.outputs) or gate.baseline_path is not None or gate.history is not None
     junit = bool(getattr(config.option, "xmlpath", None))
     session = config.stash[SESSION] = Session(measure, top, config_budgets, gate, junit=junit)
     session.trace = _flag(config, "pmap_trace")
@@ -137,6 +149,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(Outcome(session), "pmap-outcome")
     files = [f"--{name.replace('_', '-')}" for name in gate.outputs]
     files += ["--pmap-baseline"] if gate.baseline_path is not None else []
+    files += ["--pmap-history"] if gate.history is not None else []
     if files and session.unavailable:  # a gate that cannot measure would pass every run: stop now
         raise pytest.UsageError(f"{' and '.join(files)}: memory cannot be measured here: {session.unavailable}")
     if measure and session.unavailable:
@@ -152,16 +165,23 @@ def pytest_configure(config: pytest.Config) -> None:
         trim()
 
 
-def _config_budgets(config: pytest.Config) -> Optional[BudgetConfig]:
-    """The budgets of `[tool.pytest_pmap]`, checked; None when pyproject.toml has no such table."""
+def _config_budgets(config: pytest.Config) -> tuple[Optional[BudgetConfig], dict[str, str], str]:
+    """The budgets of `[tool.pytest_pmap]`, checked (None when pyproject.toml has no such table),
+    its `accept` table (node-id glob -> reason) and where it was read."""
     pyproject, source = _read_pyproject(config)
     if pyproject is None:
-        return None
+        return None, {}, ""
     from .._measure.budget import BudgetConfig
     from ..errors import BudgetSyntaxError
 
     try:
-        return BudgetConfig.parse(pyproject, source)
+        accept: dict[str, str] = {}
+        if "accept" in pyproject:
+            from .._gate.accept import parse_accept
+
+            accept = parse_accept(pyproject["accept"], source)
+        # Reports name the file, not the runner's path to it.
+        return BudgetConfig.parse(pyproject, source), accept, "pyproject.toml [tool.pytest_pmap]"
     except BudgetSyntaxError as exc:
         raise pytest.UsageError(str(exc)) from None
 
@@ -235,6 +255,13 @@ def _gate(config: pytest.Config) -> Gate:
         if not worker:
             files[name] = _check_writable(raw, option)  # the name as given: Path('') would be '.'
         gate.outputs[name] = path
+    history, history_source = _setting(config, "pmap_history")
+    if history is not None and config.getoption("pmap_history") is None and config.inipath is not None:
+        history = os.path.join(config.inipath.parent, history)  # an ini file's path is relative to the ini file
+    if history is not None:
+        gate.history = Path(history)
+        if not worker:
+            _check_history(history, history_source)
     raw = config.getoption("pmap_baseline")
     if raw is not None:
         gate.baseline_path = Path(raw)
@@ -279,6 +306,12 @@ def _check_distinct(gate: Gate, files: dict[str, str]) -> None:
     seen: dict[str, str] = {}
     if gate.baseline_path is not None:
         seen[os.path.realpath(gate.baseline_path)] = f"--pmap-baseline {gate.baseline_path}"
+    if gate.history is not None:
+        history = os.path.realpath(gate.history)
+        if history in seen:
+            raise pytest.UsageError(f"--pmap-history {gate.history} is the same file as {seen[history]}: appending to "
+                                    "it would spoil that file; give the history a file of its own")
+        seen[history] = f"--pmap-history {gate.history}"
     for name, path in gate.outputs.items():
         option, key = f"--{name.replace('_', '-')} {path}", files.get(name, "")
         if not key:
@@ -291,6 +324,26 @@ def _check_distinct(gate: Gate, files: dict[str, str]) -> None:
                    if other.startswith("--pmap-baseline ") else "the other; give each its own file")
             )
         seen.setdefault(key, option)
+
+
+def _check_history(path: str, source: str) -> None:
+    """Stop before the tests run if the history file cannot be appended to at the end: a folder,
+    a folder that does not exist, or a file that is not a history file."""
+    if os.path.isdir(path):
+        raise pytest.UsageError(f"{source}: {path} is a folder; name the history file")
+    folder = os.path.dirname(path) or "."
+    if not os.path.isdir(folder):
+        raise pytest.UsageError(f"{source}: the folder {folder} of {path} does not exist")
+    try:
+        with open(path, "rb") as f:
+            start = f.read(64).lstrip()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise pytest.UsageError(f"{source}: cannot read {path}: {exc.strerror}") from None
+    if start and not start.startswith(b'{"format":"pytest-pmap-history"'):
+        raise pytest.UsageError(f"{source}: {path} is not a pytest-pmap history file (its first line is not a run's); "
+                                "appending to it would mix a history into another file: name a new file")
 
 
 def _check_writable(path: str | os.PathLike[str], option: str) -> str:

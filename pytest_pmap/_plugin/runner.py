@@ -275,17 +275,18 @@ class _Calls:
         for key in (_ALLOCATIONS, _LEAK):
             if key in item.stash:
                 del item.stash[key]
-        if state.gate.judged is not None and not item.stash.get(_NOT_PASSED, False):
-            state.repeating = True
-            try:
-                measured.update(confirm(item, nextitem, state, MemoryResult(item.nodeid, **measured)))
-            finally:
-                state.repeating = False
-        if _BROKEN in item.stash:  # nothing of a test outlives it
-            del item.stash[_BROKEN]
-        if _NOT_PASSED in item.stash:
-            del item.stash[_NOT_PASSED]
-        state.results.append(MemoryResult(item.nodeid, **measured))
+        try:
+            if state.gate.judged is not None:
+                state.repeating = True
+                passed = not item.stash.get(_NOT_PASSED, False)
+                measured.update(confirm(item, nextitem, state, MemoryResult(item.nodeid, **measured), passed))
+        finally:  # Ctrl-C during a repeat stops the session, with this test's first run measured
+            state.repeating = False
+            if _BROKEN in item.stash:  # nothing of a test outlives it
+                del item.stash[_BROKEN]
+            if _NOT_PASSED in item.stash:
+                del item.stash[_NOT_PASSED]
+            state.results.append(MemoryResult(item.nodeid, **measured))
         return done
 
 
