@@ -165,7 +165,8 @@ def outcomes(output: str) -> tuple[list[str], list[str]]:
     return tests, modules
 
 
-ROW = re.compile(r"^\s*(\S+)\s+(\S+)\s+(\S+)\s+(\S+)  (\S.*?)(?:  \(widened: (.*?)\))?(?:  \[(\w+)\])?$")
+ROW = re.compile(r"^\s*(?P<base>\S+)\s+(?P<now>\S+)\s+(?P<change>\S+)\s+(?P<allowed>\S+)(?:\s+(?P<used>\d+%|n/a))?"
+                 r"  (?P<nodeid>\S.*?)(?:  \(widened: (.*?)\))?(?:  \[(\w+)\])?$")
 
 
 def flagged(bin_: Path, base: Path, head: Path, ns: argparse.Namespace, log: Path) -> list[str]:
@@ -178,15 +179,15 @@ def flagged(bin_: Path, base: Path, head: Path, ns: argparse.Namespace, log: Pat
     start = next((i for i, line in enumerate(lines) if line.split()[:2] == ["baseline", "now"]), len(lines))
     names = []
     for line in lines[start + 1:]:
-        if line.strip().startswith(("new:", "...", "confirmed ", "not confirmed")):
+        if line.strip().startswith(("new:", "...", "confirmed ", "not confirmed", "next:", "accepted", "tolerance")):
             continue
         m = ROW.match(line)
-        if not m or m[1][0] not in "+-0":
+        if not m or m["base"][0] not in "+-0n":
             break
-        names.append(m[5])
+        names.append(m["nodeid"])
     if (code == 1) != bool(names):
         sys.exit(f"could not read the regressions from {log}")
-    NOISE[log] = sum(int(line.split()[0]) for line in lines if re.match(r"\d+ suspect but ", line))
+    NOISE[log] = sum(int(line.split()[0]) for line in lines if re.match(r"\d+ (not confirmed, noise|could not be run again)", line))
     return names
 
 

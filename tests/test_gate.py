@@ -326,4 +326,4 @@ def test_markdown_shows_tolerance_used_evidence_accepted_noise_and_improvements_
     assert "pytest --pmap-save-baseline base.json" in text
     table = comparison.table()
     assert "accepted: t::cache +1024K (200% of its allowance 512K): the cache keeps 1 MiB on purpose" in table
-    assert any(line.startswith("1 suspect but not confirmed") and "t::flaky" in line for line in table)
+    assert any(line.startswith("1 not confirmed, noise") and "t::flaky" in line for line in table)

@@ -123,7 +123,7 @@ def test_a_one_off_does_not_recur_and_is_reported_as_noise(suite: pytest.Pyteste
     result = suite.runpytest_subprocess("--pmap-baseline", "base.json", "--pmap-json", "head.json")
     assert result.ret == 0, result.stdout.str()
     result.stdout.fnmatch_lines(["no test regressed in uss_growth*",
-                                 "1 suspect but not confirmed: did not grow again when run again (noise, not failed): "
+                                 "1 not confirmed, noise: grew, but not again when run again (not failed): "
                                  "test_suite.py::test_once"])
     once = results(suite)["test_suite.py::test_once"]
     growth = once["growth"]
@@ -147,7 +147,7 @@ def test_a_call_that_fails_when_run_again_is_unconfirmed_and_its_test_passes(
     result = suite.runpytest_subprocess("--pmap-baseline", "base.json")
     result.assert_outcomes(passed=TESTS)
     assert result.ret == 0, result.stdout.str()
-    result.stdout.fnmatch_lines(["1 suspect but could not be run again to confirm (not failed): test_suite.py::test_fragile"])
+    result.stdout.fnmatch_lines(["1 could not be run again to confirm (not failed): test_suite.py::test_fragile"])
 
 
 def test_a_unittest_case_is_run_again_with_its_setup(suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -216,7 +216,7 @@ def test_repeats_are_kept_in_the_results_and_compare_decides_the_same(
                           cwd=suite.path, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "confirmed 3/3" in done.stdout and "test_suite.py::test_leaky" in done.stdout
-    assert "noise, not failed): test_suite.py::test_once" in done.stdout
+    assert "(not failed): test_suite.py::test_once" in done.stdout
     assert Path(suite.path / "head.json").stat().st_size > 0
 
 
@@ -259,7 +259,7 @@ def test_the_gate_example_does_what_its_docstring_says(pytester: pytest.Pytester
     monkeypatch.setenv("PMAP_DEMO_WARM", "1")
     warm = pytester.runpytest_subprocess("--pmap-baseline", "base.json")
     assert warm.ret == 0
-    warm.stdout.fnmatch_lines(["1 suspect but not confirmed: * (noise, not failed): test_gate_demo.py::test_warm_up"])
+    warm.stdout.fnmatch_lines(["1 not confirmed, noise: * (not failed): test_gate_demo.py::test_warm_up"])
 
 
 def test_wider_fixtures_of_the_last_test_are_set_up_once_for_all_repeats(pytester: pytest.Pytester) -> None:
@@ -298,7 +298,7 @@ def test_wider_fixtures_of_the_last_test_are_set_up_once_for_all_repeats(pyteste
     finally:
         del os.environ["ONCE"]
     assert result.ret == 0, result.stdout.str()
-    result.stdout.fnmatch_lines(["1 suspect* not confirmed*: test_last.py::test_last"])
+    result.stdout.fnmatch_lines(["1 not confirmed, noise*: test_last.py::test_last"])
     assert (pytester.path / "setups.txt").read_text() == "setup\nsetup\n"  # the run's, and once for the repeats
 
 
@@ -329,7 +329,7 @@ def test_a_suspect_that_did_not_pass_is_unconfirmed_not_failed(pytester: pytest.
     finally:
         del os.environ["ONCE"]
     assert result.ret == 0, result.stdout.str()
-    result.stdout.fnmatch_lines(["1 suspect* could not be run again*: test_nopass.py::test_it"])
+    result.stdout.fnmatch_lines(["1 could not be run again*: test_nopass.py::test_it"])
     (only,) = json.loads((pytester.path / "head.json").read_text())["results"]
     assert only["repeats_stopped"] == "it did not pass, so it was not run again"
 
@@ -358,4 +358,4 @@ def test_pytest_exit_in_a_repeat_does_not_end_the_session(pytester: pytest.Pytes
         del os.environ["LEAK"]
     result.assert_outcomes(passed=2, warnings=1)  # test_after ran; the repeat's warning is not counted
     assert result.ret == 0, result.stdout.str()
-    result.stdout.fnmatch_lines(["1 suspect* could not be run again*: test_exit.py::test_leaky"])
+    result.stdout.fnmatch_lines(["1 could not be run again*: test_exit.py::test_leaky"])

@@ -43,7 +43,7 @@ def test_a_step_that_does_not_recur_is_noise_and_passes() -> None:
     assert [r.status for r in c.rows] == ["noise"]
     assert c.passed
     assert c.rows[0].evidence == "not confirmed: grew again in 0 of 3 repeats: uss_growth +0K +4K +0K; heap_growth +0K +0K +0K"
-    assert any("1 suspect but not confirmed" in line for line in c.table())
+    assert any("1 not confirmed, noise" in line for line in c.table())
 
 
 def test_a_suspect_confirmed_by_some_repeats_only_is_noise() -> None:

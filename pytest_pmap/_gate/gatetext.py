@@ -66,8 +66,8 @@ def table(comparison: Comparison, new_rows: int = 5) -> list[str]:
     for r in comparison.having("accepted"):
         lines.append(f"accepted: {r.nodeid} {signed(r.delta)} ({r.used_text} of its allowance {r.allowance}): {r.reason}"
                      + (f" [{r.evidence}]" if r.evidence else ""))
-    for status, label in (("noise", "suspect but not confirmed: did not grow again when run again (noise, not failed)"),
-                          ("unconfirmed", "suspect but could not be run again to confirm (not failed)"),
+    for status, label in (("noise", "not confirmed, noise: grew, but not again when run again (not failed)"),
+                          ("unconfirmed", "could not be run again to confirm (not failed)"),
                           ("exempt", "not gated (tolerance off)"),
                           ("unmeasured", "not measured (no value on one side)"),
                           ("new", "new (not in the baseline; not gated)"),

@@ -20,6 +20,7 @@ import pytest
 __all__ = ["repeatable", "run_again", "run_test_again"]
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 def repeatable(item: pytest.Item) -> str:
@@ -75,16 +76,18 @@ class _Alone:
 
 
 def run_test_again(item: pytest.Item, nextitem: Optional[pytest.Item], times: int, before: Callable[[], T],
-                   after: Callable[[], T]) -> tuple[list[tuple[T, T]], str]:
+                   after: Callable[[T], R]) -> tuple[list[R], str]:
     """Run the whole test `item` (setup, call, teardown) `times` more times with pytest's own
     protocol, as pytest-rerunfailures does, reporting nothing and keeping the repeats' warnings out
-    of the session's; `before()` and `after()` read around each run, garbage collected first.
+    of the session's; `before()` reads before each run and `after(that reading)` after it, garbage
+    collected first, and what `after` returns is kept (numbers, so that no reading outlives its
+    run: one that holds the process's map would be memory the next run is charged with).
 
     Fixtures of wider scope are set up once for all the repeats: the repeats tear down the test's
     function-scoped fixtures alone. Where the first run tore some down (the last test of a module,
     class or session), one run that is not measured sets them up again, and they are torn down
-    after the repeats as `nextitem` needs. Returns the (before, after) readings of each measured
-    run, and "" or why it stopped early: a phase did not pass, or the test called `pytest.exit()`
+    after the repeats as `nextitem` needs. Returns what `after` made of each measured run, and ""
+    or why it stopped early: a phase did not pass, or the test called `pytest.exit()`
     (a repeat never changes the test's outcome, which its first run decided; Ctrl-C still stops
     the session)."""
     from _pytest.runner import call_and_report, runtestprotocol  # the protocol pytest runs every test with
@@ -92,7 +95,7 @@ def run_test_again(item: pytest.Item, nextitem: Optional[pytest.Item], times: in
     scopes = item.listchain()[:-1]
     torn = nextitem is None or nextitem.listchain()[: len(scopes)] != scopes
     alone = _Alone(item)
-    readings: list[tuple[T, T]] = []
+    readings: list[R] = []
     stopped = ""
     try:
         with warnings.catch_warnings(record=True):
@@ -109,7 +112,8 @@ def run_test_again(item: pytest.Item, nextitem: Optional[pytest.Item], times: in
                     break
                 gc.collect()
                 if run or not torn:
-                    readings.append((start, after()))
+                    readings.append(after(start))
+                del start
     except pytest.exit.Exception:  # brought about by running it again: not the session's end
         stopped = "it called pytest.exit() when run again"
         torn = True
