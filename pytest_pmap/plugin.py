@@ -52,7 +52,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Take part in running tests only when `--pmap` is on, pyproject.toml sets budgets, or some
     test uses a fixture or a `pmap` marker: a session that uses none of it imports nothing more."""
     state = config.stash[SESSION]
-    if not state.measure and state.config_budgets is None and not _asks_for_pmap(items):
+    if not state.measure and not state.leaks and state.config_budgets is None and not _asks_for_pmap(items):
         return
     from ._plugin.runner import take_part
 

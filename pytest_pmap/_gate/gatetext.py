@@ -59,6 +59,8 @@ def table(comparison: Comparison, new_rows: int = 5) -> list[str]:
                 lines.append(f"{'':>12}new: {region.row()}")
             if len(regions) > new_rows:
                 lines.append(f"{'':>12}... and {len(regions) - new_rows} more new mappings")
+            if r.result is not None and r.result.trace is not None:  # --pmap-trace: the lines behind it
+                lines += [f"{'':>12}{line}" for line in r.result.trace.render(r.head, comparison.metric).splitlines()]
             lines.append(f"{'':>12}next: {next_step(r, comparison)}")
         lines.append("used: the change as a share of what the test was allowed (over 100% fails)")
     for r in comparison.having("accepted"):

@@ -75,6 +75,11 @@ def markdown(run: RunResults, comparison: Optional[Comparison] = None, metric: s
                     n = row.result.new_mappings
                     out += _block(f"{_code(row.nodeid)}: {n} new mapping{'s' if n != 1 else ''}",
                                   _regions_text(row.result))
+            for row in regressions:
+                if row.result is not None and row.result.trace is not None and details < MAX_DETAILS:
+                    details += 1
+                    out += _block(f"{_code(row.nodeid)}: the Python lines that kept memory",
+                                  row.result.trace.render(row.head, metric))
         accepted = comparison.having("accepted")
         if accepted:
             out += ["### Accepted increases", "", "| Test | Change | Tolerance used | Reason |", "| --- | ---: | ---: | --- |"]
@@ -102,6 +107,7 @@ def markdown(run: RunResults, comparison: Optional[Comparison] = None, metric: s
                 out += [f"- {summary}", ""]
         if details >= MAX_DETAILS + MAX_ROWS:
             out += [f"... {len(failed)} tests broke their budgets in all.", ""]
+    out += _leaks(run)
     ranked = sorted((r for r in run.results if (r.value(metric) or 0) > 0), key=lambda r: r.value(metric) or 0, reverse=True)
     if ranked and top:
         out += [f"### Top {min(top, len(ranked))} by {metric}", "",
@@ -120,6 +126,27 @@ def markdown(run: RunResults, comparison: Optional[Comparison] = None, metric: s
                 counts.append(f"{len(rows)} {label}")
     out += ["; ".join(counts) + ".", ""]
     return "\n".join(out)
+
+
+def _leaks(run: RunResults) -> list[str]:
+    """The "Leaks" section: every test whose repeated calls kept memory, with its series."""
+    checked = [r for r in run.results if r.leak is not None]
+    if not checked:
+        return []
+    leaking = [r for r in checked if r.leak is not None and r.leak.leaks]
+    out = ["### Leaks", ""]
+    if leaking:
+        out += ["| Test | Per call | Calls | Series |", "| --- | ---: | ---: | --- |"]
+        for r in leaking[:MAX_ROWS]:
+            assert r.leak is not None
+            rate = r.leak.headline().partition(" per call")[0].removeprefix("leaks ")
+            series = html.escape(r.leak.headline().partition(": ")[2])
+            out.append(f"| {_code(r.nodeid)} | {html.escape(rate)} per call | {r.leak.calls} | {series} |")
+        out.append("")
+    stopped = sum(1 for r in checked if r.leak is not None and r.leak.stopped)
+    out += [f"{len(leaking)} of {len(checked)} tests checked leak"
+            + (f"; the check of {stopped} stopped early" if stopped else "") + ".", ""]
+    return out
 
 
 def _cell(text: str) -> str:

@@ -8,6 +8,8 @@ from typing import Any, Optional
 
 from .._engine.metrics import GATE_METRICS
 from ..size import signed
+from .leaks import LeakCheck
+from .trace import Allocations
 
 __all__ = ["GATE_METRICS", "MemoryResult", "NewRegion"]
 
@@ -56,6 +58,11 @@ class MemoryResult:
     tolerance: str = ""
     """The test's own gate tolerance (marker or pyproject.toml), as written; `off` when the test is
     not gated; "" for the session's."""
+    trace: Optional[Allocations] = None
+    """`--pmap-trace`: the Python lines that kept most of what they allocated during the call;
+    None when the call was not traced."""
+    leak: Optional[LeakCheck] = None
+    """`--pmap-leaks`: the verdict of the repeated calls and their growth; None when not hunted."""
 
     @property
     def new_mappings(self) -> int:
@@ -97,6 +104,8 @@ class MemoryResult:
             "repeats": [dict(r) for r in self.repeats],
             "repeats_stopped": self.repeats_stopped,
             "tolerance": self.tolerance,
+            "trace": None if self.trace is None else self.trace.to_json(),
+            "leak": None if self.leak is None else self.leak.to_json(),
         }
 
     @classmethod
@@ -126,4 +135,6 @@ class MemoryResult:
             repeats=tuple({str(k): size(v) for k, v in dict(r).items()} for r in data.get("repeats") or ()),
             repeats_stopped=str(data.get("repeats_stopped") or ""),
             tolerance=str(data.get("tolerance") or ""),
+            trace=None if data.get("trace") is None else Allocations.from_json(data["trace"]),
+            leak=None if data.get("leak") is None else LeakCheck.from_json(data["leak"]),
         )

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import pytest
 
-from .._engine.metrics import DEFAULT_METRIC, GATE_METRICS, describe_budget_keys
+from .._engine.metrics import DEFAULT_METRIC, GATE_METRICS, MARKER_SWITCHES, describe_budget_keys
 from .state import CONFIRM, OUTPUTS, SESSION, Gate, Session
 
 if TYPE_CHECKING:
@@ -66,6 +66,16 @@ MALLOC_DESC = (
     "so that a leaked block of 128 KiB or more is a mapping of its own and always seen; changes how the "
     "code under test allocates, so it is off by default"
 )
+TRACE_DESC = (
+    "run tracemalloc during each measured test's call (budgets, the pmap fixture, --pmap, --pmap-leaks): "
+    "a failure, a regression or a leak then names the Python lines that kept the memory"
+)
+LEAKS_DESC = (
+    "hunt leaks: run each test's call once to warm up, then N more times (--pmap-leaks-calls) with its fixtures "
+    "set up once, and fail a test whose memory grows call after call (a cache that fills once is not a leak)"
+)
+LEAKS_CALLS_DESC = "measured calls per test under --pmap-leaks, after the warm-up (default 5)"
+TRACE_DEPTH_DESC = "frames tracemalloc keeps per allocation under --pmap-trace (default 8; more costs more)"
 
 
 CONFIRM_DESC = (
@@ -91,8 +101,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--pmap-history", metavar="PATH", default=None, help=HISTORY_DESC)
     group.addoption("--pmap-html", metavar="PATH", default=None, help=HTML_DESC)
     group.addoption("--pmap-malloc-thresholds", action="store_true", default=None, help=MALLOC_DESC)
+    group.addoption("--pmap-trace", action="store_true", default=None, help=TRACE_DESC)
+    group.addoption("--pmap-trace-depth", type=int, default=None, metavar="N", help=TRACE_DEPTH_DESC)
+    group.addoption("--pmap-leaks", action="store_true", default=None, help=LEAKS_DESC)
+    group.addoption("--pmap-leaks-calls", type=int, default=None, metavar="N", help=LEAKS_CALLS_DESC)
     group.addoption("--pmap-confirm", metavar="N", default=None, help=CONFIRM_DESC)
     parser.addini("pmap", PMAP_DESC, type="bool", default=False)
+    parser.addini("pmap_trace", TRACE_DESC, type="bool", default=False)
+    parser.addini("pmap_trace_depth", TRACE_DEPTH_DESC, default=None)
+    parser.addini("pmap_leaks", LEAKS_DESC, type="bool", default=False)
+    parser.addini("pmap_leaks_calls", LEAKS_CALLS_DESC, default=None)
     parser.addini("pmap_confirm", CONFIRM_DESC, default=None)
     parser.addini("pmap_malloc_thresholds", MALLOC_DESC, type="bool", default=False)
     parser.addini("pmap_top", TOP_DESC, default="10")
@@ -104,31 +122,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "pmap(**limits): memory budget of the test process during this test (tree=True: of the test process and "
-        "all its descendants, summed); keys: " + "; ".join(describe_budget_keys().splitlines()),
+        "pmap(**limits): memory budget of the test process during this test ("
+        + "; ".join(MARKER_SWITCHES.values()) + "); keys: " + "; ".join(describe_budget_keys().splitlines()),
     )
     measure = _flag(config, "pmap")
     if _flag(config, "pmap_malloc_thresholds"):  # first, before we allocate anything for the session
         from .._measure.allocator import fix_malloc_thresholds
 
         fix_malloc_thresholds()
-    top = config.getoption("pmap_top")
-    source = f"--pmap-top {top}"
-    if top is None:
-        raw = config.getini("pmap_top")
-        source = f"pmap_top = {raw!r} in {_ini_name(config)}"
-        try:
-            top = int(raw)
-        except ValueError:
-            raise pytest.UsageError(f"{source} is not a number of tests") from None
-    if top < 0:
-        raise pytest.UsageError(f"{source}: give 0 or more tests")
+    top = _count(config, "pmap_top", "tests", 0)
     config_budgets, accept, accept_source = _config_budgets(config)
     gate = _gate(config)
     gate.accept, gate.accept_source = accept, accept_source
     measure = measure or bool(gate.outputs) or gate.baseline_path is not None or gate.history is not None
     junit = bool(getattr(config.option, "xmlpath", None))
     session = config.stash[SESSION] = Session(measure, top, config_budgets, gate, junit=junit)
+    session.trace = _flag(config, "pmap_trace")
+    if config.getoption("pmap_trace_depth") is not None or config.getini("pmap_trace_depth"):
+        session.trace_depth = _count(config, "pmap_trace_depth", "frames", 1)
+    session.leaks = _flag(config, "pmap_leaks")
+    if config.getoption("pmap_leaks_calls") is not None or config.getini("pmap_leaks_calls"):
+        session.leak_calls = _count(config, "pmap_leaks_calls", "calls", 2)
     if measure:  # what the run's end says of how it ended: an interrupted run is not a baseline
         from .report import Outcome
 
@@ -182,6 +196,22 @@ def _flag(config: pytest.Config, name: str) -> bool:
     except (ValueError, pytest.UsageError) as exc:  # pytest 9 raises the latter itself
         raise pytest.UsageError(f"{name} in {_ini_name(config)}: {exc}; write true or false, yes or no, "
                                 "1 or 0") from None
+
+
+def _count(config: pytest.Config, name: str, what: str, least: int) -> int:
+    """A whole-number setting from the command line, else the ini file, at least `least`."""
+    value = config.getoption(name)
+    source = f"--{name.replace('_', '-')} {value}"
+    if value is None:
+        raw = config.getini(name)
+        source = f"{name} = {raw!r} in {_ini_name(config)}"
+        try:
+            value = int(raw)
+        except ValueError:
+            raise pytest.UsageError(f"{source} is not a number of {what}") from None
+    if value < least:
+        raise pytest.UsageError(f"{source}: give {least} or more {what}")
+    return int(value)
 
 
 def _setting(config: pytest.Config, name: str) -> tuple[Optional[str], str]:

@@ -10,18 +10,20 @@ from typing import Any, Optional
 
 import pytest
 
+from .._engine.metrics import METRICS
 from .._measure.boundary import BoundaryReader, growth
-from .._measure.budget import Budget, check, report_text
+from .._measure.budget import Budget, Violation, check, report_text
 from .._measure.heap import heap_in_use
 from .._measure.probe import Probe, Reading
 from .._measure.result import MemoryResult
+from .._measure.trace import DEFAULT_DEPTH, Allocations, Tracer
 from .._measure.treeprobe import TreeProbe
 from ..errors import BudgetSyntaxError, PmapError, hide_from_tracebacks
 from ..size import Size
 from ..warnings import PmapWarning
 from .confirm import confirm
 from .fixtures import PROBES, ignore_rule
-from .markers import budget_of, tolerance_of, tree_of
+from .markers import budget_of, leaks_of, tolerance_of, trace_of, tree_of
 from .state import SESSION, pmap_marker_lookup
 
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
@@ -35,6 +37,14 @@ _TOLERANCE = pytest.StashKey[str]()
 """The marker's `tolerance=`: the gate's tolerance for this test (`off`: not gated)."""
 _TREE = pytest.StashKey[bool]()
 """The marker's `tree=True`: the test's budget covers its descendants too."""
+_TRACE = pytest.StashKey[bool]()
+"""Whether tracemalloc runs during the test's call (`--pmap-trace`, or the marker's `trace=`)."""
+_LEAKS = pytest.StashKey[int]()
+"""How many measured calls the leak hunt makes of the test (`--pmap-leaks`, the marker's `leaks=`)."""
+_ALLOCATIONS = pytest.StashKey[Allocations]()
+"""What tracemalloc saw of the test's call, for its failure report and its result."""
+_LEAK = pytest.StashKey[Any]()
+"""The leak hunt's `LeakCheck` of the test, for its result."""
 
 
 #: Our fixtures: a test that uses one has its probes released, and its failure report gets their diffs.
@@ -45,10 +55,17 @@ def take_part(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Work out every test's budget now, and take part in running tests only as far as the session
     needs: the call of every test when `--pmap` is on or some test has a budget; its setup, report
     and teardown when some test has a budget (or a bad one) or uses a fixture."""
-    budgets = checks = False
+    budgets = checks = traced = hunting = False
+    state = config.stash[SESSION]
     marked = pmap_marker_lookup()
-    configured = config.stash[SESSION].config_budgets is not None
+    configured = state.config_budgets is not None
+    from .._measure.leaks import DEFAULT_CALLS
+
+    calls = state.leak_calls or DEFAULT_CALLS
     for item in items:
+        if state.leaks:
+            item.stash[_LEAKS] = calls
+            hunting = True
         if not configured and not marked(item):  # no budget: nothing to work out
             if not checks and not FIXTURES.isdisjoint(getattr(item, "fixturenames", ())):
                 checks = True
@@ -57,10 +74,16 @@ def take_part(config: pytest.Config, items: list[pytest.Item]) -> None:
             budget = budget_of(item)
             tree = tree_of(item)
             tolerance = tolerance_of(item)
+            trace = trace_of(item, state.trace) if marked(item) else state.trace
+            leaks = leaks_of(item, state.leaks, calls) if marked(item) else item.stash.get(_LEAKS, 0)
         except BudgetSyntaxError as exc:
             item.stash[_BUDGET_ERROR] = str(exc)
             checks = True
             continue
+        item.stash[_TRACE] = trace
+        item.stash[_LEAKS] = leaks
+        traced = traced or trace
+        hunting = hunting or bool(leaks)
         if tolerance:
             item.stash[_TOLERANCE] = tolerance
         if budget:
@@ -70,9 +93,10 @@ def take_part(config: pytest.Config, items: list[pytest.Item]) -> None:
         elif not checks and not FIXTURES.isdisjoint(getattr(item, "fixturenames", ())):
             checks = True
     manager = config.pluginmanager
-    if (budgets or config.stash[SESSION].measure) and not manager.has_plugin(_CALLS):
+    # a test that uses a fixture is traced too: its failing assertion names the lines
+    if (budgets or state.measure or hunting or (checks and (traced or state.trace))) and not manager.has_plugin(_CALLS):
         manager.register(_Calls(), _CALLS)
-    if (budgets or checks) and not manager.has_plugin(_CHECKS):
+    if (budgets or checks or hunting) and not manager.has_plugin(_CHECKS):
         manager.register(_Checks(), _CHECKS)
 
 
@@ -110,6 +134,9 @@ class _Checks:
         elif report.failed:  # the whole diff of every probe the test used, which an assertion shows in brief
             for probe in item.stash.get(PROBES, []):
                 report.sections.append((f"pmap: PID {probe.pid} since its baseline", _last_diff(probe)))
+            allocations = item.stash.get(_ALLOCATIONS, None)
+            if allocations is not None:
+                report.sections.append(("pmap: tracemalloc", allocations.render()))
         return report
 
     @pytest.hookimpl(wrapper=True)
@@ -119,8 +146,9 @@ class _Checks:
         finally:  # measuring must not inflate the process measured: nothing outlives its test
             if PROBES in item.stash:
                 del item.stash[PROBES]
-            if _FAILURE in item.stash:
-                del item.stash[_FAILURE]
+            for key in (_FAILURE, _ALLOCATIONS, _LEAK):
+                if key in item.stash and not (key is not _FAILURE and item.config.stash[SESSION].measure):
+                    del item.stash[key]  # kept for the result when measuring: the protocol's end drops them
 
 
 class _Calls:
@@ -145,21 +173,64 @@ class _Calls:
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
         state = item.config.stash[SESSION]
         budget = item.stash.get(_BUDGET, None)
-        if state.unavailable or state.repeating or not budget:
+        traced = item.stash.get(_TRACE, state.trace)
+        fixtures = not FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
+        hunt_calls = item.stash.get(_LEAKS, 0)
+        if state.unavailable or state.repeating or not (budget or hunt_calls or (traced and (state.measure or fixtures))):
             return (yield)
         ignore = ignore_rule(item.config)
-        probe = TreeProbe(None, ignore=ignore) if item.stash.get(_TREE, False) else Probe(None, ignore=ignore)
+        probe = None
+        if budget:
+            probe = TreeProbe(None, ignore=ignore) if item.stash.get(_TREE, False) else Probe(None, ignore=ignore)
+        tracer = Tracer(state.trace_depth or DEFAULT_DEPTH, str(item.config.rootpath)) if traced else None
+        if tracer is not None:  # last: our own readings above are not the test's allocations
+            tracer.start()
+        passed = False
         try:
-            return (yield)
+            outcome = yield
+            passed = True
+            return outcome
         finally:
-            violations, unchecked = check(budget, probe)
-            for line in unchecked:  # never passed silently: a warning the session summary shows
-                item.add_report_section("call", "pmap", line)
-                item.warn(PmapWarning(f"memory budget {line}"))
+            violations: list[Violation] = []
+            if probe is not None and budget is not None:
+                violations, unchecked = check(budget, probe)
+                for line in unchecked:  # never passed silently: a warning the session summary shows
+                    item.add_report_section("call", "pmap", line)
+                    item.warn(PmapWarning(f"memory budget {line}"))
+            # stopped after the budget's reading (which its traces are part of), before anything is kept
+            allocations = tracer.finish() if tracer is not None else None
+            if allocations is not None:
+                item.stash[_ALLOCATIONS] = allocations
             if violations:
                 item.config.hook.pytest_pmap_budget_exceeded(item=item, violations=violations)
-                item.stash[_FAILURE] = text = report_text(violations)
+                text = report_text(violations)
+                if allocations is not None:
+                    text += "\n\n" + allocations.render(*_growth_of(violations[0]))
+                item.stash[_FAILURE] = text
                 item.stash[_BROKEN] = (tuple(v.line for v in violations), text)
+            if hunt_calls and passed:  # the first call was the warm-up
+                self._hunt(item, hunt_calls, traced)
+
+    @staticmethod
+    def _hunt(item: pytest.Item, calls: int, traced: bool) -> None:
+        """The leak hunt of a test whose first call passed; a leak fails the test."""
+        from .leaks import hunt
+
+        state = item.config.stash[SESSION]
+        state.repeating = True  # the repeats are no test's: nothing of ours measures them
+        try:
+            leak = hunt(item, state, calls, traced, ignore_rule(item.config))
+        finally:
+            state.repeating = False
+        item.stash[_LEAK] = leak
+        if leak.stopped:
+            item.add_report_section("call", "pmap", leak.headline())
+            item.warn(PmapWarning(leak.headline()))
+        if leak.leaks:
+            failure = item.stash.get(_FAILURE, "")
+            item.stash[_FAILURE] = text = (failure + "\n\n" if failure else "") + leak.report()
+            lines, _ = item.stash.get(_BROKEN, ((), ""))
+            item.stash[_BROKEN] = (lines, text)
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_makereport(
@@ -199,6 +270,11 @@ class _Calls:
         del item.stash[_MEASURED]
         measured["tolerance"] = item.stash.get(_TOLERANCE, "")
         measured["budget"], measured["failure"] = item.stash.get(_BROKEN, ((), ""))
+        measured["trace"] = item.stash.get(_ALLOCATIONS, None)
+        measured["leak"] = item.stash.get(_LEAK, None)
+        for key in (_ALLOCATIONS, _LEAK):
+            if key in item.stash:
+                del item.stash[key]
         try:
             if state.gate.judged is not None:
                 state.repeating = True
@@ -222,6 +298,20 @@ _NOT_PASSED = pytest.StashKey[bool]()
 """Some phase of the test did not pass: it is not run again to confirm anything."""
 _BROKEN = pytest.StashKey[tuple[tuple[str, ...], str]]()
 """The broken limits of the test's budget, as report lines, and the failure's report."""
+
+
+def _growth_of(violation: Violation) -> tuple[Optional[int], str]:
+    """How much the memory behind a broken limit grew during the call, and what to call it: what
+    tracemalloc's share is a share of."""
+    key, evidence = violation.key, violation.evidence
+    if key == "peak_growth":
+        return int(violation.actual), key
+    metric = key[: -len("_growth")] if key.endswith("_growth") else key
+    if metric not in METRICS:
+        metric = "uss"  # a new mapping's size or a peak: the memory the process holds is the fair whole
+    if evidence is None:
+        return None, ""
+    return int(getattr(evidence.after, metric)) - int(getattr(evidence.before, metric)), f"{metric} growth"
 
 
 def _last_diff(probe: Probe) -> str:

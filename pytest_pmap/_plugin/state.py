@@ -97,6 +97,14 @@ class Session:
     """The per-test readings of `--pmap`, made when the first test is measured."""
     junit: bool = False
     """True when a JUnit XML report is written: each test's measurements go in as properties."""
+    trace: bool = False
+    """`--pmap-trace`: tracemalloc runs during every measured call."""
+    trace_depth: Optional[int] = None
+    """`--pmap-trace-depth`: frames per allocation; None for the tracer's default."""
+    leaks: bool = False
+    """`--pmap-leaks`: every test's call is repeated and judged for leaks."""
+    leak_calls: Optional[int] = None
+    """`--pmap-leaks-calls`: measured calls after the warm-up; None for the default."""
     stopped: str = ""
     """Why the session was interrupted (`KeyboardInterrupt`, `stopping after 1 failures`), "" if it was not."""
     collect_errors: int = 0
