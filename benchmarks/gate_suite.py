@@ -188,7 +188,8 @@ def flagged(bin_: Path, base: Path, head: Path, ns: argparse.Namespace, log: Pat
         names.append(m["nodeid"])
     if (code == 1) != bool(names):
         sys.exit(f"could not read the regressions from {log}")
-    NOISE[log] = sum(int(line.split()[0]) for line in lines if re.match(r"\d+ (not confirmed, noise|could not be run again)", line))
+    unconfirmed = re.compile(r"\d+ (not confirmed, noise|could not be run again)")
+    NOISE[log] = sum(int(line.split()[0]) for line in lines if unconfirmed.match(line))
     return names
 
 
