@@ -61,7 +61,7 @@ TEST, SIZE = os.environ["GATE_SUITE_LEAK_TEST"], int(os.environ["GATE_SUITE_LEAK
 def pytest_runtest_setup(item):
     # In the test function itself, so that every call of it leaks (as a leak in its code would),
     # a unittest.TestCase method as well as a plain function.
-    if item.nodeid == TEST:
+    if item.nodeid == TEST and not getattr(item.obj, "gate_suite_leaky", False):  # once, though set up again
         original = item.obj
 
         @functools.wraps(original)
@@ -69,6 +69,7 @@ def pytest_runtest_setup(item):
             _LEAK.append(b"x" * SIZE)
             return original(*args, **kwargs)
 
+        leaky.gate_suite_leaky = True
         item.obj = leaky
 '''
 
@@ -165,7 +166,8 @@ def outcomes(output: str) -> tuple[list[str], list[str]]:
     return tests, modules
 
 
-ROW = re.compile(r"^\s*(\S+)\s+(\S+)\s+(\S+)\s+(\S+)  (\S.*?)(?:  \(widened: (.*?)\))?(?:  \[(\w+)\])?$")
+ROW = re.compile(r"^\s*(?P<base>\S+)\s+(?P<now>\S+)\s+(?P<change>\S+)\s+(?P<allowed>\S+)(?:\s+(?P<used>\d+%|n/a))?"
+                 r"  (?P<nodeid>\S.*?)(?:  \(widened: (.*?)\))?(?:  \[(\w+)\])?$")
 
 
 def flagged(bin_: Path, base: Path, head: Path, ns: argparse.Namespace, log: Path) -> list[str]:
@@ -178,15 +180,16 @@ def flagged(bin_: Path, base: Path, head: Path, ns: argparse.Namespace, log: Pat
     start = next((i for i, line in enumerate(lines) if line.split()[:2] == ["baseline", "now"]), len(lines))
     names = []
     for line in lines[start + 1:]:
-        if line.strip().startswith(("new:", "...", "confirmed ", "not confirmed")):
+        if line.strip().startswith(("new:", "...", "confirmed ", "not confirmed", "next:", "accepted", "tolerance")):
             continue
         m = ROW.match(line)
-        if not m or m[1][0] not in "+-0":
+        if not m or m["base"][0] not in "+-0n":
             break
-        names.append(m[5])
+        names.append(m["nodeid"])
     if (code == 1) != bool(names):
         sys.exit(f"could not read the regressions from {log}")
-    NOISE[log] = sum(int(line.split()[0]) for line in lines if re.match(r"\d+ suspect but ", line))
+    unconfirmed = re.compile(r"\d+ (not confirmed, noise|could not be run again)")
+    NOISE[log] = sum(int(line.split()[0]) for line in lines if unconfirmed.match(line))
     return names
 
 
@@ -227,7 +230,7 @@ def run_mode(name: str, tree: Path, bin_: Path, ns: argparse.Namespace, workers:
                              "gating": [], "false": 0, "per run": [], "test failures": 0, "caught": 0,
                              "noise": [], "leaks": {}, "target": target, "seen": Counter(), "rows": {}}
     kinds: list[tuple[str, dict[str, str]]] = [("steady", {})] * ns.runs
-    for size in ns.leak:
+    for size in [] if workers and ns.leak_serial_only else ns.leak:
         kinds += [(f"leak{size >> 10}K", {"GATE_SUITE_LEAK_TEST": target, "GATE_SUITE_LEAK_SIZE": str(size)})] * ns.runs
     for i, (kind, extra) in enumerate(kinds):
         head = out / f"{kind}-{i}.json"
@@ -304,6 +307,8 @@ def main() -> None:
     p.add_argument("--suite", action="append", metavar="NAME[==VERSION]", help=f"default: {' '.join(DEFAULT_SUITES)}")
     p.add_argument("--runs", type=int, default=20)
     p.add_argument("--xdist", action="store_true", help="also run everything under -n 2")
+    p.add_argument("--xdist-only", action="store_true", help="run under -n 2 only")
+    p.add_argument("--leak-serial-only", action="store_true", help="leak runs serially only (steady runs in every mode)")
     p.add_argument("--leak", type=parse_size, action="append", default=[], metavar="SIZE",
                    help="also run with a retained leak of SIZE per call (may be given more than once)")
     p.add_argument("--leak-test", metavar="NODEID", help="the test that leaks (default: the first quiet one)")
@@ -325,7 +330,7 @@ def main() -> None:
     for spec in ns.suite or DEFAULT_SUITES:
         tree, bin_, version = prepare(spec, ns.work, pmap)
         name = spec.partition("==")[0]
-        for workers in (0, 2) if ns.xdist else (0,):
+        for workers in (2,) if ns.xdist_only else (0, 2) if ns.xdist else (0,):
             mode = f"xdist -n {workers}" if workers else "serial"
             print(f"{name} {version}, {mode}: running ...", flush=True)
             report(name, version, mode, run_mode(name, tree, bin_, ns, workers), ns)

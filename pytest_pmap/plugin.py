@@ -52,7 +52,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Take part in running tests only when `--pmap` is on, pyproject.toml sets budgets, or some
     test uses a fixture or a `pmap` marker: a session that uses none of it imports nothing more."""
     state = config.stash[SESSION]
-    if not state.measure and state.config_budgets is None and not _asks_for_pmap(items):
+    if not state.measure and not state.leaks and state.config_budgets is None and not _asks_for_pmap(items):
         return
     from ._plugin.runner import take_part
 
@@ -70,7 +70,7 @@ def pytest_assertrepr_compare(config: pytest.Config, op: str, left: object, righ
     # A `Reading` can only exist once the probe module is loaded: until then, no comparison is ours.
     if "pytest_pmap._measure.probe" not in sys.modules:
         return None
-    from ._plugin.runner import explain
+    from ._plugin.fixtures import explain
 
     return explain(op, left, right)
 

@@ -21,7 +21,7 @@ PMAP = shutil.which("pmap")
 
 T = TypeVar("T")
 
-pytest_plugins = ["pytester", "forked"]  # forked: the tree_of fixture (a live process tree)
+pytest_plugins = ["pytester", "forked", "browser"]  # forked: the tree_of fixture (a live process tree); browser: Chromium
 
 
 @pytest.fixture

@@ -120,7 +120,7 @@ def test_an_empty_config_gives_every_test_an_empty_budget() -> None:
 
 
 @pytest.mark.parametrize(("config", "message"), [
-    ({"budget": {}}, ": unknown key 'budget'; expected budgets and defaults"),
+    ({"budget": {}}, ": unknown key 'budget'; expected accept and budgets and defaults"),
     ({"defaults": 5}, " defaults must be a table of budget keys, not 5"),
     ({"defaults": ["uss"]}, " defaults must be a table of budget keys, not ['uss']"),
     ({"budgets": []}, " budgets must be a table of node-id globs, not []"),

@@ -45,7 +45,7 @@ def test_the_failing_demos_fail_with_the_pmap_diff() -> None:
 def test_every_pmap_option_the_docs_and_the_workflow_use_exists() -> None:
     help_text = run_pytest("--help").stdout
     known = set(re.findall(r"(--pmap[a-z-]*)", help_text))
-    for path in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "examples/github/memory-gate.yml"]:
+    for path in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), *sorted((REPO / "examples/github").glob("*.yml"))]:
         used = set(re.findall(r"(--pmap[a-z-]*)", path.read_text()))
         assert used <= known, f"{path.name} uses options pytest does not know: {sorted(used - known)}"
 

@@ -12,7 +12,7 @@ import pytest
 
 from pytest_pmap import KiB, MiB, PmapError
 from pytest_pmap._engine.files import write_atomic
-from pytest_pmap._gate.compare import Tolerance, compare, parse_metric
+from pytest_pmap._gate.compare import Comparison, Row, Tolerance, compare, parse_metric
 from pytest_pmap._gate.environment import Environment, current_environment
 from pytest_pmap._gate.reports import bencher, benchmark_action, markdown, write_report
 from pytest_pmap._gate.results import ResultsFileError, RunResults
@@ -150,8 +150,8 @@ def test_a_regression_lists_the_new_mappings_it_made() -> None:
     region = NewRegion(0x7F0000000000, MiB, "rw---", "[ anon ]")
     c = compare(run(result("t::a", 0)), run(result("t::a", MiB, regions=(region,))))
     assert c.table()[1:4] == [
-        "  baseline        now     change    allowed  test",
-        "       +0K     +1024K     +1024K       512K  t::a",
+        "  baseline        now     change    allowed   used  test",
+        "       +0K     +1024K     +1024K       512K   200%  t::a",
         "            new: 00007f0000000000    +1024 rw--- [ anon ]",
     ]
 
@@ -280,9 +280,10 @@ def test_markdown_puts_regressions_first_then_budgets_then_top_growers() -> None
                result("t::budget", 0, budget=("uss_growth 9216K > 8192K (marker)",)))
     text = markdown(head, compare(base, head, baseline="baseline base.json"))
     headings = [line for line in text.splitlines() if line.startswith("#")]
-    assert headings == ["## pytest-pmap: memory per test", "### Regressions", "### Budgets exceeded", "### Top 2 by uss_growth"]
+    assert headings == ["## pytest-pmap: memory per test, against baseline base.json", "### Regressions",
+                        "### Budgets exceeded", "### Top 2 by uss_growth"]
     assert ":x: **1 test regressed in uss_growth against baseline base.json" in text
-    assert "| <code>t::leaky[a&#124;b]</code> | +0K | +1024K | +1024K | 512K |" in text
+    assert "| <code>t::leaky[a&#124;b]</code> | +0K | +1024K | +1024K | 512K | 200% |" in text
     assert "<summary><code>t::leaky[a&#124;b]</code>: 1 new mapping</summary>" in text
     assert "00007f0000000000    +1024 rw--- [ anon ]" in text
     assert "<summary><code>t::budget</code>: uss_growth 9216K &gt; 8192K (marker)</summary>" in text
@@ -304,3 +305,25 @@ def test_markdown_stays_within_a_step_summary_for_a_huge_suite() -> None:
     assert len(text.encode()) < 1024 * 1024  # GitHub's limit for one step's summary
     assert "| ... and 4800 more | | | | |" in text
     assert "5000 tests broke their budgets in all." in text
+
+
+def test_markdown_shows_tolerance_used_evidence_accepted_noise_and_improvements_by_name() -> None:
+    rows = (
+        Row("t::leak", "regressed", 0, 2 * MiB, 512 * KiB, evidence="confirmed 3/3: uss_growth +2048K +2048K +2048K"),
+        Row("t::cache", "accepted", 0, MiB, 512 * KiB, reason="the cache keeps 1 MiB on purpose"),
+        Row("t::flaky", "noise", 0, MiB, 512 * KiB, evidence="not confirmed: grew again in 0 of 3 repeats"),
+        Row("t::better", "improved", 4 * MiB, 0, 512 * KiB),
+    )
+    comparison = Comparison("uss_growth", Tolerance(), rows, baseline="baseline base.json",
+                            update="pytest --pmap-save-baseline base.json")
+    text = markdown(run(result("t::leak", 2 * MiB)), comparison)
+    assert ("| <code>t::leak</code> | +0K | +2048K | +2048K | 512K | 400% "
+            "| confirmed 3/3: uss_growth +2048K +2048K +2048K |") in text
+    assert "fix it, or accept: <code>&quot;t::leak&quot; = &quot;why it grew&quot;</code>" in text
+    assert "| <code>t::cache</code> | +1024K | 200% | the cache keeps 1 MiB on purpose |" in text
+    assert "| <code>t::flaky</code> | +1024K | noise | not confirmed: grew again in 0 of 3 repeats |" in text
+    assert "1 improved beyond tolerance: t::better (-4096K); update the baseline to keep the gain" in text
+    assert "pytest --pmap-save-baseline base.json" in text
+    table = comparison.table()
+    assert "accepted: t::cache +1024K (200% of its allowance 512K): the cache keeps 1 MiB on purpose" in table
+    assert any(line.startswith("1 not confirmed, noise") and "t::flaky" in line for line in table)

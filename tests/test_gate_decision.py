@@ -43,7 +43,7 @@ def test_a_step_that_does_not_recur_is_noise_and_passes() -> None:
     assert [r.status for r in c.rows] == ["noise"]
     assert c.passed
     assert c.rows[0].evidence == "not confirmed: grew again in 0 of 3 repeats: uss_growth +0K +4K +0K; heap_growth +0K +0K +0K"
-    assert any("1 suspect but not confirmed" in line for line in c.table())
+    assert any("1 not confirmed, noise" in line for line in c.table())
 
 
 def test_a_suspect_confirmed_by_some_repeats_only_is_noise() -> None:
@@ -110,3 +110,14 @@ def test_a_baseline_of_several_runs_judges_each_test_against_its_own_spread() ->
     assert [r.status for r in compare(single, head, "uss_growth").rows] == ["regressed", "ok"]
     with pytest.raises(Exception, match="names test 't::a' twice"):
         RunResults.from_json({**samples.to_json(), "samples": False}, source="edited")
+
+
+@pytest.mark.parametrize(("result", "says"), [
+    ({"nodeid": ""}, "that names it"),
+    ({"nodeid": "t::a", "growth": {"uss": 10 ** 30}}, "is not a number of bytes"),
+    ({"nodeid": "t::a", "peak_growth": -(10 ** 30)}, "is not a number of bytes"),
+])
+def test_a_result_that_names_no_test_or_holds_an_impossible_size_is_corrupt(result: dict[str, object], says: str) -> None:
+    data = {**RunResults((MemoryResult("t::b", {"uss": 0}),), HERE).to_json(), "results": [result]}
+    with pytest.raises(Exception, match=says):
+        RunResults.from_json(data, source="edited")

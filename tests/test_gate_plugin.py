@@ -108,8 +108,8 @@ def test_a_leak_fails_the_run_and_names_the_test(
     assert result.ret == 1
     result.stdout.re_match_lines([
         r"1 test regressed in uss_growth against baseline base\.json \(tolerance max\(2%, 512 KiB\)\)",
-        r" +baseline +now +change +allowed +test",
-        r" +[+-]\d+K +\+4\d\d\dK +\+4\d\d\dK +512K +test_suite\.py::test_leaky",
+        r" +baseline +now +change +allowed +used +test",
+        r" +[+-]\d+K +\+4\d\d\dK +\+4\d\d\dK +512K +\d+% +test_suite\.py::test_leaky",
         r" +new: [0-9a-f]{16} +\+4\d\d\d rw--- \[ anon \]",
     ])
     assert (suite.path / "base.json").read_bytes() == before

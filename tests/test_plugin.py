@@ -200,7 +200,7 @@ def test_pyproject_budgets_by_glob_and_the_marker_wins(pytester: pytest.Pytester
          "*pyproject.toml [[]tool.pytest_pmap[]] defaults: unknown budget key 'uss_grow'*"),
         ('[tool.pytest_pmap]\nbudgets = { "x" = { rss = "1 parsec" } }\n',
          "*budgets?'x'?: rss: '1 parsec' is not a size: write a number*"),
-        ('[tool.pytest_pmap]\nbudget = {}\n', "*unknown key 'budget'; expected budgets and defaults*"),
+        ('[tool.pytest_pmap]\nbudget = {}\n', "*unknown key 'budget'; expected accept and budgets and defaults*"),
         ('[tool.pytest_pmap\n', "*pyproject.toml*Expected ']'*"),
     ],
 )
@@ -331,9 +331,10 @@ def test_pmap_option_prints_the_top_tests(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=3)
     result.stdout.re_match_lines([
         r"=+ pmap: memory per test =+",
-        r" +RSS +USS +peak +w/private +new maps +test",
-        r" +\+2\d{4}K +\+2\d{4}K +\+2\d{4}K +\+\d+K +\S+ +test_pmap_option_prints_the_top_tests.py::test_big",
-        r" +\+\d+K .*::test_small",
+        r"growth from each test's setup to its teardown, in KiB; .*",
+        r" +RSS +USS +peak +writable private +new mappings +test",
+        r" +\+2\d{4} +\+2\d{4} +\+2\d{4} +\+\d+ +\d+ +test_pmap_option_prints_the_top_tests.py::test_big",
+        r" +\+\d+ .*::test_small",
         r"3 tests measured; .*",
     ])
     assert "::test_none" not in result.stdout.str()

@@ -1,16 +1,16 @@
-"""`pytest-pmap snapshot | show | diff | watch | compare`: snapshots and results files from the command line."""
+"""`pytest-pmap snapshot | show | diff | watch | tree | compare`: snapshots and results files from the command
+line (`merge`, `trend` and `report`, for CI, are in `ci`)."""
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 from .._engine.acquire import check_pid, check_same_process, snapshot
 from .._engine.diff import MapDiff, other_process
@@ -20,38 +20,11 @@ from .._engine.snapshot import Snapshot
 from .._engine.tree import TreeSnapshot, load_snapshot, snapshot_tree
 from ..errors import PmapError, PmapWarning
 from ..size import signed
+from .ci import merge_parser, report_parser, run_merge, run_report, run_trend, trend_parser
 from .output import WriteError, complain, out
+from .parsing import Parser as _Parser
 
 __all__ = ["COMMANDS", "Command", "run", "usage"]
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, with `--help` printed through `out` (a write error is ours to report, where
-    argparse would drop it) and a one-line usage for `pytest-pmap help`."""
-
-    def __init__(self, prog: str, description: str) -> None:
-        super().__init__(prog=prog, description=description, add_help=False)
-        self.add_argument("-h", "--help", action="help", help=argparse.SUPPRESS)
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-    def _print_message(self, message: str, file: Any = None) -> None:
-        if file is sys.stderr:
-            complain(message)
-        else:
-            out(message)
-
-    def usage_line(self) -> str:
-        """The usage on one line, without `usage: `: `pytest-pmap show [--default | -x ...] FILE`."""
-        formatter = argparse.HelpFormatter(self.prog, width=10_000)
-        formatter.add_usage(self.usage, self._actions, self._mutually_exclusive_groups, prefix="")
-        return formatter.format_help().strip()
-
-    def summary(self) -> str:
-        """What the command does: the first sentence of its description."""
-        return (self.description or "").split(". ")[0].rstrip(".") + "."
 
 
 def _digits(text: str) -> bool:
@@ -282,6 +255,9 @@ def _compare(ns: argparse.Namespace) -> int:
         base = load_baseline(ns.base, allow_empty=ns.allow_empty_baseline,
                              allow_incomplete=ns.allow_incomplete_baseline, flags="--")
         head = RunResults.load(ns.head, "results file")
+        if head.samples:
+            raise PmapError(f"HEAD {ns.head} holds samples of several runs (\"samples\": true): compare the results "
+                            "of one run against it, or use it as BASE")
         if ns.markdown is not None:
             for given, what in ((ns.base, "BASE"), (ns.head, "HEAD")):
                 if Path(ns.markdown).resolve() == Path(given).resolve():
@@ -290,7 +266,15 @@ def _compare(ns: argparse.Namespace) -> int:
     except PmapError as exc:
         complain(f"pytest-pmap compare: {exc}\n")
         return 2
-    comparison = compare(base, head, metric, tolerance, f"baseline {ns.base}", allow_ungated=ns.allow_empty_baseline)
+    from .._gate.accept import read_accept
+
+    try:
+        accept, accept_source = read_accept(Path("pyproject.toml"))  # as the plugin reads the project's
+    except PmapError as exc:
+        complain(f"pytest-pmap compare: {exc}\n")
+        return 2
+    comparison = compare(base, head, metric, tolerance, f"baseline {Path(ns.base).name}", allow_ungated=ns.allow_empty_baseline,
+                         accept=accept, accept_source=accept_source, update=f"cp {ns.head} {ns.base}")
     out("".join(line + "\n" for line in comparison.table()))
     if comparison.ungated and not comparison.passed:
         complain("pytest-pmap compare: a gate that compares no test passes whatever the tests do; "
@@ -322,6 +306,9 @@ COMMANDS = {
     "watch": Command(_watch_parser, _watch),
     "tree": Command(_tree_parser, _tree),
     "compare": Command(_compare_parser, _compare, error_status=2),  # 1 means "a test regressed"
+    "merge": Command(merge_parser, run_merge),
+    "trend": Command(trend_parser, run_trend),
+    "report": Command(report_parser, run_report),
 }
 
 

@@ -6,4 +6,4 @@ from __future__ import annotations
 
 __all__ = ["SUBCOMMANDS"]
 
-SUBCOMMANDS = ("snapshot", "show", "diff", "watch", "tree", "compare")
+SUBCOMMANDS = ("snapshot", "show", "diff", "watch", "tree", "compare", "merge", "trend", "report")

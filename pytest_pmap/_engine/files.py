@@ -29,7 +29,8 @@ from typing import Any, Optional
 from ..errors import PmapError
 
 __all__ = [
-    "MAX_READ", "Destination", "append", "check_writable", "destination", "dumps", "read_json", "write_atomic", "write_new",
+    "MAX_READ", "Destination", "append", "append_record", "check_writable", "destination", "dumps", "read_json",
+    "write_atomic", "write_new",
 ]
 
 #: The largest file `read_json` reads. A snapshot takes about 740 bytes per mapping (a
@@ -170,6 +171,26 @@ def append(path: str | os.PathLike[str], data: bytes) -> None:
         _write_all(fd, data, f"{os.fspath(path)!r}", verb="append to")
     finally:
         os.close(fd)
+
+
+def append_record(path: str | os.PathLike[str], data: bytes) -> None:
+    """Add `data` at the end of the file at `path` in one `write()` on an `O_APPEND` descriptor,
+    so that records of writers appending at the same moment never interleave (the kernel appends
+    each such write whole to a regular file); a short write (a full disk) is an error saying so."""
+    name = f"{os.fspath(path)!r}"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    except OSError as exc:
+        raise PmapError(f"cannot append to {name}: {exc.strerror}") from None
+    try:
+        written = os.write(fd, data)
+    except OSError as exc:
+        raise PmapError(f"cannot append to {name}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if written != len(data):
+        raise PmapError(f"cannot append to {name}: only {written} of {len(data)} bytes were written (is the disk full?); "
+                        "the last line of the file is incomplete and will be skipped when it is read")
 
 
 def _replace(target: Path, data: bytes, name: str) -> None:

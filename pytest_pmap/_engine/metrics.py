@@ -8,17 +8,8 @@ without loading the engine.
 from __future__ import annotations
 
 __all__ = [
-    "BUDGET_KEYS",
-    "DEFAULT_METRIC",
-    "GATE_METRICS",
-    "GROWTH",
-    "HEAP_METRIC",
-    "METRICS",
-    "METRIC_DESCRIPTIONS",
-    "METRIC_FIELDS",
-    "PEAK_DESCRIPTIONS",
-    "SUMMED",
-    "describe_budget_keys",
+    "BUDGET_KEYS", "DEFAULT_METRIC", "GATE_METRICS", "GROWTH", "HEAP_METRIC", "MARKER_SWITCHES", "METRICS",
+    "METRIC_DESCRIPTIONS", "METRIC_FIELDS", "PEAK_DESCRIPTIONS", "SUMMED", "describe_budget_keys",
 ]
 
 #: Every metric and what it measures, in the order reports show them.
@@ -73,6 +64,14 @@ BUDGET_KEYS: dict[str, str] = {
     **PEAK_DESCRIPTIONS,
     "new_anon": "the largest single new anonymous mapping (new address space)",
     "new_mapping": "the largest single new mapping of any kind (new address space)",
+}
+
+#: The `pmap` marker's keys that are not limits, and what each switches on.
+MARKER_SWITCHES: dict[str, str] = {
+    "tree": "tree=True: of the test process and all its descendants, summed",
+    "trace": "trace=True: tracemalloc runs during the call; a failure names the Python lines that kept memory",
+    "leaks": "leaks=True or leaks=N: the call runs once more to warm up, then N times, and fails if memory grows call "
+             "after call",
 }
 
 

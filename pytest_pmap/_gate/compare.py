@@ -16,13 +16,15 @@ Pure: no pytest and no files here. The decision, for each test (docs/gate.md has
    one measurement, with the allowance widened where memory moves in steps that are not the test's
    doing: by one transparent huge page where huge pages moved, by one allocator step (1 MiB) where
    the test allocated `ALLOCATING` or more in the baseline.
-Tests that are new or gone are reported, never failed; but a comparison that gated no test at all
+A regression that `[tool.pytest_pmap] accept` acknowledges (`accept.py`) is `accepted`: shown with
+its reason, not failed. Tests that are new or gone are reported, never failed; but a comparison that gated no test at all
 (the baseline has no results, none for this run's tests, or no value of the metric) fails unless
 asked not to, since it would pass whatever the tests did.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Optional
 
@@ -109,10 +111,10 @@ class Row:
 
     nodeid: str
     status: str
-    """`regressed`, `noise` (a suspect that did not grow again when its call was repeated),
-    `unconfirmed` (a suspect whose call could not be repeated), `improved`, `ok`, `exempt` (the
-    test's own tolerance is `off`), `new` (not in the baseline), `gone` (not in this run) or
-    `unmeasured` (the metric is missing on one side)."""
+    """`regressed`, `accepted` (regressed, and acknowledged by an accept glob), `noise` (a suspect
+    that did not grow again when its call was repeated), `unconfirmed` (a suspect whose call could
+    not be repeated), `improved`, `ok`, `exempt` (the test's own tolerance is `off`), `new` (not in
+    the baseline), `gone` (not in this run) or `unmeasured` (the metric is missing on one side)."""
     base: Optional[int]
     """The baseline's value (bytes); None when the test is new or the metric was not measured."""
     head: Optional[int]
@@ -128,6 +130,8 @@ class Row:
     the allocator's view found the test suspect ("" for the comparison's metric)."""
     evidence: str = ""
     """The repeats that decided a suspect: `confirmed 3/3: uss +1024K +1028K +1024K`, or why not."""
+    reason: str = ""
+    """Why an accepted regression was accepted (the accept table's reason), or ""."""
 
     @property
     def allowance(self) -> str:
@@ -138,6 +142,21 @@ class Row:
     def delta(self) -> Optional[int]:
         """This run's value minus the baseline's."""
         return None if self.base is None or self.head is None else self.head - self.base
+
+    @property
+    def used(self) -> Optional[float]:
+        """The change as a percentage of the allowance (over 100 is a regression, under -100 an
+        improvement); None when either is unknown."""
+        delta = self.delta
+        if delta is None or not self.allowed:
+            return None
+        return 100 * delta / self.allowed
+
+    @property
+    def used_text(self) -> str:
+        """`used` for a report: `201%`, `-12%`, `n/a`."""
+        used = self.used
+        return "n/a" if used is None else f"{used:.0f}%"
 
 
 @dataclass(frozen=True)
@@ -155,6 +174,9 @@ class Comparison:
     """Why no test could be gated ("" when some test was): then the comparison fails unless
     `allow_ungated`."""
     allow_ungated: bool = False
+    update: str = ""
+    """The command that makes this run the baseline (`pytest --pmap-save-baseline base.json`), for
+    reports to name; "" when unknown."""
 
     def having(self, status: str) -> list[Row]:
         """The rows with this status."""
@@ -179,38 +201,11 @@ class Comparison:
         return f"{verdict} in {self.metric} against {self.baseline} (tolerance {self.tolerance})"
 
     def table(self, new_rows: int = 5) -> list[str]:
-        """The comparison for a terminal: the regressions with their new mappings, then the counts."""
-        lines = [self.headline()]
-        lines += [f"WARNING: {w}" for w in self.warnings]
-        regressions = self.regressions
-        if regressions:
-            lines.append(f"{'baseline':>10} {'now':>10} {'change':>10} {'allowed':>10}  test")
-            for r in regressions:
-                lines.append(
-                    f"{signed(r.base):>10} {signed(r.head):>10} {signed(r.delta):>10} {r.allowance:>10}  {r.nodeid}"
-                    + (f"  (widened: {r.widened})" if r.widened else "")
-                    + (f"  [{r.metric}]" if r.metric else "")
-                )
-                if r.evidence:
-                    lines.append(f"{'':>12}{r.evidence}")
-                regions = r.result.new_regions if r.result else ()
-                for region in regions[:new_rows]:
-                    lines.append(f"{'':>12}new: {region.row()}")
-                if len(regions) > new_rows:
-                    lines.append(f"{'':>12}... and {len(regions) - new_rows} more new mappings")
-        for status, label in (("noise", "suspect but not confirmed: did not grow again when run again (noise, not failed)"),
-                              ("unconfirmed", "suspect but could not be run again to confirm (not failed)"),
-                              ("exempt", "not gated (tolerance off)"),
-                              ("unmeasured", "not measured (no value on one side)"),
-                              ("new", "new (not in the baseline; not gated)"),
-                              ("gone", "gone (in the baseline, not in this run)")):
-            rows = self.having(status)
-            if rows:
-                shown = ", ".join(r.nodeid for r in rows[:5]) + (f", ... {len(rows) - 5} more" if len(rows) > 5 else "")
-                lines.append(f"{len(rows)} {label}: {shown}")
-        ok, improved = len(self.having("ok")), len(self.having("improved"))
-        lines.append(f"{ok} within tolerance, {improved} improved beyond it")
-        return lines
+        """The comparison for a terminal: the regressions with their new mappings and what to do
+        next, the accepted and improved tests by name, then the counts (`gatetext.table`)."""
+        from .gatetext import table
+
+        return table(self, new_rows)
 
 
 def _allocates(result: MemoryResult) -> bool:
@@ -306,9 +301,14 @@ def compare(
     baseline: str = "baseline",
     *,
     allow_ungated: bool = False,
+    accept: Optional[Mapping[str, str]] = None,
+    accept_source: str = "",
+    update: str = "",
 ) -> Comparison:
     """Every test of `head` against `base`. When no test could be gated the comparison fails
-    (`passed` is false) unless `allow_ungated`."""
+    (`passed` is false) unless `allow_ungated`. A regression matching a glob of `accept` (node-id
+    glob -> reason, from `accept_source`) is accepted; `update` is the command that would make
+    `head` the baseline."""
     before, after = base.by_test(), head.by_test()
     huge = head.environment.huge_page_size or base.environment.huge_page_size
     rows: list[Row] = []
@@ -328,6 +328,12 @@ def compare(
         f"the {baseline} was measured with {d}: expect differences that are not regressions"
         for d in [", ".join(base.environment.differences(head.environment))] if d
     ]
+    warnings += [f"the {baseline}: {note}" for note in base.notes] + [f"this run: {note}" for note in head.notes]
+    if accept:
+        from .accept import apply_accept
+
+        rows, accept_notes = apply_accept(rows, accept, accept_source)
+        warnings += accept_notes
     if base.complete is False:
         warnings.append(f"the {baseline} is from a run that did not finish ({base.outcome()}): "
                         "tests it did not measure are new here, not gated")
@@ -336,13 +342,13 @@ def compare(
     ungated = _ungated(rows, base, metric, baseline)
     if ungated and allow_ungated:
         warnings.append(f"no test was gated: {ungated}")
-    return Comparison(metric, tolerance, tuple(rows), tuple(warnings), baseline, ungated, allow_ungated)
+    return Comparison(metric, tolerance, tuple(rows), tuple(warnings), baseline, ungated, allow_ungated, update)
 
 
 def _ungated(rows: list[Row], base: RunResults, metric: str, baseline: str) -> str:
     """Why no test of this run was gated against the baseline, or "" when some test was (or
     neither side has any)."""
-    if not rows or any(r.status in ("ok", "regressed", "improved", "noise", "unconfirmed") for r in rows):
+    if not rows or any(r.status in ("ok", "regressed", "improved", "noise", "unconfirmed", "accepted") for r in rows):
         return ""
     tests = sum(r.status != "gone" for r in rows)
     if not tests:

@@ -14,6 +14,7 @@ from .._engine.files import append, write_atomic
 from .._measure.result import MemoryResult
 from ..size import signed
 from .compare import Comparison, Row
+from .gatetext import accept_entry, improvements
 from .results import RunResults
 
 __all__ = ["bencher", "benchmark_action", "markdown", "write_report"]
@@ -49,7 +50,8 @@ def _regions_text(result: MemoryResult) -> str:
 def markdown(run: RunResults, comparison: Optional[Comparison] = None, metric: str = "uss_growth", top: int = 10) -> str:
     """A pull-request summary: the regressions first, then the budget failures, then the top growers,
     each failure's pmap text in a collapsed block."""
-    out = ["## pytest-pmap: memory per test", ""]
+    against = f", against {comparison.baseline}" if comparison is not None else ""
+    out = [f"## pytest-pmap: memory per test{against}", ""]
     details = 0
     if comparison is not None:
         mark = ":white_check_mark:" if comparison.passed else ":x:"
@@ -57,18 +59,41 @@ def markdown(run: RunResults, comparison: Optional[Comparison] = None, metric: s
         out += [f"> [!WARNING]\n> {w}\n" for w in comparison.warnings]
         regressions = comparison.regressions
         if regressions:
-            out += ["### Regressions", "", "| Test | Baseline | Now | Change | Allowed |", "| --- | ---: | ---: | ---: | ---: |"]
-            out += [f"| {_code(row.nodeid)} | {signed(row.base)} | {signed(row.head)} | {signed(row.delta)} | {_allowed(row)} |"
+            out += ["### Regressions", "",
+                    "| Test | Baseline | Now | Change | Allowed | Tolerance used | Evidence | Next step |",
+                    "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
+            out += [f"| {_code(row.nodeid)} | {signed(row.base)} | {signed(row.head)} | {signed(row.delta)} | {_allowed(row)} "
+                    f"| {row.used_text} | {_cell(row.evidence) or 'one measurement'} "
+                    f"| fix it, or accept: {_code(accept_entry(row.nodeid))} |"
                     for row in regressions[:MAX_ROWS]]
             if len(regressions) > MAX_ROWS:
-                out.append(f"| ... and {len(regressions) - MAX_ROWS} more | | | | |")
-            out.append("")
+                out.append(f"| ... and {len(regressions) - MAX_ROWS} more | | | | | | | |")
+            out += ["", _next_steps(comparison), ""]
             for row in regressions:
                 if row.result is not None and row.result.new_regions and details < MAX_DETAILS:
                     details += 1
                     n = row.result.new_mappings
                     out += _block(f"{_code(row.nodeid)}: {n} new mapping{'s' if n != 1 else ''}",
                                   _regions_text(row.result))
+            for row in regressions:
+                if row.result is not None and row.result.trace is not None and details < MAX_DETAILS:
+                    details += 1
+                    out += _block(f"{_code(row.nodeid)}: the Python lines that kept memory",
+                                  row.result.trace.render(row.head, metric))
+        accepted = comparison.having("accepted")
+        if accepted:
+            out += ["### Accepted increases", "", "| Test | Change | Tolerance used | Reason |", "| --- | ---: | ---: | --- |"]
+            out += [f"| {_code(r.nodeid)} | {signed(r.delta)} | {r.used_text} | {_cell(r.reason)} |" for r in accepted[:MAX_ROWS]]
+            out.append("")
+        noise = comparison.having("noise") + comparison.having("unconfirmed")
+        if noise:
+            out += ["### Suspects not confirmed (not failed)", "", "| Test | Change | Status | Evidence |",
+                    "| --- | ---: | --- | --- |"]
+            out += [f"| {_code(r.nodeid)} | {signed(r.delta)} | {r.status} | {_cell(r.evidence)} |" for r in noise[:MAX_ROWS]]
+            out.append("")
+        better = improvements(comparison)
+        if better:
+            out += ["### Improvements", "", html.escape(better), ""]
     failed = [r for r in run.results if r.budget]
     if failed:
         out += ["### Budgets exceeded", ""]
@@ -82,23 +107,59 @@ def markdown(run: RunResults, comparison: Optional[Comparison] = None, metric: s
                 out += [f"- {summary}", ""]
         if details >= MAX_DETAILS + MAX_ROWS:
             out += [f"... {len(failed)} tests broke their budgets in all.", ""]
+    out += _leaks(run)
     ranked = sorted((r for r in run.results if (r.value(metric) or 0) > 0), key=lambda r: r.value(metric) or 0, reverse=True)
     if ranked and top:
         out += [f"### Top {min(top, len(ranked))} by {metric}", "",
-                "| Test | RSS | USS | Peak | Writeable/private | New mappings |",
+                "| Test | RSS | USS | Peak | Writable private | New mappings |",
                 "| --- | ---: | ---: | ---: | ---: | ---: |"]
         for r in ranked[:top]:
             out.append(f"| {_code(r.nodeid)} | {signed(r.growth.get('rss'))} | {signed(r.growth.get('uss'))} | "
-                       f"{signed(r.peak_growth)} | {signed(r.growth.get('writeable_private'))} | {r.new_mappings or '-'} |")
+                       f"{signed(r.peak_growth)} | {signed(r.growth.get('writeable_private'))} | {r.new_mappings} |")
         out.append("")
     counts = [f"{len(run.results)} tests measured (growth from each test's setup to its teardown, in KiB)"]
     if comparison is not None:
-        for status, label in (("new", "new"), ("gone", "gone"), ("unmeasured", "not measured"), ("improved", "improved")):
+        for status, label in (("accepted", "accepted"), ("new", "new"), ("gone", "gone"), ("unmeasured", "not measured"),
+                              ("improved", "improved")):
             rows = comparison.having(status)
             if rows:
                 counts.append(f"{len(rows)} {label}")
     out += ["; ".join(counts) + ".", ""]
     return "\n".join(out)
+
+
+def _leaks(run: RunResults) -> list[str]:
+    """The "Leaks" section: every test whose repeated calls kept memory, with its series."""
+    checked = [r for r in run.results if r.leak is not None]
+    if not checked:
+        return []
+    leaking = [r for r in checked if r.leak is not None and r.leak.leaks]
+    out = ["### Leaks", ""]
+    if leaking:
+        out += ["| Test | Per call | Calls | Series |", "| --- | ---: | ---: | --- |"]
+        for r in leaking[:MAX_ROWS]:
+            assert r.leak is not None
+            rate = r.leak.headline().partition(" per call")[0].removeprefix("leaks ")
+            series = html.escape(r.leak.headline().partition(": ")[2])
+            out.append(f"| {_code(r.nodeid)} | {html.escape(rate)} per call | {r.leak.calls} | {series} |")
+        out.append("")
+    stopped = sum(1 for r in checked if r.leak is not None and r.leak.stopped)
+    out += [f"{len(leaking)} of {len(checked)} tests checked leak"
+            + (f"; the check of {stopped} stopped early" if stopped else "") + ".", ""]
+    return out
+
+
+def _cell(text: str) -> str:
+    """Text inside a Markdown table cell."""
+    return html.escape(text).replace("|", "&#124;").replace("\n", " ")
+
+
+def _next_steps(comparison: Comparison) -> str:
+    """What to do about the regressions, under their table."""
+    update = f" (`{comparison.update}`)" if comparison.update else ""
+    return ("**Next step** for each: fix the increase; or, if it is expected, acknowledge it in `pyproject.toml` "
+            "under `[tool.pytest_pmap] accept` with the line shown (and a real reason), update the baseline"
+            f"{update}, or loosen the tolerance (now {comparison.tolerance}).")
 
 
 def _allowed(row: Row) -> str:

@@ -4,8 +4,9 @@ One file format serves three jobs: the `--pmap-json` report, the `--pmap-save-ba
 (the same document: any report can be a baseline) and the input of `pytest-pmap compare`.
 
 Version 1 has grown optional fields since it was first written (`complete`, `exit_status`,
-`incomplete_reason`); a file without them reads as before, and a reader that does not know them
-ignores them, so the version did not change.
+`incomplete_reason`; in files made by `pytest-pmap merge`, `samples`, `inputs` and `notes`); a
+file without them reads as before, and a reader that does not know them ignores them, so the
+version did not change.
 """
 
 from __future__ import annotations
@@ -22,12 +23,50 @@ from .._measure.result import MemoryResult
 from ..errors import PmapError
 from .environment import Environment
 
-__all__ = ["ResultsFileError", "RunResults", "last_of_each", "load_baseline"]
+__all__ = ["MergedInput", "ResultsFileError", "RunResults", "last_of_each", "load_baseline"]
 
 
 class ResultsFileError(PmapError):
     """A results or baseline file is missing, corrupt, foreign, from a newer pytest-pmap, empty,
     names a test twice, or (as a baseline) comes from a run that did not finish."""
+
+
+@dataclass(frozen=True)
+class MergedInput:
+    """One of the files a merged results file was made from (`pytest-pmap merge`)."""
+
+    file: str
+    """The file as it was named on the command line."""
+    tests: int
+    """How many results it held."""
+    environment: Environment = field(default_factory=Environment)
+    """Where it was measured."""
+    complete: Optional[bool] = None
+    """Whether its run finished (None when it did not say)."""
+    incomplete_reason: str = ""
+    """Why it did not, "" when it did."""
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {"file": self.file, "tests": self.tests, "environment": dict(vars(self.environment).items()),
+                "complete": self.complete, "incomplete_reason": self.incomplete_reason}
+
+    @classmethod
+    def from_json(cls, data: object) -> MergedInput:
+        """Rebuild from `to_json()`; raises KeyError, TypeError or ValueError on a bad shape."""
+        if not isinstance(data, dict):
+            raise TypeError("an entry of \"inputs\" must be an object")
+        complete = data.get("complete")
+        if complete is not None and not isinstance(complete, bool):
+            raise TypeError(f"an input's \"complete\" is {complete!r}, not true or false")
+        return cls(str(data["file"]), int(data["tests"]), _environment(data.get("environment")), complete,
+                   str(data.get("incomplete_reason") or ""))
+
+
+def _environment(env: object) -> Environment:
+    if not isinstance(env, dict):
+        env = {}
+    return Environment(**{k: env[k] for k in vars(Environment()) if k in env})
 
 
 @dataclass(frozen=True)
@@ -53,7 +92,13 @@ class RunResults:
     """Why the run did not finish (`stopping after 1 failures`), "" when it did."""
     samples: bool = False
     """True for several runs merged as samples (`pytest-pmap merge --samples`): a test may then be
-    measured more than once, and a baseline judges it against the most it grew in any of them."""
+    measured more than once (its samples in the order of the inputs), and a baseline judges it
+    against the most it grew in any of them. Only such a file may repeat a test."""
+    inputs: tuple[MergedInput, ...] = ()
+    """The files this one was merged from, each with its environment; empty for one run's file."""
+    notes: tuple[str, ...] = ()
+    """What a reader of the file should know of how it was made (its inputs were measured in
+    different environments), as sentences; comparisons against it repeat them as warnings."""
 
     def by_test(self) -> dict[str, MemoryResult]:
         """Node ID -> result; with `samples`, one result per test holding, for each figure, the
@@ -83,6 +128,8 @@ class RunResults:
             "incomplete_reason": self.incomplete_reason,
             **({"samples": True} if self.samples else {}),
             "environment": dict(vars(self.environment).items()),
+            **({"inputs": [i.to_json() for i in self.inputs]} if self.inputs else {}),
+            **({"notes": list(self.notes)} if self.notes else {}),
             "results": [r.to_json() for r in self.results],
         }
 
@@ -103,19 +150,20 @@ class RunResults:
                 + ("upgrade pytest-pmap" if newer else "save the baseline again")
             )
         try:
-            env = data.get("environment") or {}
-            known = {k: env[k] for k in vars(Environment()) if k in env}
-            environment = Environment(**known)
+            environment = _environment(data.get("environment"))
+            samples = data.get("samples", False)
+            if not isinstance(samples, bool):
+                raise TypeError(f"\"samples\" is {samples!r}, not true or false")
+            inputs = tuple(MergedInput.from_json(i) for i in data.get("inputs") or ())
+            notes = tuple(str(n) for n in data.get("notes") or ())
             results = tuple(MemoryResult.from_json(r) for r in data["results"])
             complete, status, reason = data.get("complete"), data.get("exit_status"), data.get("incomplete_reason") or ""
             if complete is not None and not isinstance(complete, bool):
                 raise TypeError(f"\"complete\" is {complete!r}, not true or false")
             if status is not None and (isinstance(status, bool) or not isinstance(status, int)):
                 raise TypeError(f"\"exit_status\" is {status!r}, not a number")
-            samples = data.get("samples", False)
-            if not isinstance(samples, bool):
-                raise TypeError(f"\"samples\" is {samples!r}, not true or false")
-            run = cls(results, environment, float(data.get("created_at") or 0.0), complete, status, str(reason), samples)
+            run = cls(results, environment, float(data.get("created_at") or 0.0), complete, status, str(reason),
+                      samples, inputs, notes)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ResultsFileError(f"{source} is corrupt: {type(exc).__name__}: {exc}") from None
         if not run.results and not allow_empty:
@@ -127,7 +175,8 @@ class RunResults:
             if result.nodeid in seen:
                 raise ResultsFileError(
                     f"{source} names test {result.nodeid!r} twice (results {seen[result.nodeid]} and {number}); "
-                    "a results file holds one measurement per test"
+                    "a results file holds one measurement per test (pytest-pmap merge --samples writes one that "
+                    "holds several, and says so)"
                 )
             seen[result.nodeid] = number
         return run

@@ -22,8 +22,16 @@ from .probe import Probe, Reading
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
 
 __all__ = [
-    "KEYS", "Budget", "BudgetConfig", "Violation", "check", "describe_keys",
-    "measure", "parse_limits", "report_text",
+    "KEYS",
+    "Budget",
+    "BudgetConfig",
+    "Violation",
+    "check",
+    "describe_keys",
+    "matches_nodeid",
+    "measure",
+    "parse_limits",
+    "report_text",
 ]
 
 def parse_limits(raw: MappingABC[str, Any], source: str) -> dict[str, Size]:
@@ -68,6 +76,13 @@ class Budget:
         return Budget({**self.limits, **limits}, {**self.sources, **dict.fromkeys(limits, source)})
 
 
+def matches_nodeid(nodeid: str, pattern: str) -> bool:
+    """True when a node-id glob matches: `*` and `?` are the wildcards; brackets are themselves, as
+    in a parametrized test's node ID (`test_load[big]`), which fnmatch would read as a set of
+    characters. Every node-id glob of pytest-pmap (budgets, accept, trend --test) is read here."""
+    return fnmatch.fnmatchcase(nodeid, pattern.replace("[", "[[]"))
+
+
 @dataclass(frozen=True)
 class BudgetConfig:
     """`[tool.pytest_pmap]`, checked and parsed once: `defaults` for every test, and `budgets` by
@@ -80,7 +95,7 @@ class BudgetConfig:
     @classmethod
     def parse(cls, config: MappingABC[str, Any], source: str) -> BudgetConfig:
         """Raise `BudgetSyntaxError` for anything wrong in `config`, naming `source` and the key."""
-        known = {"defaults", "budgets"}
+        known = {"defaults", "budgets", "accept"}  # accept: the gate's (`_gate/accept.py`)
         for key in config:
             if key not in known:
                 raise BudgetSyntaxError(f"{source}: unknown key {key!r}; expected {' and '.join(sorted(known))}")
@@ -105,7 +120,7 @@ class BudgetConfig:
         (`test_load[big]`), which fnmatch would read as a set of characters and never match."""
         budget = self.defaults
         for pattern, limits, where in self.globs:
-            if fnmatch.fnmatchcase(nodeid, pattern.replace("[", "[[]")):
+            if matches_nodeid(nodeid, pattern):
                 budget = budget.merged(limits, where)
         return budget
 

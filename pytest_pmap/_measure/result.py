@@ -8,6 +8,8 @@ from typing import Any, Optional
 
 from .._engine.metrics import GATE_METRICS
 from ..size import signed
+from .leaks import LeakCheck
+from .trace import Allocations
 
 __all__ = ["GATE_METRICS", "MemoryResult", "NewRegion"]
 
@@ -48,13 +50,19 @@ class MemoryResult:
     failure: str = ""
     """The budget failure's report: every broken limit and the pmap-formatted diff."""
     repeats: tuple[dict[str, Optional[int]], ...] = ()
-    """The growth (as in `growth`) of each extra run of the call, made in place to confirm a suspect
-    regression before the gate fails it; empty when the call was not run again."""
+    """The growth (as in `growth`, and `peak`: how far its RSS peak rose) of each extra run of the
+    test, made to confirm a suspect regression before the gate fails it; empty when it was not
+    run again."""
     repeats_stopped: str = ""
     """Why fewer repeats were made than asked (`the call raised ValueError when run again`), or ""."""
     tolerance: str = ""
     """The test's own gate tolerance (marker or pyproject.toml), as written; `off` when the test is
     not gated; "" for the session's."""
+    trace: Optional[Allocations] = None
+    """`--pmap-trace`: the Python lines that kept most of what they allocated during the call;
+    None when the call was not traced."""
+    leak: Optional[LeakCheck] = None
+    """`--pmap-leaks`: the verdict of the repeated calls and their growth; None when not hunted."""
 
     @property
     def new_mappings(self) -> int:
@@ -73,7 +81,7 @@ class MemoryResult:
         return self.growth.get(metric[: -len("_growth")])
 
     def repeated(self, metric: str) -> tuple[Optional[int], ...]:
-        """A gate metric's growth in each repeat of the call (`peak_growth` is not repeated: None)."""
+        """A gate metric's value in each repeat of the test (`peak_growth`: each repeat's own peak)."""
         key = metric[: -len("_growth")]
         return tuple(r.get(key) for r in self.repeats)
 
@@ -96,6 +104,8 @@ class MemoryResult:
             "repeats": [dict(r) for r in self.repeats],
             "repeats_stopped": self.repeats_stopped,
             "tolerance": self.tolerance,
+            "trace": None if self.trace is None else self.trace.to_json(),
+            "leak": None if self.leak is None else self.leak.to_json(),
         }
 
     @classmethod
@@ -104,12 +114,12 @@ class MemoryResult:
         def size(value: object) -> Optional[int]:
             if value is None:
                 return None
-            if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, bool) or not isinstance(value, int) or not -(1 << 63) < value < 1 << 63:
                 raise TypeError(f"{value!r} is not a number of bytes")
             return value
 
-        if not isinstance(data, dict) or not isinstance(data["nodeid"], str):
-            raise TypeError("a test's result must be an object with a \"nodeid\"")
+        if not isinstance(data, dict) or not isinstance(data["nodeid"], str) or not data["nodeid"]:
+            raise TypeError("a test's result must be an object with a \"nodeid\" that names it")
         regions = tuple(
             NewRegion(int(r["start"]), int(r["size"]), str(r["mode"]), str(r["name"]))
             for r in data.get("new_mappings") or ()
@@ -125,4 +135,6 @@ class MemoryResult:
             repeats=tuple({str(k): size(v) for k, v in dict(r).items()} for r in data.get("repeats") or ()),
             repeats_stopped=str(data.get("repeats_stopped") or ""),
             tolerance=str(data.get("tolerance") or ""),
+            trace=None if data.get("trace") is None else Allocations.from_json(data["trace"]),
+            leak=None if data.get("leak") is None else LeakCheck.from_json(data["leak"]),
         )

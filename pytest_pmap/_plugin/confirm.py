@@ -21,29 +21,37 @@ from .state import Session
 __all__ = ["confirm"]
 
 
-def confirm(item: pytest.Item, nextitem: Optional[pytest.Item], state: Session, now: MemoryResult) -> dict[str, Any]:
-    """The fields to add to a passed test's result: its repeats when it is a suspect, else none."""
+def confirm(item: pytest.Item, nextitem: Optional[pytest.Item], state: Session, now: MemoryResult,
+            passed: bool) -> dict[str, Any]:
+    """The fields to add to a test's result: when it is a suspect, its repeats, or why it was not
+    run again (it did not pass); else none."""
     gate, reader = state.gate, state.reader
     then = gate.judged.get(item.nodeid) if gate.judged is not None else None
     if then is None or reader is None or gate.confirm <= 0 or now.tolerance == "off":
         return {}
+    if gate.metric == "peak_growth":  # a peak does not recur while the allocator keeps what it freed
+        return {}
     tolerance = Tolerance.parse(now.tolerance, item.nodeid) if now.tolerance else gate.tolerance or Tolerance()
     if not suspect(then, now, gate.metric, tolerance):
         return {}
+    if not passed:  # failed, skipped, xfailed: a repeat would decide nothing, and the run reports it
+        return {"repeats_stopped": "it did not pass, so it was not run again"}
+
+    ignore = ignore_rule(item.config)
 
     def read_before() -> tuple[Boundary, Optional[int]]:
+        reader.reset_peak()  # each repeat's own peak, reported beside the rest
         boundary = reader.read()
-        return boundary, heap_in_use()  # last: the reading itself is not counted as the call's
+        return boundary, heap_in_use()  # last: the reading itself is not counted as the test's
 
-    def read_after() -> tuple[Boundary, Optional[int]]:
+    def growth_since(start: tuple[Boundary, Optional[int]]) -> dict[str, Optional[int]]:
         heap = heap_in_use()  # first, for the same reason
-        return reader.read(), heap
+        before, heap_before = start
+        measured = growth(before, reader.read(), ignore)
+        moved = dict(cast("dict[str, Optional[int]]", measured["growth"]))
+        moved["peak"] = cast("Optional[int]", measured["peak_growth"])
+        moved["heap"] = None if heap_before is None or heap is None else heap - heap_before
+        return moved
 
-    runs, stopped = run_test_again(item, nextitem, gate.confirm, read_before, read_after)
-    ignore = ignore_rule(item.config)
-    repeats = []
-    for (before, heap_before), (after, heap_after) in runs:
-        moved = dict(cast("dict[str, Optional[int]]", growth(before, after, ignore)["growth"]))
-        moved["heap"] = None if heap_before is None or heap_after is None else heap_after - heap_before
-        repeats.append(moved)
+    repeats, stopped = run_test_again(item, nextitem, gate.confirm, read_before, growth_since)
     return {"repeats": tuple(repeats), "repeats_stopped": stopped}

@@ -1,8 +1,8 @@
 """The fixtures: `pmap` (the test process), `pmap_spawn` (a process the test starts, stopped and
 reaped at teardown) and `pmap_attach` (a running process, left alone).
 
-These are their bodies; `pytest_pmap.plugin` declares the fixtures and imports this module when a
-test first uses one."""
+These are their bodies, and the explanation of a failing assertion on one of their readings;
+`pytest_pmap.plugin` declares the fixtures and imports this module when a test first uses one."""
 
 from __future__ import annotations
 
@@ -16,16 +16,17 @@ import pytest
 
 from .._engine.snapshot import Snapshot
 from .._measure import processes
-from .._measure.probe import Probe, exit_status
+from .._measure.probe import Probe, Reading, exit_status
 from .._measure.treeprobe import TreeProbe
-from ..errors import ProcessGone, UsageError, hide_from_tracebacks
+from ..errors import PmapError, ProcessGone, UsageError, hide_from_tracebacks
+from ..size import Size
 from ..warnings import PmapWarning
 from .hookspecs import ignore_rule
 from .state import SESSION
 
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
 
-__all__ = ["PROBES", "ignore_rule", "pmap", "pmap_attach", "pmap_spawn"]
+__all__ = ["PROBES", "explain", "ignore_rule", "pmap", "pmap_attach", "pmap_spawn"]
 
 STOP_TIMEOUT = 5.0
 """Seconds a spawned process gets to exit after SIGTERM before it is killed."""
@@ -134,3 +135,19 @@ def pmap_attach(request: pytest.FixtureRequest) -> Callable[..., Probe]:
         return _probe(request, pid, tree)
 
     return attach
+
+
+def explain(op: str, left: object, right: object) -> Optional[list[str]]:
+    """`pytest_assertrepr_compare` for a comparison with a `Reading`: what it measured, and the diff
+    that explains it; None for any other comparison."""
+    reading = left if isinstance(left, Reading) else right if isinstance(right, Reading) else None
+    if reading is None:
+        return None
+    other = right if reading is left else left
+    shown = Size(other) if isinstance(other, (int, str)) and not isinstance(other, bool) else other
+    first = f"{reading.what} {left if reading is left else shown} {op} {right if reading is right else shown}"
+    try:
+        explanation = reading.brief()
+    except PmapError as exc:
+        explanation = f"(no diff: {exc})"
+    return [first, *explanation.rstrip("\n").splitlines()]

@@ -9,16 +9,17 @@ which of them was meant cannot be told, and pytest would silently pick the inner
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import pytest
 
+from .._engine.metrics import MARKER_SWITCHES as SWITCHES
 from .._measure.budget import Budget, parse_limits
 from ..errors import BudgetSyntaxError
 from ..size import Size
 from .state import SESSION
 
-__all__ = ["budget_of", "tolerance_of", "tree_of"]
+__all__ = ["budget_of", "leaks_of", "tolerance_of", "trace_of", "tree_of"]
 
 
 def budget_of(item: pytest.Item) -> Budget:
@@ -103,8 +104,8 @@ def _limits(marks: list[Any], where: str) -> dict[str, Size]:
     return limits
 
 
-_NOT_LIMITS = frozenset({"tree", "tolerance"})
-"""Marker keys that are not limits: `tree_of()` and `tolerance_of()` read them."""
+_NOT_LIMITS = frozenset({"tolerance", *SWITCHES})
+"""Marker keys that are not limits: `tolerance_of()`, `tree_of()`, `trace_of()` read them."""
 
 
 def tolerance_of(item: pytest.Item) -> str:
@@ -127,11 +128,40 @@ def tolerance_of(item: pytest.Item) -> str:
 
 def tree_of(item: pytest.Item) -> bool:
     """The closest marker's `tree=True`: its budget covers the test process and all its descendants."""
+    return bool(_switch(item, "tree", "True (the test process and all its descendants) or False (the test process alone)"))
+
+
+def trace_of(item: pytest.Item, default: bool) -> bool:
+    """The closest marker's `trace=`: whether tracemalloc runs during the test's call; `default`
+    (the session's `--pmap-trace`) when no marker says."""
+    value = _switch(item, "trace", "True (run tracemalloc during the call) or False")
+    return default if value is None else value
+
+
+def leaks_of(item: pytest.Item, on: bool, calls: int) -> int:
+    """The closest marker's `leaks=`: how many measured calls the leak hunt makes of this test (0:
+    none). `leaks=True` is the session's number of `calls`; with no marker, `calls` when the
+    session hunts leaks (`on`), else 0."""
     for mark in item.iter_markers("pmap"):
-        if "tree" in mark.kwargs:
-            tree = mark.kwargs["tree"]
-            if not isinstance(tree, bool):
-                raise BudgetSyntaxError(f"marker on {item.nodeid}: tree={tree!r}: give True (the test process and all its "
-                                        "descendants) or False (the test process alone)")
-            return tree
-    return False
+        if "leaks" in mark.kwargs:
+            value = mark.kwargs["leaks"]
+            if value is True:
+                return calls
+            if value is False:
+                return 0
+            if isinstance(value, int) and value >= 2:
+                return value
+            raise BudgetSyntaxError(f"marker on {item.nodeid}: leaks={value!r}: give True, False, or a number of "
+                                    "measured calls of 2 or more")
+    return calls if on else 0
+
+
+def _switch(item: pytest.Item, key: str, choices: str) -> Optional[bool]:
+    """The closest marker's value of an on/off key; None when no marker sets it."""
+    for mark in item.iter_markers("pmap"):
+        if key in mark.kwargs:
+            value = mark.kwargs[key]
+            if not isinstance(value, bool):
+                raise BudgetSyntaxError(f"marker on {item.nodeid}: {key}={value!r}: give {choices}")
+            return value
+    return None

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import pytest
 
-from .._engine.metrics import DEFAULT_METRIC, GATE_METRICS, describe_budget_keys
+from .._engine.metrics import DEFAULT_METRIC, GATE_METRICS, MARKER_SWITCHES, describe_budget_keys
 from .state import CONFIRM, OUTPUTS, SESSION, Gate, Session
 
 if TYPE_CHECKING:
@@ -53,15 +53,33 @@ BENCHMARK_ACTION_DESC = (
     "write the gated metric of every test to PATH for github-action-benchmark (tool: customSmallerIsBetter); "
     "implies --pmap"
 )
+HISTORY_DESC = (
+    "append one line to PATH at the end of each run (commit, branch, time, environment, every test's figures), "
+    "for `pytest-pmap trend` and the HTML report's charts; implies --pmap"
+)
+HTML_DESC = (
+    "write one self-contained HTML page of the run to PATH (summary, sortable table, charts, failing tests' "
+    "pmap diffs; with --pmap-history, the history's charts); implies --pmap"
+)
 MALLOC_DESC = (
     "fix glibc's mmap threshold (128 KiB) and trim threshold (1 MiB) in the test process for the session, "
     "so that a leaked block of 128 KiB or more is a mapping of its own and always seen; changes how the "
     "code under test allocates, so it is off by default"
 )
+TRACE_DESC = (
+    "run tracemalloc during each measured test's call (budgets, the pmap fixture, --pmap, --pmap-leaks): "
+    "a failure, a regression or a leak then names the Python lines that kept the memory"
+)
+LEAKS_DESC = (
+    "hunt leaks: run each test's call once to warm up, then N more times (--pmap-leaks-calls) with its fixtures "
+    "set up once, and fail a test whose memory grows call after call (a cache that fills once is not a leak)"
+)
+LEAKS_CALLS_DESC = "measured calls per test under --pmap-leaks, after the warm-up (default 5)"
+TRACE_DEPTH_DESC = "frames tracemalloc keeps per allocation under --pmap-trace (default 8; more costs more)"
 
 
 CONFIRM_DESC = (
-    f"run the call of a test that exceeds its baseline N more times before the gate fails it (default {CONFIRM}); "
+    f"run a test that exceeds its baseline again, whole, N times (0-100, default {CONFIRM}) before the gate fails it; "
     "it fails only when every repeat grows again; 0 judges on one measurement"
 )
 
@@ -80,49 +98,58 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--pmap-metric", metavar="METRIC", default=None, help=METRIC_DESC)
     group.addoption("--pmap-bencher", metavar="PATH", default=None, help=BENCHER_DESC)
     group.addoption("--pmap-benchmark-action", metavar="PATH", default=None, help=BENCHMARK_ACTION_DESC)
+    group.addoption("--pmap-history", metavar="PATH", default=None, help=HISTORY_DESC)
+    group.addoption("--pmap-html", metavar="PATH", default=None, help=HTML_DESC)
     group.addoption("--pmap-malloc-thresholds", action="store_true", default=None, help=MALLOC_DESC)
+    group.addoption("--pmap-trace", action="store_true", default=None, help=TRACE_DESC)
+    group.addoption("--pmap-trace-depth", type=int, default=None, metavar="N", help=TRACE_DEPTH_DESC)
+    group.addoption("--pmap-leaks", action="store_true", default=None, help=LEAKS_DESC)
+    group.addoption("--pmap-leaks-calls", type=int, default=None, metavar="N", help=LEAKS_CALLS_DESC)
     group.addoption("--pmap-confirm", metavar="N", default=None, help=CONFIRM_DESC)
     parser.addini("pmap", PMAP_DESC, type="bool", default=False)
+    parser.addini("pmap_trace", TRACE_DESC, type="bool", default=False)
+    parser.addini("pmap_trace_depth", TRACE_DEPTH_DESC, default=None)
+    parser.addini("pmap_leaks", LEAKS_DESC, type="bool", default=False)
+    parser.addini("pmap_leaks_calls", LEAKS_CALLS_DESC, default=None)
     parser.addini("pmap_confirm", CONFIRM_DESC, default=None)
     parser.addini("pmap_malloc_thresholds", MALLOC_DESC, type="bool", default=False)
     parser.addini("pmap_top", TOP_DESC, default="10")
     parser.addini("pmap_tolerance", TOLERANCE_DESC, default=None)
     parser.addini("pmap_metric", METRIC_DESC, default=None)
+    parser.addini("pmap_history", HISTORY_DESC, default=None)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "pmap(**limits): memory budget of the test process during this test (tree=True: of the test process and "
-        "all its descendants, summed); keys: " + "; ".join(describe_budget_keys().splitlines()),
+        "pmap(**limits): memory budget of the test process during this test ("
+        + "; ".join(MARKER_SWITCHES.values()) + "); keys: " + "; ".join(describe_budget_keys().splitlines()),
     )
     measure = _flag(config, "pmap")
     if _flag(config, "pmap_malloc_thresholds"):  # first, before we allocate anything for the session
         from .._measure.allocator import fix_malloc_thresholds
 
         fix_malloc_thresholds()
-    top = config.getoption("pmap_top")
-    source = f"--pmap-top {top}"
-    if top is None:
-        raw = config.getini("pmap_top")
-        source = f"pmap_top = {raw!r} in {_ini_name(config)}"
-        try:
-            top = int(raw)
-        except ValueError:
-            raise pytest.UsageError(f"{source} is not a number of tests") from None
-    if top < 0:
-        raise pytest.UsageError(f"{source}: give 0 or more tests")
-    config_budgets = _config_budgets(config)
+    top = _count(config, "pmap_top", "tests", 0)
+    config_budgets, accept, accept_source = _config_budgets(config)
     gate = _gate(config)
-    measure = measure or bool(gate.outputs) or gate.baseline_path is not None
+    gate.accept, gate.accept_source = accept, accept_source
+    measure = measure or bool(gate.outputs) or gate.baseline_path is not None or gate.history is not None
     junit = bool(getattr(config.option, "xmlpath", None))
     session = config.stash[SESSION] = Session(measure, top, config_budgets, gate, junit=junit)
+    session.trace = _flag(config, "pmap_trace")
+    if config.getoption("pmap_trace_depth") is not None or config.getini("pmap_trace_depth"):
+        session.trace_depth = _count(config, "pmap_trace_depth", "frames", 1)
+    session.leaks = _flag(config, "pmap_leaks")
+    if config.getoption("pmap_leaks_calls") is not None or config.getini("pmap_leaks_calls"):
+        session.leak_calls = _count(config, "pmap_leaks_calls", "calls", 2)
     if measure:  # what the run's end says of how it ended: an interrupted run is not a baseline
         from .report import Outcome
 
         config.pluginmanager.register(Outcome(session), "pmap-outcome")
     files = [f"--{name.replace('_', '-')}" for name in gate.outputs]
     files += ["--pmap-baseline"] if gate.baseline_path is not None else []
+    files += ["--pmap-history"] if gate.history is not None else []
     if files and session.unavailable:  # a gate that cannot measure would pass every run: stop now
         raise pytest.UsageError(f"{' and '.join(files)}: memory cannot be measured here: {session.unavailable}")
     if measure and session.unavailable:
@@ -138,16 +165,23 @@ def pytest_configure(config: pytest.Config) -> None:
         trim()
 
 
-def _config_budgets(config: pytest.Config) -> Optional[BudgetConfig]:
-    """The budgets of `[tool.pytest_pmap]`, checked; None when pyproject.toml has no such table."""
+def _config_budgets(config: pytest.Config) -> tuple[Optional[BudgetConfig], dict[str, str], str]:
+    """The budgets of `[tool.pytest_pmap]`, checked (None when pyproject.toml has no such table),
+    its `accept` table (node-id glob -> reason) and where it was read."""
     pyproject, source = _read_pyproject(config)
     if pyproject is None:
-        return None
+        return None, {}, ""
     from .._measure.budget import BudgetConfig
     from ..errors import BudgetSyntaxError
 
     try:
-        return BudgetConfig.parse(pyproject, source)
+        accept: dict[str, str] = {}
+        if "accept" in pyproject:
+            from .._gate.accept import parse_accept
+
+            accept = parse_accept(pyproject["accept"], source)
+        # Reports name the file, not the runner's path to it.
+        return BudgetConfig.parse(pyproject, source), accept, "pyproject.toml [tool.pytest_pmap]"
     except BudgetSyntaxError as exc:
         raise pytest.UsageError(str(exc)) from None
 
@@ -162,6 +196,22 @@ def _flag(config: pytest.Config, name: str) -> bool:
     except (ValueError, pytest.UsageError) as exc:  # pytest 9 raises the latter itself
         raise pytest.UsageError(f"{name} in {_ini_name(config)}: {exc}; write true or false, yes or no, "
                                 "1 or 0") from None
+
+
+def _count(config: pytest.Config, name: str, what: str, least: int) -> int:
+    """A whole-number setting from the command line, else the ini file, at least `least`."""
+    value = config.getoption(name)
+    source = f"--{name.replace('_', '-')} {value}"
+    if value is None:
+        raw = config.getini(name)
+        source = f"{name} = {raw!r} in {_ini_name(config)}"
+        try:
+            value = int(raw)
+        except ValueError:
+            raise pytest.UsageError(f"{source} is not a number of {what}") from None
+    if value < least:
+        raise pytest.UsageError(f"{source}: give {least} or more {what}")
+    return int(value)
 
 
 def _setting(config: pytest.Config, name: str) -> tuple[Optional[str], str]:
@@ -205,6 +255,13 @@ def _gate(config: pytest.Config) -> Gate:
         if not worker:
             files[name] = _check_writable(raw, option)  # the name as given: Path('') would be '.'
         gate.outputs[name] = path
+    history, history_source = _setting(config, "pmap_history")
+    if history is not None and config.getoption("pmap_history") is None and config.inipath is not None:
+        history = os.path.join(config.inipath.parent, history)  # an ini file's path is relative to the ini file
+    if history is not None:
+        gate.history = Path(history)
+        if not worker:
+            _check_history(history, history_source)
     raw = config.getoption("pmap_baseline")
     if raw is not None:
         gate.baseline_path = Path(raw)
@@ -249,6 +306,12 @@ def _check_distinct(gate: Gate, files: dict[str, str]) -> None:
     seen: dict[str, str] = {}
     if gate.baseline_path is not None:
         seen[os.path.realpath(gate.baseline_path)] = f"--pmap-baseline {gate.baseline_path}"
+    if gate.history is not None:
+        history = os.path.realpath(gate.history)
+        if history in seen:
+            raise pytest.UsageError(f"--pmap-history {gate.history} is the same file as {seen[history]}: appending to "
+                                    "it would spoil that file; give the history a file of its own")
+        seen[history] = f"--pmap-history {gate.history}"
     for name, path in gate.outputs.items():
         option, key = f"--{name.replace('_', '-')} {path}", files.get(name, "")
         if not key:
@@ -261,6 +324,26 @@ def _check_distinct(gate: Gate, files: dict[str, str]) -> None:
                    if other.startswith("--pmap-baseline ") else "the other; give each its own file")
             )
         seen.setdefault(key, option)
+
+
+def _check_history(path: str, source: str) -> None:
+    """Stop before the tests run if the history file cannot be appended to at the end: a folder,
+    a folder that does not exist, or a file that is not a history file."""
+    if os.path.isdir(path):
+        raise pytest.UsageError(f"{source}: {path} is a folder; name the history file")
+    folder = os.path.dirname(path) or "."
+    if not os.path.isdir(folder):
+        raise pytest.UsageError(f"{source}: the folder {folder} of {path} does not exist")
+    try:
+        with open(path, "rb") as f:
+            start = f.read(64).lstrip()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise pytest.UsageError(f"{source}: cannot read {path}: {exc.strerror}") from None
+    if start and not start.startswith(b'{"format":"pytest-pmap-history"'):
+        raise pytest.UsageError(f"{source}: {path} is not a pytest-pmap history file (its first line is not a run's); "
+                                "appending to it would mix a history into another file: name a new file")
 
 
 def _check_writable(path: str | os.PathLike[str], option: str) -> str:

@@ -10,7 +10,9 @@ before each reading, so cycles a run left behind do not count.
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import warnings
 from typing import Callable, Optional, TypeVar
 
 import pytest
@@ -18,6 +20,7 @@ import pytest
 __all__ = ["repeatable", "run_again", "run_test_again"]
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 def repeatable(item: pytest.Item) -> str:
@@ -60,25 +63,61 @@ def run_again(item: pytest.Item, times: int, before: Callable[[], T], after: Cal
     return readings, ""
 
 
-def run_test_again(item: pytest.Item, nextitem: Optional[pytest.Item], times: int, before: Callable[[], T],
-                   after: Callable[[], T]) -> tuple[list[tuple[T, T]], str]:
-    """Run the whole test `item` (setup, call, teardown) `times` more times, as pytest-rerunfailures
-    does, reporting nothing; `before()` and `after()` read around each run, garbage collected
-    first. Fixtures of wider scope stay set up where `nextitem` needs them, as after the first run.
-    Returns the (before, after) readings of each run made, and "" or why it stopped early (a phase
-    did not pass: a repeat never changes the test's outcome, which its first run decided)."""
-    from _pytest.runner import runtestprotocol  # the protocol pytest runs every test with
+class _Alone:
+    """A stand-in for the next test whose chain is the test's own without the test: tearing down
+    towards it tears down the test's function-scoped fixtures alone, and keeps every wider scope
+    set up (SetupState.teardown_exact reads nothing of the next test but its `listchain()`)."""
 
-    readings: list[tuple[T, T]] = []
-    for _ in range(times):
-        if item.session.shouldfail or item.session.shouldstop:
-            return readings, "the session is stopping"
-        gc.collect()
-        start = before()
-        reports = runtestprotocol(item, log=False, nextitem=nextitem)
-        failed = next((r for r in reports if not r.passed), None)
-        if failed is not None:
-            return readings, f"its {failed.when} {failed.outcome} when run again"
-        gc.collect()
-        readings.append((start, after()))
-    return readings, ""
+    def __init__(self, item: pytest.Item) -> None:
+        self._chain = [*item.listchain()[:-1], self]
+
+    def listchain(self) -> list[object]:
+        return self._chain
+
+
+def run_test_again(item: pytest.Item, nextitem: Optional[pytest.Item], times: int, before: Callable[[], T],
+                   after: Callable[[T], R]) -> tuple[list[R], str]:
+    """Run the whole test `item` (setup, call, teardown) `times` more times with pytest's own
+    protocol, as pytest-rerunfailures does, reporting nothing and keeping the repeats' warnings out
+    of the session's; `before()` reads before each run and `after(that reading)` after it, garbage
+    collected first, and what `after` returns is kept (numbers, so that no reading outlives its
+    run: one that holds the process's map would be memory the next run is charged with).
+
+    Fixtures of wider scope are set up once for all the repeats: the repeats tear down the test's
+    function-scoped fixtures alone. Where the first run tore some down (the last test of a module,
+    class or session), one run that is not measured sets them up again, and they are torn down
+    after the repeats as `nextitem` needs. Returns what `after` made of each measured run, and ""
+    or why it stopped early: a phase did not pass, or the test called `pytest.exit()`
+    (a repeat never changes the test's outcome, which its first run decided; Ctrl-C still stops
+    the session)."""
+    from _pytest.runner import call_and_report, runtestprotocol  # the protocol pytest runs every test with
+
+    scopes = item.listchain()[:-1]
+    torn = nextitem is None or nextitem.listchain()[: len(scopes)] != scopes
+    alone = _Alone(item)
+    readings: list[R] = []
+    stopped = ""
+    try:
+        with warnings.catch_warnings(record=True):
+            for run in range(times + torn):
+                if item.session.shouldfail or item.session.shouldstop:
+                    stopped = "the session is stopping"
+                    break
+                gc.collect()
+                start = before()
+                reports = runtestprotocol(item, log=False, nextitem=alone)  # type: ignore[arg-type]
+                failed = next((r for r in reports if not r.passed), None)
+                if failed is not None:
+                    stopped = f"its {failed.when} {failed.outcome} when run again"
+                    break
+                gc.collect()
+                if run or not torn:
+                    readings.append(after(start))
+                del start
+    except pytest.exit.Exception:  # brought about by running it again: not the session's end
+        stopped = "it called pytest.exit() when run again"
+        torn = True
+    if torn:  # leave the fixtures as the first run left them, for `nextitem`
+        with contextlib.suppress(pytest.exit.Exception):
+            call_and_report(item, "teardown", log=False, nextitem=nextitem)
+    return readings, stopped

@@ -5,7 +5,7 @@ calls it then)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional
 
 import pytest
 
@@ -15,10 +15,11 @@ from ..size import signed
 from .state import OUTPUTS, Gate, Session
 
 if TYPE_CHECKING:
+    from .._gate.history import HistoryEntry
     from .._gate.results import RunResults
 
 # The gate (results files, the environment, the comparison) is imported only by a session that
-# compares with a baseline or writes a file: plain `--pmap` prints its table and is done.
+# compares with a baseline, keeps a history or writes a file: plain `--pmap` prints its table.
 
 __all__ = ["Outcome", "node_down", "session_finish", "summary_table", "terminal_summary"]
 
@@ -78,30 +79,45 @@ def session_finish(session: pytest.Session, state: Session) -> None:
     from .._gate.results import last_of_each
 
     state.results[:] = last_of_each(state.results)  # a test run again in the session counts once, with its last run
-    if not state.unavailable and (state.gate.baseline is not None or state.gate.outputs):
+    gate = state.gate
+    if not state.unavailable and (gate.baseline is not None or gate.outputs or gate.history is not None):
         from .._gate.environment import current_environment
         from .._gate.results import RunResults
 
         reason = _incomplete(session, state)
         run = RunResults(tuple(state.results), current_environment(), complete=not reason,
                          exit_status=int(session.exitstatus), incomplete_reason=reason)
-        failed = _gate_and_write(state.gate, run)
+        failed = _gate_and_write(state.gate, run, str(session.config.rootpath))
         if failed and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
     session.config.hook.pytest_pmap_session_report(results=state.results)
 
 
-def _gate_and_write(gate: Gate, run: RunResults) -> bool:
-    """Compare with the baseline and write the files; True when the run must fail for it."""
-    if gate.baseline is None and not gate.outputs:  # plain --pmap: nothing to compare or write
+def _gate_and_write(gate: Gate, run: RunResults, rootdir: str) -> bool:
+    """Compare with the baseline, append to the history and write the files; True when the run
+    must fail for it."""
+    if gate.baseline is None and not gate.outputs and gate.history is None:  # plain --pmap: nothing to do
         return False
     from .._gate.compare import Tolerance, compare
     from .._gate.reports import write_report
 
-    if gate.baseline is not None:
+    if gate.baseline is not None and gate.baseline_path is not None:
         tolerance = gate.tolerance or Tolerance()
-        gate.comparison = compare(gate.baseline, run, gate.metric, tolerance, f"baseline {gate.baseline_path}",
-                                  allow_ungated=gate.allow_empty)
+        path = gate.baseline_path
+        # Reports name the baseline by its file name: a runner's absolute path means nothing to a reviewer.
+        update = f"pytest --pmap-save-baseline {path if not path.is_absolute() else path.name}"
+        gate.comparison = compare(gate.baseline, run, gate.metric, tolerance, f"baseline {path.name}",
+                                  allow_ungated=gate.allow_empty, accept=gate.accept, accept_source=gate.accept_source,
+                                  update=update)
+    if gate.history is not None:
+        from .._gate.history import append_history
+
+        try:
+            size = append_history(gate.history, run, rootdir)
+        except PmapError as exc:
+            gate.errors.append(f"history not appended: {exc}")
+        else:
+            gate.written.append(f"appended this run to history {gate.history} ({size:,} bytes)")
     for name, path in gate.outputs.items():
         what = OUTPUTS[name]
         if name == "pmap_save_baseline":
@@ -142,7 +158,24 @@ def _render(name: str, run: RunResults, gate: Gate) -> bytes:
         return dumps(bencher(run))
     if name == "pmap_benchmark_action":
         return dumps(benchmark_action(run, gate.metric))
+    if name == "pmap_html":
+        from .._gate.html import render_html
+
+        return render_html(run, gate.comparison, _history(gate), metric=gate.metric)
     return run.dumps()  # --pmap-json and --pmap-save-baseline: the same document
+
+
+def _history(gate: Gate) -> Optional[list[HistoryEntry]]:
+    """The history's runs (this one included) for the HTML report's charts; None without one."""
+    if gate.history is None:
+        return None
+    from .._gate.history import read_history
+
+    try:
+        return read_history(gate.history)[0]
+    except PmapError as exc:
+        gate.errors.append(f"the HTML report has no history charts: {exc}")
+        return None
 
 
 def terminal_summary(tr: Any, state: Session) -> None:
@@ -164,6 +197,12 @@ def terminal_summary(tr: Any, state: Session) -> None:
         if not gate.comparison.passed and gate.comparison.ungated:
             tr.write_line("pmap: ERROR: a gate that compares no test passes whatever the tests do; "
                           "to run it anyway, pass --pmap-allow-empty-baseline", red=True)
+        # The last line of the run says why it failed: `2 passed, 1 pmap regression in 0.5s`.
+        regressed = len(gate.comparison.having("regressed"))
+        if regressed:
+            tr.stats.setdefault("pmap regression" if regressed == 1 else "pmap regressions", []).extend([None] * regressed)
+        elif not gate.comparison.passed:
+            tr.stats.setdefault("pmap gate failed", []).append(None)
     for line in gate.written:
         tr.write_line(f"pmap: {line}")
     for line in gate.errors:
@@ -180,13 +219,17 @@ def summary_table(results: list[MemoryResult], top: int) -> list[str]:
 
     ranked = sorted(results, key=key, reverse=True)[:top]
 
-    lines = [f"{'RSS':>10} {'USS':>10} {'peak':>10} {'w/private':>10} {'new maps':>8}  test"]
+    lines = [
+        "growth from each test's setup to its teardown, in KiB; peak: how far RSS rose above its start; "
+        "writable private: address space (pmap -d)",
+        f"{'RSS':>9} {'USS':>9} {'peak':>9} {'writable private':>16} {'new mappings':>12}  test",
+    ]
     for r in ranked:
-        new = f"{r.new_mappings}" if r.new_mappings else "-"
         lines.append(
-            f"{signed(r.growth.get('rss')):>10} {signed(r.growth.get('uss')):>10} {signed(r.peak_growth):>10} "
-            f"{signed(r.growth.get('writeable_private')):>10} {new:>8}  {r.nodeid}"
+            f"{signed(r.growth.get('rss'), unit=False):>9} {signed(r.growth.get('uss'), unit=False):>9} "
+            f"{signed(r.peak_growth, unit=False):>9} {signed(r.growth.get('writeable_private'), unit=False):>16} "
+            f"{r.new_mappings:>12}  {r.nodeid}"
             + ("  [budget exceeded]" if r.budget else "")
         )
-    lines.append(f"{len(results)} tests measured; growth from each test's setup to its teardown, peak above the RSS at its start")
+    lines.append(f"{len(results)} tests measured; the {len(ranked)} that grew most are listed")
     return lines

@@ -1,13 +1,12 @@
 """The per-test runner: every test's budget worked out at collection, the `--pmap` readings
-around each call, budgets checked after it, failures reported with the pmap diff, and the
-explanation of a failing assertion on a reading. Imported, and its hooks registered, only when a
-session needs them (`pytest_pmap.plugin` decides)."""
+around each test, budgets checked after its call, failures reported with the pmap diff. Imported,
+and its hooks registered, only when a session needs them (`pytest_pmap.plugin` decides)."""
 
 from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import replace
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import pytest
 
@@ -19,15 +18,16 @@ from .hookspecs import ignore_rule
 from .state import SESSION, Session, pmap_marker_lookup
 
 if TYPE_CHECKING:
-    from .._measure.budget import Budget
+    from .._measure.budget import Budget, Violation
     from .._measure.probe import Probe
+    from .._measure.trace import Allocations
 
-# Budgets, probes, markers and the gate's confirmation are imported where a session first needs
-# them: a session that only measures (`--pmap`) loads none of them.
+# Budgets, probes, markers, tracing, the leak hunt and the gate's confirmation are imported where a
+# session first needs them: a session that only measures (`--pmap`) loads none of them.
 
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
 
-__all__ = ["FIXTURES", "explain", "take_part"]
+__all__ = ["FIXTURES", "take_part"]
 
 _FAILURE = pytest.StashKey[str]()
 """The report of a test's broken budget."""
@@ -36,6 +36,14 @@ _TOLERANCE = pytest.StashKey[str]()
 """The marker's `tolerance=`: the gate's tolerance for this test (`off`: not gated)."""
 _TREE = pytest.StashKey[bool]()
 """The marker's `tree=True`: the test's budget covers its descendants too."""
+_TRACE = pytest.StashKey[bool]()
+"""Whether tracemalloc runs during the test's call (`--pmap-trace`, or the marker's `trace=`)."""
+_LEAKS = pytest.StashKey[int]()
+"""How many measured calls the leak hunt makes of the test (`--pmap-leaks`, the marker's `leaks=`)."""
+_ALLOCATIONS: pytest.StashKey[Allocations] = pytest.StashKey()
+"""What tracemalloc saw of the test's call, for its failure report and its result."""
+_LEAK = pytest.StashKey[Any]()
+"""The leak hunt's `LeakCheck` of the test, for its result."""
 
 
 #: Our fixtures: a test that uses one has its probes released, and its failure report gets their diffs.
@@ -46,24 +54,39 @@ def take_part(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Work out every test's budget now, and take part in running tests only as far as the session
     needs: the call of every test when `--pmap` is on or some test has a budget; its setup, report
     and teardown when some test has a budget (or a bad one) or uses a fixture."""
-    budgets = checks = tolerances = False
+    budgets = checks = traced = hunting = tolerances = False
+    state = config.stash[SESSION]
     marked = pmap_marker_lookup()
-    configured = config.stash[SESSION].config_budgets is not None
+    configured = state.config_budgets is not None
+    calls = state.leak_calls or 0
+    if not calls and (state.leaks or configured or any(marked(item) for item in items)):
+        from .._measure.leaks import DEFAULT_CALLS
+
+        calls = DEFAULT_CALLS
     for item in items:
+        if state.leaks:
+            item.stash[_LEAKS] = calls
+            hunting = True
         if not configured and not marked(item):  # no budget: nothing to work out
             if not checks and not FIXTURES.isdisjoint(getattr(item, "fixturenames", ())):
                 checks = True
             continue
-        from .markers import budget_of, tolerance_of, tree_of
+        from .markers import budget_of, leaks_of, tolerance_of, trace_of, tree_of
 
         try:
             budget = budget_of(item)
             tree = tree_of(item)
             tolerance = tolerance_of(item)
+            trace = trace_of(item, state.trace) if marked(item) else state.trace
+            leaks = leaks_of(item, state.leaks, calls) if marked(item) else item.stash.get(_LEAKS, 0)
         except BudgetSyntaxError as exc:
             item.stash[_BUDGET_ERROR] = str(exc)
             checks = True
             continue
+        item.stash[_TRACE] = trace
+        item.stash[_LEAKS] = leaks
+        traced = traced or trace
+        hunting = hunting or bool(leaks)
         if tolerance:
             item.stash[_TOLERANCE] = tolerance
             tolerances = True
@@ -74,20 +97,20 @@ def take_part(config: pytest.Config, items: list[pytest.Item]) -> None:
         elif not checks and not FIXTURES.isdisjoint(getattr(item, "fixturenames", ())):
             checks = True
     manager = config.pluginmanager
-    state = config.stash[SESSION]
     # Each concern registers its hooks only when the session has it: every hook implementation is
     # a call more on every test (the makereport hook, three), whether it does anything or not.
     if state.measure and not state.unavailable and not manager.has_plugin(_MEASURE):
-        manager.register(_Measure(state, own=budgets or tolerances), _MEASURE)
+        manager.register(_Measure(state, own=budgets or tolerances or traced or state.trace or hunting), _MEASURE)
         if state.gate.judged is not None:
             manager.register(_Confirm(state), _CONFIRM)
-    if budgets and not manager.has_plugin(_BUDGETS):
-        manager.register(_Budgets(), _BUDGETS)
-    if (budgets or checks) and not manager.has_plugin(_CHECKS):
+    # a test that uses a fixture is traced too: its failing assertion names the lines
+    if (budgets or hunting or ((traced or state.trace) and (state.measure or checks))) and not manager.has_plugin(_CALLS):
+        manager.register(_Calls(), _CALLS)
+    if (budgets or checks or hunting) and not manager.has_plugin(_CHECKS):
         manager.register(_Checks(), _CHECKS)
 
 
-_MEASURE, _CONFIRM, _BUDGETS, _CHECKS = "pmap-measure", "pmap-confirm", "pmap-budgets", "pmap-checks"
+_MEASURE, _CONFIRM, _CALLS, _CHECKS = "pmap-measure", "pmap-confirm", "pmap-calls", "pmap-checks"
 _BUDGET_ERROR = pytest.StashKey[str]()
 
 
@@ -123,6 +146,9 @@ class _Checks:
 
             for probe in item.stash.get(PROBES, []):
                 report.sections.append((f"pmap: PID {probe.pid} since its baseline", _last_diff(probe)))
+            allocations = item.stash.get(_ALLOCATIONS, None)
+            if allocations is not None:
+                report.sections.append(("pmap: tracemalloc", allocations.render()))
         return report
 
     @pytest.hookimpl(wrapper=True)
@@ -134,8 +160,9 @@ class _Checks:
 
             if PROBES in item.stash:
                 del item.stash[PROBES]
-            if _FAILURE in item.stash:
-                del item.stash[_FAILURE]
+            for key in (_FAILURE, _ALLOCATIONS, _LEAK):
+                if key in item.stash and not (key is not _FAILURE and item.config.stash[SESSION].measure):
+                    del item.stash[key]  # kept for the result when measuring: the protocol's end drops them
 
 
 class _Measure:
@@ -151,7 +178,7 @@ class _Measure:
         self.confirming = state.gate.judged is not None
         """True when a baseline judges the tests: `_Confirm` records each result, after confirming it."""
         self.own = own
-        """True when some test has a budget or a tolerance of its own, which its result carries."""
+        """True when some test has a budget, a tolerance, a trace or a leak hunt, which its result carries."""
         self.begun: Optional[tuple[pytest.Item, Boundary, Optional[int], str]] = None
         """The test running, and the reading before its setup: the boundary, the heap's in-use
         bytes, why the peak was not reset ("" when it was). Kept here, not in the test's stash: one
@@ -186,8 +213,13 @@ class _Measure:
                 if note:
                     measured["peak_growth"] = None
                 if self.own:
-                    measured["budget"], measured["failure"] = item.stash.get(_BROKEN, ((), ""))
                     measured["tolerance"] = item.stash.get(_TOLERANCE, "")
+                    measured["budget"], measured["failure"] = item.stash.get(_BROKEN, ((), ""))
+                    measured["trace"] = item.stash.get(_ALLOCATIONS, None)
+                    measured["leak"] = item.stash.get(_LEAK, None)
+                    for key in (_ALLOCATIONS, _LEAK):
+                        if key in item.stash:
+                            del item.stash[key]
                 result = MemoryResult(item.nodeid, **measured)  # type: ignore[arg-type]
                 if state.junit:  # before the teardown's report, which carries them into the XML
                     item.user_properties.extend(_properties(result))
@@ -222,52 +254,97 @@ class _Confirm:
         if result is None or state.repeating:
             return done
         del item.stash[_MEASURED]
-        if state.gate.judged is not None and not item.stash.get(_NOT_PASSED, False):
+        try:
             from .confirm import confirm
 
             state.repeating = True
-            try:
-                repeats = confirm(item, nextitem, state, result)
-            finally:
-                state.repeating = False
+            passed = not item.stash.get(_NOT_PASSED, False)
+            repeats = confirm(item, nextitem, state, result, passed)
             if repeats:
                 result = replace(result, **repeats)
-        if _BROKEN in item.stash:  # nothing of a test outlives it
-            del item.stash[_BROKEN]
-        if _NOT_PASSED in item.stash:
-            del item.stash[_NOT_PASSED]
-        state.results.append(result)
+        finally:  # Ctrl-C during a repeat stops the session, with this test's first run measured
+            state.repeating = False
+            if _BROKEN in item.stash:  # nothing of a test outlives it
+                del item.stash[_BROKEN]
+            if _NOT_PASSED in item.stash:
+                del item.stash[_NOT_PASSED]
+            state.results.append(result)
         return done
 
 
-class _Budgets:
-    """The hook around the call of a test with a budget (`@pytest.mark.pmap`, pyproject.toml), which
-    covers the call alone, as it always has: registered when some test has one."""
+class _Calls:
+    """The hook around the call of a test with a budget (which covers the call alone, as it always
+    has), a leak hunt or tracemalloc: registered when some test has one."""
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
         state = item.config.stash[SESSION]
         budget = item.stash.get(_BUDGET, None)
-        if state.unavailable or state.repeating or not budget:
+        traced = item.stash.get(_TRACE, state.trace)
+        fixtures = not FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
+        hunt_calls = item.stash.get(_LEAKS, 0)
+        if state.unavailable or state.repeating or not (budget or hunt_calls or (traced and (state.measure or fixtures))):
             return (yield)
         from .._measure.budget import check, report_text
         from .._measure.probe import Probe
+        from .._measure.trace import DEFAULT_DEPTH, Tracer
         from .._measure.treeprobe import TreeProbe
         from ..warnings import PmapWarning
 
         ignore = ignore_rule(item.config)
-        probe = TreeProbe(None, ignore=ignore) if item.stash.get(_TREE, False) else Probe(None, ignore=ignore)
+        probe = None
+        if budget:
+            probe = TreeProbe(None, ignore=ignore) if item.stash.get(_TREE, False) else Probe(None, ignore=ignore)
+        tracer = Tracer(state.trace_depth or DEFAULT_DEPTH, str(item.config.rootpath)) if traced else None
+        if tracer is not None:  # last: our own readings above are not the test's allocations
+            tracer.start()
+        passed = False
         try:
-            return (yield)
+            outcome = yield
+            passed = True
+            return outcome
         finally:
-            violations, unchecked = check(budget, probe)
-            for line in unchecked:  # never passed silently: a warning the session summary shows
-                item.add_report_section("call", "pmap", line)
-                item.warn(PmapWarning(f"memory budget {line}"))
+            violations: list[Violation] = []
+            if probe is not None and budget is not None:
+                violations, unchecked = check(budget, probe)
+                for line in unchecked:  # never passed silently: a warning the session summary shows
+                    item.add_report_section("call", "pmap", line)
+                    item.warn(PmapWarning(f"memory budget {line}"))
+            # stopped after the budget's reading (which its traces are part of), before anything is kept
+            allocations = tracer.finish() if tracer is not None else None
+            if allocations is not None:
+                item.stash[_ALLOCATIONS] = allocations
             if violations:
                 item.config.hook.pytest_pmap_budget_exceeded(item=item, violations=violations)
-                item.stash[_FAILURE] = text = report_text(violations)
+                text = report_text(violations)
+                if allocations is not None:
+                    text += "\n\n" + allocations.render(*_growth_of(violations[0]))
+                item.stash[_FAILURE] = text
                 item.stash[_BROKEN] = (tuple(v.line for v in violations), text)
+            if hunt_calls and passed:  # the first call was the warm-up
+                self._hunt(item, hunt_calls, traced)
+
+    @staticmethod
+    def _hunt(item: pytest.Item, calls: int, traced: bool) -> None:
+        """The leak hunt of a test whose first call passed; a leak fails the test."""
+        from ..warnings import PmapWarning
+        from .leaks import hunt
+
+        state = item.config.stash[SESSION]
+        state.repeating = True  # the repeats are no test's: nothing of ours measures them
+        try:
+            leak = hunt(item, state, calls, traced, ignore_rule(item.config))
+        finally:
+            state.repeating = False
+        item.stash[_LEAK] = leak
+        if leak.stopped:
+            item.add_report_section("call", "pmap", leak.headline())
+            item.warn(PmapWarning(leak.headline()))
+        if leak.leaks:
+            failure = item.stash.get(_FAILURE, "")
+            item.stash[_FAILURE] = text = (failure + "\n\n" if failure else "") + leak.report()
+            lines, _ = item.stash.get(_BROKEN, ((), ""))
+            item.stash[_BROKEN] = (lines, text)
 
 
 _MEASURED = pytest.StashKey[MemoryResult]()
@@ -276,6 +353,22 @@ _NOT_PASSED = pytest.StashKey[bool]()
 """Some phase of the test did not pass: it is not run again to confirm anything."""
 _BROKEN = pytest.StashKey[tuple[tuple[str, ...], str]]()
 """The broken limits of the test's budget, as report lines, and the failure's report."""
+
+
+def _growth_of(violation: Violation) -> tuple[Optional[int], str]:
+    """How much the memory behind a broken limit grew during the call, and what to call it: what
+    tracemalloc's share is a share of."""
+    from .._engine.metrics import METRICS
+
+    key, evidence = violation.key, violation.evidence
+    if key == "peak_growth":
+        return int(violation.actual), key
+    metric = key[: -len("_growth")] if key.endswith("_growth") else key
+    if metric not in METRICS:
+        metric = "uss"  # a new mapping's size or a peak: the memory the process holds is the fair whole
+    if evidence is None:
+        return None, ""
+    return int(getattr(evidence.after, metric)) - int(getattr(evidence.before, metric)), f"{metric} growth"
 
 
 def _last_diff(probe: Probe) -> str:
@@ -293,22 +386,3 @@ def _properties(record: MemoryResult) -> list[tuple[str, object]]:
     props: list[tuple[str, object]] = [(f"pmap_{name}", value) for name, value in record.measured().items()]
     props.append(("pmap_new_mappings", record.new_mappings))
     return props
-
-
-def explain(op: str, left: object, right: object) -> Optional[list[str]]:
-    """`pytest_assertrepr_compare` for a comparison with a `Reading`: what it measured, and the diff
-    that explains it; None for any other comparison."""
-    from .._measure.probe import Reading
-    from ..size import Size
-
-    reading = left if isinstance(left, Reading) else right if isinstance(right, Reading) else None
-    if reading is None:
-        return None
-    other = right if reading is left else left
-    shown = Size(other) if isinstance(other, (int, str)) and not isinstance(other, bool) else other
-    first = f"{reading.what} {left if reading is left else shown} {op} {right if reading is right else shown}"
-    try:
-        explanation = reading.brief()
-    except PmapError as exc:
-        explanation = f"(no diff: {exc})"
-    return [first, *explanation.rstrip("\n").splitlines()]

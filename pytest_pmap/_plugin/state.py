@@ -39,6 +39,7 @@ OUTPUTS = {
     "pmap_save_baseline": "baseline",
     "pmap_bencher": "Bencher Metric Format results",
     "pmap_benchmark_action": "github-action-benchmark results",
+    "pmap_html": "HTML report",
 }
 
 
@@ -65,6 +66,12 @@ class Gate:
     """`--pmap-allow-empty-baseline`: a comparison that gates no test passes (with a warning)."""
     outputs: dict[str, Path] = field(default_factory=dict)
     """Option name (`pmap_json`, ...) -> where to write."""
+    history: Optional[Path] = None
+    """`--pmap-history`: the file each run appends its line to."""
+    accept: dict[str, str] = field(default_factory=dict)
+    """`[tool.pytest_pmap] accept`: node-id glob -> why its increase is known."""
+    accept_source: str = ""
+    """Where the accept table was read (`pyproject.toml [tool.pytest_pmap]`)."""
     comparison: Optional[Comparison] = None
     written: list[str] = field(default_factory=list)
     """What was written, as lines for the terminal."""
@@ -90,6 +97,14 @@ class Session:
     """The per-test readings of `--pmap`, made when the first test is measured."""
     junit: bool = False
     """True when a JUnit XML report is written: each test's measurements go in as properties."""
+    trace: bool = False
+    """`--pmap-trace`: tracemalloc runs during every measured call."""
+    trace_depth: Optional[int] = None
+    """`--pmap-trace-depth`: frames per allocation; None for the tracer's default."""
+    leaks: bool = False
+    """`--pmap-leaks`: every test's call is repeated and judged for leaks."""
+    leak_calls: Optional[int] = None
+    """`--pmap-leaks-calls`: measured calls after the warm-up; None for the default."""
     stopped: str = ""
     """Why the session was interrupted (`KeyboardInterrupt`, `stopping after 1 failures`), "" if it was not."""
     collect_errors: int = 0
