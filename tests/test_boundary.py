@@ -141,3 +141,47 @@ def test_smaps_rollup_is_read_for_a_bounded_share_of_the_time(
         _canned_process(tmp_path, 10_000 + 4 * i)  # a page of anonymous memory more at each reading
         reader.read()
     assert reads == expected
+
+
+def test_growth_compares_only_the_mappings_that_changed_and_agrees_with_the_whole_diff() -> None:
+    """growth() diffs the lines of maps that differ; the new regions and pmap -d's totals are those
+    of a MapDiff over the whole maps, for mappings made, grown by a merge, split by mprotect, unmapped."""
+    import ctypes
+    import mmap
+
+    from pytest_pmap._engine.diff import MapDiff
+    from pytest_pmap._engine.render.text import mode
+    from pytest_pmap._engine.totals import mode_totals
+    from pytest_pmap._measure.boundary import growth
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    reader = BoundaryReader()
+    kept = [mmap.mmap(-1, 4 * MiB, flags=mmap.MAP_PRIVATE)]  # private: VmData sees its write bit go
+    view = ctypes.c_char.from_buffer(kept[0])
+    address = ctypes.addressof(view)
+    del view  # the mapping can be closed again
+
+    def split() -> None:  # read-only in its middle: one mapping becomes three
+        assert libc.mprotect(address + MiB, MiB, mmap.PROT_READ) == 0, ctypes.get_errno()
+
+    steps = [
+        lambda: kept.append(mmap.mmap(-1, 2 * MiB, flags=mmap.MAP_PRIVATE)),  # a new mapping
+        lambda: kept.append(mmap.mmap(-1, 3 * MiB, flags=mmap.MAP_SHARED)),  # a shared one
+        split,
+        lambda: kept.pop(1).close(),                                         # unmapped
+    ]
+    for step in steps:
+        before = reader.read()
+        step()
+        after = reader.read()
+        assert after.maps is not before.maps
+        got = growth(before, after)
+        b, a = mode_totals(before.maps.mappings), mode_totals(after.maps.mappings)
+        moved = got["growth"]
+        assert (moved["mapped"], moved["writeable_private"], moved["shared"]) == (a[0] - b[0], a[1] - b[1], a[2] - b[2])  # type: ignore[index]
+        whole = [(c.start, int(c.new), mode(c.mapping.perms), c.mapping.name.strip())
+                 for c in MapDiff.between(before.maps, after.maps).new_mappings()]
+        assert [(r.start, r.size, r.mode, r.name) for r in got["new_regions"]] == whole  # type: ignore[attr-defined]
+    for m in kept:
+        m.close()
