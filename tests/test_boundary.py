@@ -5,16 +5,17 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import pytest
 
-from pytest_pmap import KiB, MiB, ProcFS, Snapshot
-from pytest_pmap._measure.boundary import Boundary, BoundaryReader, _anon_faults
+from pytest_pmap import KiB, MiB, ProcFS
+from pytest_pmap._engine.render.names import Names
+from pytest_pmap._measure.boundary import Boundary, BoundaryReader, Maps, _anon_faults
 
 BASE = {"RssAnon": 10 * MiB, "RssFile": 5 * MiB, "RssShmem": 0, "VmSwap": 0}
 LAST = Boundary(BASE, {"Anonymous": 10 * MiB - 4 * KiB, "Pss": 12 * MiB, "Private_Dirty": 10 * MiB},
-                Snapshot(pid=1, mappings=[], detail=False))
+                Maps(1, frozenset(), Names()))
 
 
 @pytest.mark.parametrize(("change", "carried"), [
@@ -144,8 +145,8 @@ def test_smaps_rollup_is_read_for_a_bounded_share_of_the_time(
 
 
 def test_growth_compares_only_the_mappings_that_changed_and_agrees_with_the_whole_diff() -> None:
-    """growth() diffs the lines of maps that differ; the new regions and pmap -d's totals are those
-    of a MapDiff over the whole maps, for mappings made, grown by a merge, split by mprotect, unmapped."""
+    """growth() parses and diffs only the lines of maps that differ; the new regions and pmap -d's
+    totals are those of a MapDiff over the whole maps, for mappings made, split by mprotect, unmapped."""
     import ctypes
     import mmap
 
@@ -165,7 +166,7 @@ def test_growth_compares_only_the_mappings_that_changed_and_agrees_with_the_whol
     def split() -> None:  # read-only in its middle: one mapping becomes three
         assert libc.mprotect(address + MiB, MiB, mmap.PROT_READ) == 0, ctypes.get_errno()
 
-    steps = [
+    steps: list[Callable[[], None]] = [
         lambda: kept.append(mmap.mmap(-1, 2 * MiB, flags=mmap.MAP_PRIVATE)),  # a new mapping
         lambda: kept.append(mmap.mmap(-1, 3 * MiB, flags=mmap.MAP_SHARED)),  # a shared one
         split,
@@ -177,11 +178,12 @@ def test_growth_compares_only_the_mappings_that_changed_and_agrees_with_the_whol
         after = reader.read()
         assert after.maps is not before.maps
         got = growth(before, after)
-        b, a = mode_totals(before.maps.mappings), mode_totals(after.maps.mappings)
+        whole_before, whole_after = before.maps.snapshot(), after.maps.snapshot()
+        b, a = mode_totals(whole_before.mappings), mode_totals(whole_after.mappings)
         moved = got["growth"]
         assert (moved["mapped"], moved["writeable_private"], moved["shared"]) == (a[0] - b[0], a[1] - b[1], a[2] - b[2])  # type: ignore[index]
         whole = [(c.start, int(c.new), mode(c.mapping.perms), c.mapping.name.strip())
-                 for c in MapDiff.between(before.maps, after.maps).new_mappings()]
+                 for c in MapDiff.between(whole_before, whole_after).new_mappings()]
         assert [(r.start, r.size, r.mode, r.name) for r in got["new_regions"]] == whole  # type: ignore[attr-defined]
     for m in kept:
         m.close()

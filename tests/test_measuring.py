@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_pmap import KiB, MiB, Snapshot
-from pytest_pmap._measure.boundary import Boundary, growth
+from pytest_pmap import KiB, MiB
+from pytest_pmap._engine.render.names import Names
+from pytest_pmap._measure.boundary import Boundary, Maps, growth
 
 #: A test that finds where glibc serves a 2 MiB block after a 4 MiB one was freed: a block of its
 #: own (a new mapping: glibc counts it in mallinfo2's hblks) or the heap. glibc's own rule raises the
@@ -88,7 +89,7 @@ def test_a_failure_s_report_shows_the_diff_its_assertion_read(pytester: pytest.P
 
 def _boundary(rss_status: int, rss_rollup: int) -> Boundary:
     return Boundary({"VmRSS": rss_status, "VmHWM": rss_status}, {"Rss": rss_rollup, "Pss": 0},
-                    Snapshot(pid=1, mappings=[], detail=False))
+                    Maps(1, frozenset(), Names()))
 
 
 def test_pmap_s_rss_growth_is_smaps_rss_as_in_budgets() -> None:

@@ -34,7 +34,8 @@ from __future__ import annotations
 import os
 import re
 import time
-from dataclasses import dataclass, replace
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 from .._engine.acquire import PeakReset, has_rollup
@@ -69,8 +70,30 @@ class Boundary:
     rollup: dict[str, int]
     """Rss, Pss, Private_Clean, Private_Dirty, Anonymous, AnonHugePages and Swap in bytes, from the
     latest smaps_rollup that applies (read, or carried forward over anonymous faults)."""
-    maps: Snapshot
-    """The latest maps that apply (maps only: no per-mapping fields)."""
+    maps: Maps
+    """The latest maps that apply, as its lines."""
+
+
+@dataclass(frozen=True)
+class Maps:
+    """The calling process's maps file at one boundary: its lines, parsed only where two readings
+    differ (a test that maps memory in a process of thousands of mappings parses one or two)."""
+
+    pid: int
+    lines: frozenset[bytes]
+    """Every line of maps, without its newline."""
+    names: Names
+    """pmap's names for the process's mappings."""
+
+    def snapshot(self, lines: Optional[Iterable[bytes]] = None) -> Snapshot:
+        """These maps (or only the given lines of them) as a maps-only snapshot, in address order."""
+        chosen = sorted(self.lines if lines is None else lines, key=_start)
+        mappings = mappings_of(locate_maps(b"".join(line + b"\n" for line in chosen)), self.names)
+        return Snapshot(pid=self.pid, mappings=mappings, detail=False)
+
+
+def _start(line: bytes) -> int:
+    return int(line[: line.find(b"-")], 16)
 
 
 class BoundaryReader:
@@ -113,11 +136,11 @@ class BoundaryReader:
             sums[key.decode()] = sums.get(key.decode(), 0) + (int(value) << 10)
         return sums
 
-    def _maps(self) -> Snapshot:
+    def _maps(self) -> Maps:
         if self._names is None:  # pmap's names need the stack's address, which stays put
             self._names = Names(parse_stat(self.procfs.read(self.pid, "stat"), self.pid).start_stack)
-        mappings = mappings_of(locate_maps(self.procfs.read(self.pid, "maps")), self._names)
-        return Snapshot(pid=self.pid, mappings=mappings, detail=False)
+        lines = frozenset(self.procfs.read(self.pid, "maps").split(b"\n"))
+        return Maps(self.pid, lines - {b""}, self._names)
 
     def _may_carry(self) -> bool:
         """True while smaps_rollup may be carried forward once more (see the module's docstring)."""
@@ -206,7 +229,8 @@ def growth(before: Boundary, after: Boundary, ignore: Optional[Callable[[Mapping
         # Only the mappings that differ: a line of maps the same before and after groups with
         # nothing else (the mappings of one side are disjoint) and adds nothing, and the totals are
         # sums over mappings. A test that maps 1 MiB in a process of 500 mappings compares two.
-        gone, added = _changed(before.maps, after.maps)
+        old, young = before.maps, after.maps
+        gone, added = old.snapshot(old.lines - young.lines), young.snapshot(young.lines - old.lines)
         b, a = mode_totals(gone.mappings), mode_totals(added.mappings)
         map_growth = (a[0] - b[0], a[1] - b[1], a[2] - b[2])
         new = tuple(
@@ -231,11 +255,3 @@ def growth(before: Boundary, after: Boundary, ignore: Optional[Callable[[Mapping
         "new_regions": new,
     }
 
-
-def _changed(before: Snapshot, after: Snapshot) -> tuple[Snapshot, Snapshot]:
-    """The mappings of `before` that `after` does not have line for line, and those of `after` that
-    `before` does not have, each as a snapshot of its own (a mapping's header is all its maps line)."""
-    then = {m._parsed(): m for m in before.mappings}
-    now = {m._parsed(): m for m in after.mappings}
-    return (replace(before, mappings=[m for k, m in then.items() if k not in now]),
-            replace(after, mappings=[m for k, m in now.items() if k not in then]))
