@@ -81,8 +81,8 @@ def test_the_report_command_writes_the_page_and_never_an_input(tmp_path: Path) -
     before = (tmp_path / "base.json").read_bytes()
     refused = subprocess.run([*run, "-o", "base.json"], cwd=tmp_path, capture_output=True, text=True)
     assert refused.returncode == 1
-    assert refused.stderr == ("pytest-pmap report: -o base.json is the input base.json: writing it would replace that file; "
-                              "give the output a name of its own\n")
+    assert refused.stderr == ("pytest-pmap report: -o base.json is the baseline base.json: writing it would replace that "
+                              "file; give it a name of its own\n")
     assert (tmp_path / "base.json").read_bytes() == before
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import resource
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -111,6 +113,70 @@ def test_merging_never_writes_over_an_input(shards: Path) -> None:
     assert (shards / "s1.json").read_bytes() == before
     with pytest.raises(ResultsFileError, match="given twice"):
         merge_files([shards / "s1.json", shards / "s1.json"], shards / "x.json")
+
+
+def test_merge_expect_refuses_a_lost_shard_naming_it_and_writes_nothing(tmp_path: Path) -> None:
+    for n in (0, 1, 3):
+        run(result(f"t::s{n}", 0), complete=True, exit_status=0).save(tmp_path / f"pmap-shard-{n}.json")
+    shards = ["pmap-shard-0.json", "pmap-shard-1.json", "pmap-shard-3.json"]
+    done = cli("merge", *shards, "--expect", "4", "-o", "all.json", "--history", "h.jsonl", cwd=tmp_path)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == ("pytest-pmap merge: --expect 4 files, got 3: pmap-shard-2.json is missing; "
+                           "nothing was written\n")
+    assert not (tmp_path / "all.json").exists() and not (tmp_path / "h.jsonl").exists()
+    # named otherwise, the files given are listed; one too many is refused the same way
+    (tmp_path / "other.json").write_bytes((tmp_path / "pmap-shard-3.json").read_bytes())
+    done = cli("merge", "pmap-shard-0.json", "other.json", "--expect", "3", "-o", "all.json", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "--expect 3 files, got 2: missing: got pmap-shard-0.json, other.json; nothing was written" in done.stderr
+    done = cli("merge", *shards, "--expect", "2", "-o", "all.json", cwd=tmp_path)
+    assert done.returncode == 2 and "--expect 2 files, got 3: more than expected" in done.stderr
+    assert not (tmp_path / "all.json").exists()
+    assert cli("merge", *shards, "--expect", "3", "-o", "all.json", cwd=tmp_path).returncode == 0
+
+
+@pytest.mark.parametrize("history", ["base.json", "notes.txt"])
+def test_merge_history_refuses_a_file_that_is_not_a_history_before_writing_anything(shards: Path, history: str) -> None:
+    run(result("t::a", 0)).save(shards / "base.json")
+    (shards / "notes.txt").write_text("my notes\n")
+    before = (shards / history).read_bytes()
+    done = cli("merge", "s1.json", "s2.json", "-o", "all.json", "--history", history, cwd=shards)
+    assert done.returncode == 1
+    assert done.stderr == (f"pytest-pmap merge: {history} is not a pytest-pmap history file (its first line is not a "
+                           "run's); appending to it would mix a history into another file: name a new file\n")
+    assert (shards / history).read_bytes() == before and not (shards / "all.json").exists()
+
+
+def test_merge_history_that_cannot_be_appended_says_the_output_was_written(shards: Path) -> None:
+    # /dev/full reads as zeros: not a history, refused before anything is written
+    done = cli("merge", "s1.json", "s2.json", "-o", "all.json", "--history", "/dev/full", cwd=shards)
+    assert done.returncode == 1 and "/dev/full is not a pytest-pmap history file" in done.stderr
+    assert not (shards / "all.json").exists()
+    # a history that passes the check but cannot be appended to (the file is past the size limit
+    # of the process, as on a full disk): the output is written first, and the message says what
+    # was and was not written
+    for n in range(40):
+        append_history(shards / "h.jsonl", run(result(f"t::{n}", 0)))
+    before = (shards / "h.jsonl").read_bytes()
+    assert len(before) > 8 << 10
+
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG rather than death, as a full disk's ENOSPC
+        resource.setrlimit(resource.RLIMIT_FSIZE, (8 << 10, 8 << 10))
+
+    done = subprocess.run([sys.executable, "-m", "pytest_pmap", "merge", "s1.json", "s2.json", "-o", "all.json",
+                           "--history", "h.jsonl"], cwd=shards, capture_output=True, text=True, preexec_fn=small_files)
+    assert done.returncode == 1
+    assert done.stderr == ("pytest-pmap merge: wrote all.json, but the run was not appended to the history: "
+                           "cannot append to 'h.jsonl': File too large\n")
+    assert RunResults.load(shards / "all.json").results and (shards / "h.jsonl").read_bytes() == before
+
+
+def test_merge_history_named_as_the_output_says_it_is_the_output(shards: Path) -> None:
+    done = cli("merge", "s1.json", "s2.json", "-o", "mm.json", "--history", "mm.json", cwd=shards)
+    assert done.returncode == 1
+    assert done.stderr == ("pytest-pmap merge: --history mm.json is the output mm.json: writing it would spoil that "
+                           "file; give it a name of its own\n")
 
 
 @pytest.mark.parametrize(("content", "says"), [

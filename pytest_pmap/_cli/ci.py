@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from pathlib import Path
 from typing import Optional
 
@@ -21,13 +22,29 @@ def _limit(text: str) -> int:
     return int(text)
 
 
-def _not_an_input(output: str, option: str, inputs: list[Optional[str]]) -> None:
-    """Refuse an output file that is one of the inputs: writing it would replace what was read."""
+def _not_an_input(output: str, option: str, others: list[tuple[str, Optional[str]]]) -> None:
+    """Refuse a file written to (`option output`) that is one of the other files of the command
+    (each `(what it is, path)`: `("the input", "a.json")`): writing it would replace or spoil it."""
     target = os.path.realpath(output)
-    for given in inputs:
+    for what, given in others:
         if given is not None and os.path.realpath(given) == target:
-            raise PmapError(f"{option} {output} is the input {given}: writing it would replace that file; "
-                            "give the output a name of its own")
+            raise PmapError(f"{option} {output} is {what} {given}: writing it would "
+                            f"{'spoil' if option == '--history' else 'replace'} that file; give it a name of its own")
+
+
+def _missing(inputs: list[str], expected: int) -> str:
+    """What `merge --expect` says when it was given `len(inputs)` files: the files missing by
+    name where the inputs are named alike but for a number (`pmap-shard-2.json`), else the files given."""
+    got = len(inputs)
+    numbered = [re.fullmatch(r"(.*?)(\d+)(\D*)", os.path.basename(i)) for i in inputs]
+    shapes = {(m.group(1), m.group(3)) for m in numbered if m}
+    if got < expected and len(shapes) == 1 and all(numbered):
+        (head, tail), numbers = shapes.pop(), {int(m.group(2)) for m in numbered if m}
+        first = 0 if min(numbers) == 0 or max(numbers) < expected else 1
+        lost = [f"{head}{n}{tail}" for n in range(first, first + expected) if n not in numbers]
+        if lost and len(lost) == expected - got:
+            return f"{', '.join(lost)} {'is' if len(lost) == 1 else 'are'} missing"
+    return f"{'missing' if got < expected else 'more than expected'}: got {', '.join(inputs)}"
 
 
 def merge_parser() -> Parser:
@@ -42,15 +59,31 @@ def merge_parser() -> Parser:
     p.add_argument("--samples", action="store_true",
                    help="keep a test measured in several files as several samples of it (the file says so)")
     p.add_argument("--history", metavar="FILE", default=None,
-                   help="also append the merged run to FILE, as --pmap-history does for a run")
+                   help="also append the merged run to FILE, as --pmap-history does for a run (after OUT is written)")
+    p.add_argument("--expect", type=_expect, default=None, metavar="N",
+                   help="the number of RESULTS files there must be (one per shard): fewer or more is an error "
+                   "(exit status 2) and nothing is written, so that a lost shard cannot pass as a whole suite")
     return p
+
+
+def _expect(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of files: give a whole number of 1 or more")
+    return int(text)
 
 
 def run_merge(ns: argparse.Namespace) -> int:
     from .._gate.merge import merge_files
 
+    if ns.expect is not None and len(ns.inputs) != ns.expect:
+        complain(f"pytest-pmap merge: --expect {ns.expect} files, got {len(ns.inputs)}: "
+                 f"{_missing(ns.inputs, ns.expect)}; nothing was written\n")
+        return 2
     if ns.history is not None:
-        _not_an_input(ns.history, "--history", [*ns.inputs, ns.output])
+        from .._gate.history import check_history
+
+        _not_an_input(ns.history, "--history", [*(("the input", i) for i in ns.inputs), ("the output", ns.output)])
+        check_history(ns.history)
     merged = merge_files(ns.inputs, ns.output, samples=ns.samples)
     tests = len({r.nodeid for r in merged.results})
     what = f"{len(merged.results)} samples of {tests} tests" if merged.samples else f"{tests} tests"
@@ -58,13 +91,19 @@ def run_merge(ns: argparse.Namespace) -> int:
     lines += [f"note: {n}" for n in merged.notes]
     if merged.complete is False:
         lines.append(f"the merged run is incomplete: {merged.incomplete_reason}")
+    status = 0
     if ns.history is not None:
         from .._gate.history import append_history
 
-        size = append_history(ns.history, merged)
-        lines.append(f"appended the run to history {ns.history} ({size:,} bytes)")
+        try:
+            size = append_history(ns.history, merged)
+        except PmapError as exc:  # OUT is written by now: say so, and that the history is not
+            complain(f"pytest-pmap merge: wrote {ns.output}, but the run was not appended to the history: {exc}\n")
+            status = 1
+        else:
+            lines.append(f"appended the run to history {ns.history} ({size:,} bytes)")
     out("".join(line + "\n" for line in lines))
-    return 0
+    return status
 
 
 def trend_parser() -> Parser:
@@ -124,7 +163,8 @@ def run_report(ns: argparse.Namespace) -> int:
     from .._gate.reports import write_report
     from .._gate.results import RunResults
 
-    _not_an_input(ns.output, "-o", [*ns.inputs, ns.history, ns.baseline])
+    _not_an_input(ns.output, "-o", [*(("the input", i) for i in ns.inputs), ("the history", ns.history),
+                                     ("the baseline", ns.baseline)])
     metric = parse_metric(ns.metric, "--metric")
     tolerance = Tolerance() if ns.tolerance is None else Tolerance.parse(ns.tolerance, "--tolerance")
     inputs = load_inputs(ns.inputs)

@@ -25,7 +25,8 @@ from .._measure.result import MemoryResult
 from ..errors import PmapError
 from .results import RunResults
 
-__all__ = ["COLUMNS", "HistoryEntry", "HistoryFileError", "append_history", "history_line", "read_history", "revision"]
+__all__ = ["COLUMNS", "HistoryEntry", "HistoryFileError", "append_history", "check_history", "history_line", "read_history",
+           "revision"]
 
 FORMAT = "pytest-pmap-history"
 VERSION = 1
@@ -131,6 +132,29 @@ def history_line(run: RunResults, commit: str = "", branch: str = "") -> bytes:
         "tests": {nodeid: _figures(results) for nodeid, results in by_test.items()},
     }
     return json.dumps(data, separators=(",", ":")).encode() + b"\n"
+
+
+def check_history(path: str | os.PathLike[str]) -> None:
+    """Check, before anything is measured or written, that a run can be appended to the history
+    file at `path` later: it is not a folder, its folder exists, and it is absent, empty or a
+    history file (a line appended to a baseline or a report would spoil that file). Raises
+    `HistoryFileError` saying what is wrong. `--pmap-history` and `merge --history` both ask it."""
+    name = os.fspath(path)
+    if os.path.isdir(name):
+        raise HistoryFileError(f"{name} is a folder; name the history file")
+    folder = os.path.dirname(name) or "."
+    if not os.path.isdir(folder):
+        raise HistoryFileError(f"the folder {folder} of {name} does not exist")
+    try:
+        with open(name, "rb") as f:
+            start = f.read(64).lstrip()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise HistoryFileError(f"cannot read {name}: {exc.strerror}") from None
+    if start and not start.startswith(_MARK):
+        raise HistoryFileError(f"{name} is not a pytest-pmap history file (its first line is not a run's); "
+                               "appending to it would mix a history into another file: name a new file")
 
 
 def append_history(path: str | os.PathLike[str], run: RunResults, cwd: Optional[str] = None) -> int:
