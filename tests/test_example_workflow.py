@@ -91,7 +91,10 @@ def make_project(tmp_path: Path, names: tuple[str, ...]) -> Path:
     return tmp_path
 
 
-def ci(project: Path, event: str, leak: str = "", stop: str = "", lose: str = "") -> tuple[dict[str, list[tuple[str, int, str]]], str]:
+Steps = dict[str, list[tuple[str, int, str]]]
+
+
+def ci(project: Path, event: str, leak: str = "", stop: str = "", lose: str = "") -> tuple[Steps, str]:
     """Run the workflow: each shard, then the gate job. `leak`, `stop`: the test module that leaks
     4 MiB in test_one, or stops the session there (an interrupted shard); `lose`: a shard's
     results file that never reaches the gate job (its upload lost)."""
