@@ -303,4 +303,35 @@ def test_trend_says_which_lines_it_skipped(tmp_path: Path) -> None:
     done = cli("trend", "h.jsonl", cwd=tmp_path)
     assert done.returncode == 0
     assert done.stderr.startswith("pytest-pmap trend: skipped 1 line of h.jsonl that could not be read (line 2: ")
-    assert trend_lines(read_history(path)[0], "uss_growth", "x*") == ["no test matching 'x*' in 1 runs"]
+    assert trend_lines(read_history(path)[0], "uss_growth", "x*") is None
+
+
+def test_trend_of_a_glob_that_matches_no_test_is_an_error(tmp_path: Path) -> None:
+    append_history(tmp_path / "h.jsonl", run(result("t::a", 0)))
+    done = cli("trend", "h.jsonl", "--test", "nomatch*", cwd=tmp_path)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == "pytest-pmap trend: no test matches 'nomatch*' in the 1 runs read of h.jsonl\n"
+
+
+def test_trend_and_report_read_only_the_last_runs_from_the_end_of_the_history(tmp_path: Path) -> None:
+    path = tmp_path / "h.jsonl"
+    path.write_bytes(b'{"format":"pytest-pmap-history", a line no reader can parse\n')
+    for i in range(100):
+        append_history(path, RunResults((result("t::a", i * MiB), result(f"t::only{i}", 0)), HERE, 1000.0 + i))
+    entries, problems = read_history(path, last=5)
+    assert [e.time for e in entries] == [1095.0, 1096.0, 1097.0, 1098.0, 1099.0] and problems == []
+    assert len(read_history(path)[1]) == 1  # the whole file: the broken first line is found
+    done = cli("trend", "h.jsonl", "--test", "t::a", cwd=tmp_path)  # 30 runs by default, the first never read
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.startswith("uss_growth of 1 test over 30 runs")
+    every = cli("trend", "h.jsonl", "--test", "t::a", "--last", "0", cwd=tmp_path)
+    assert every.stdout.startswith("uss_growth of 1 test over 100 runs")
+    assert "skipped 1 line of h.jsonl that could not be read (line 1: " in every.stderr
+    header, row = every.stdout.splitlines()[1:3]
+    assert "last 60 runs" in header
+    spark = next(word for word in row.split() if set(word) <= set("▁▂▃▄▅▆▇█·"))
+    assert len(spark) == 60
+    run(result("t::a", 0)).save(tmp_path / "r.json")
+    page = cli("report", "r.json", "--history", "h.jsonl", "--last", "7", "-o", "r.html", cwd=tmp_path)
+    assert page.returncode == 0, page.stderr
+    assert "History (7 runs)" in (tmp_path / "r.html").read_text()

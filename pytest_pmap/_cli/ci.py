@@ -118,7 +118,15 @@ def trend_parser() -> Parser:
     p.add_argument("--test", metavar="GLOB", default="*", help="only the tests whose node ID matches GLOB (* and ?)")
     p.add_argument("--metric", default=DEFAULT_METRIC, help=f"the metric to show (default {DEFAULT_METRIC})")
     p.add_argument("--limit", type=_limit, default=0, metavar="N", help="at most N tests (default 0: all)")
+    _last(p)
     return p
+
+
+def _last(p: Parser) -> None:
+    from .._gate.history import LAST_RUNS
+
+    p.add_argument("--last", type=_limit, default=LAST_RUNS, metavar="N",
+                   help=f"read only the history's last N runs, from the end of the file (default {LAST_RUNS}; 0: all)")
 
 
 def run_trend(ns: argparse.Namespace) -> int:
@@ -127,11 +135,15 @@ def run_trend(ns: argparse.Namespace) -> int:
     from .._gate.trend import trend_lines
 
     metric = parse_metric(ns.metric, "--metric")
-    entries, problems = read_history(ns.history)
+    entries, problems = read_history(ns.history, ns.last)
     if problems:
         complain(f"pytest-pmap trend: skipped {len(problems)} line{'s' if len(problems) != 1 else ''} of {ns.history} "
                  f"that could not be read ({problems[0]})\n")
-    out("".join(line + "\n" for line in trend_lines(entries, metric, ns.test, ns.limit)))
+    lines = trend_lines(entries, metric, ns.test, ns.limit)
+    if lines is None:
+        complain(f"pytest-pmap trend: no test matches {ns.test!r} in the {len(entries)} runs read of {ns.history}\n")
+        return 1
+    out("".join(line + "\n" for line in lines))
     return 0
 
 
@@ -151,6 +163,7 @@ def report_parser() -> Parser:
     p.add_argument("--metric", default=DEFAULT_METRIC, help=f"the metric compared (default {DEFAULT_METRIC})")
     p.add_argument("--tolerance", default=None, help="a percentage, a size or both, e.g. '2%%,512KiB' (the default)")
     p.add_argument("--samples", action="store_true", help="merge a test found in several RESULTS files as samples")
+    _last(p)
     return p
 
 
@@ -176,7 +189,7 @@ def run_report(ns: argparse.Namespace) -> int:
         comparison = compare(base, run, metric, tolerance, f"baseline {Path(ns.baseline).name}",
                              accept=accept, accept_source=accept_source, update=f"cp {ns.inputs[0]} {ns.baseline}"
                              if len(ns.inputs) == 1 else "")
-    history = read_history(ns.history)[0] if ns.history is not None else None
+    history = read_history(ns.history, ns.last)[0] if ns.history is not None else None
     page = render_html(run, comparison, history, metric=metric)
     done = write_report(ns.output, page)
     out(f"{done} report {ns.output} ({len(run.results)} tests, {len(page):,} bytes)\n")

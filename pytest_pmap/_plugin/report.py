@@ -160,10 +160,10 @@ def _history(gate: Gate) -> Optional[list[HistoryEntry]]:
     """The history's runs (this one included) for the HTML report's charts; None without one."""
     if gate.history is None:
         return None
-    from .._gate.history import read_history
+    from .._gate.history import LAST_RUNS, read_history
 
     try:
-        return read_history(gate.history)[0]
+        return read_history(gate.history, LAST_RUNS)[0]
     except PmapError as exc:
         gate.errors.append(f"the HTML report has no history charts: {exc}")
         return None
