@@ -145,6 +145,7 @@ def test_the_workflow_runs_shards_then_merges_gates_keeps_history_and_reports(pr
     assert "confirmed 3/3" in gate["Gate against the baseline, with the step summary"][1]
     assert "## pytest-pmap: memory per test, against baseline pmap-baseline.json" in summary
     assert "tests/test_gamma.py::test_one" in summary
+    assert "Here the baseline is updated by a push to main whose gate passes" in summary
     assert gate["The HTML report"][0] == 0  # always(): the report is made and uploaded when the gate fails
     page = (project / "pmap-report.html").read_text()
     assert "1 test regressed" in page and "History (1 runs)" in page

@@ -68,6 +68,24 @@ def test_ten_thousand_tests_make_a_page_under_5_mb(tmp_path: Path) -> None:
     assert page.count(b"<details>") == 51  # 50 regressions and one budget failure, each with its text
 
 
+def test_the_next_steps_are_said_once_after_the_table_not_before_the_results() -> None:
+    head = suite(60, leak=14)
+    comparison = compare(suite(60), head, baseline="baseline base.json", update="cp head.json base.json")
+    assert len(comparison.regressions) == 14
+    page = render_html(head, comparison).decode()
+    assert page.count("update the baseline (cp head.json base.json)") == 1 and "next for" not in page
+    assert page.index('<table id="tests">') < page.index('<p class="next">Next, for the 14 regressed: fix each increase')
+    # each regressed test's own accept line is with its pmap text, under the table
+    assert page.count("to accept it, under [tool.pytest_pmap] accept: &quot;tests/test_mod") == 14
+    terminal = comparison.table()
+    assert [line for line in terminal if "next" in line] == [
+        "next: fix each increase; or, where one is expected, accept it in pyproject.toml under [tool.pytest_pmap] accept, "
+        f'a line per test or glob ("{comparison.regressions[0].nodeid}" = "why it grew"), update the baseline '
+        "(cp head.json base.json), or loosen the tolerance (now max(2%, 512 KiB))"]
+    rows = [i for i, line in enumerate(terminal) if any(line.endswith(r.nodeid) for r in comparison.regressions)]
+    assert len(rows) == 14 and terminal.index(next(line for line in terminal if line.startswith("next:"))) > max(rows)
+
+
 def test_the_report_command_writes_the_page_and_never_an_input(tmp_path: Path) -> None:
     suite(20).save(tmp_path / "base.json")
     suite(20, leak=2).save(tmp_path / "head.json")

@@ -20,7 +20,7 @@ from .._measure.result import MemoryResult
 from ..size import signed
 from .charts import bar_chart, line_chart
 from .compare import Comparison, Row
-from .gatetext import accept_entry, improvements
+from .gatetext import accept_entry, improvements, next_steps
 from .history import HistoryEntry
 from .htmlassets import SCRIPT, STYLE
 from .results import RunResults
@@ -79,6 +79,8 @@ def _failure_text(result: MemoryResult, row: Optional[Row]) -> str:
         parts.append(f"{row.status}: {signed(row.base)} -> {signed(row.head)} ({signed(row.delta)}, allowed {row.allowance})")
         parts.append(f"{'Address':<16} {'Kbytes':>8} Mode  Mapping")
         parts += [r.row() for r in result.new_regions]
+    if row is not None and row.status == "regressed":
+        parts.append(f"to accept it, under [tool.pytest_pmap] accept: {accept_entry(row.nodeid)}")
     if result.failure:
         parts.append(result.failure)
     text = "\n".join(parts)
@@ -94,12 +96,6 @@ def _summary(run: RunResults, comparison: Optional[Comparison], tests: int, stat
         better = improvements(comparison)
         if better:
             out.append(f"<p>{html.escape(better)}</p>")
-        for row in comparison.regressions[:20]:
-            out.append(f'<p class="muted">next for <code>{html.escape(row.nodeid)}</code>: fix the increase, or accept it '
-                       f"(<code>{html.escape(accept_entry(row.nodeid))}</code> under <code>[tool.pytest_pmap] accept</code>), "
-                       "update the baseline"
-                       + (f" (<code>{html.escape(comparison.update)}</code>)" if comparison.update else "")
-                       + f", or loosen the tolerance ({html.escape(str(comparison.tolerance))})</p>")
     elif run.notes:
         out += [f'<p class="warning">{html.escape(n)}</p>' for n in run.notes]
     if run.complete is False:
@@ -173,6 +169,9 @@ def render_html(run: RunResults, comparison: Optional[Comparison] = None, histor
         '<tbody id="tests-body"></tbody></table><button id="more" type="button" hidden>show 500 more</button>',
         '<noscript><p class="warning">The table needs JavaScript; the data is in this page as JSON.</p></noscript>',
     ]
+    if comparison is not None and comparison.regressions:  # said once, under the table (each test's line is below)
+        page.append(f'<p class="next">Next, for the {len(comparison.regressions)} regressed: '
+                    f"{html.escape(next_steps(comparison))}.</p>")
     if failing:
         page.append(f"<h2>Failing tests ({len(failing):,})</h2>")
         for r in failing[:MAX_DETAILS]:
