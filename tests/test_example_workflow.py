@@ -148,7 +148,7 @@ def test_the_workflow_runs_shards_then_merges_gates_keeps_history_and_reports(pr
     assert "Here the baseline is updated by a push to main whose gate passes" in summary
     assert gate["The HTML report"][0] == 0  # always(): the report is made and uploaded when the gate fails
     page = (project / "pmap-report.html").read_text()
-    assert "1 test regressed" in page and "History (1 runs)" in page
+    assert "1 test regressed" in page and "History (1 run)" in page
     assert "Append to the history (main only)" not in gate  # a pull request does not write the history
 
 

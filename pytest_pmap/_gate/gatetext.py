@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from ..size import signed
 
 if TYPE_CHECKING:
-    from .compare import Comparison, Row
+    from .compare import Comparison
 
 __all__ = ["accept_entry", "improvements", "next_steps", "table"]
 

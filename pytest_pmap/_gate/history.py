@@ -25,8 +25,10 @@ from .._measure.result import MemoryResult
 from ..errors import PmapError
 from .results import RunResults
 
-__all__ = ["COLUMNS", "LAST_RUNS", "HistoryEntry", "HistoryFileError", "append_history", "check_history", "history_line", "read_history",
-           "revision"]
+__all__ = [
+    "COLUMNS", "LAST_RUNS", "HistoryEntry", "HistoryFileError", "append_history", "check_history", "history_line",
+    "read_history", "revision",
+]
 
 FORMAT = "pytest-pmap-history"
 VERSION = 1

@@ -120,9 +120,16 @@ def _history_charts(history: Sequence[HistoryEntry], metric: str) -> list[str]:
     columns = [e.column(metric) for e in history]
     totals = [sum(v for v in c.values() if v is not None) if c else None for c in columns]
     charts = [line_chart(f"all tests: {metric} summed", totals, labels)]
-    charts += [line_chart(s.nodeid, s.values, labels) for s in series(history, metric, columns=columns)[:LINE_CHARTS]]
-    return [f"<h2>History ({len(history)} runs)</h2>",
-            f'<p class="muted">{html.escape(metric)} run by run, the suite and the {LINE_CHARTS} tests that moved most</p>',
+    moved = [s for s in series(history, metric, columns=columns)[:LINE_CHARTS] if s.spread]
+    charts += [line_chart(s.nodeid, s.values, labels) for s in moved]
+    runs = f"{len(history)} run{'s' if len(history) != 1 else ''}"
+    if len(history) == 1:
+        said = f"{html.escape(metric)} of the suite in its one run so far; a test's line shows once it has two"
+    elif moved:
+        said = f"{html.escape(metric)} run by run, the suite and the {len(moved)} tests that moved most"
+    else:
+        said = f"{html.escape(metric)} run by run, the suite; no test moved over these {runs}"
+    return [f"<h2>History ({runs})</h2>", f'<p class="muted">{said}</p>',
             '<div class="lines">' + "".join(c for c in charts if c) + "</div>"]
 
 
