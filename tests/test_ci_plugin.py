@@ -103,7 +103,7 @@ def test_the_html_report_is_written_with_the_history_charts(suite: pytest.Pytest
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(["pmap: wrote HTML report report.html (3 tests)"])
     page = (suite.path / "report.html").read_text()
-    assert "<h2>History (1 runs)</h2>" in page and "test_suite.py::test_leaky" in page
+    assert "<h2>History (1 run)</h2>" in page and "test_suite.py::test_leaky" in page
 
 
 ACCEPT = """

@@ -310,7 +310,7 @@ def test_trend_of_a_glob_that_matches_no_test_is_an_error(tmp_path: Path) -> Non
     append_history(tmp_path / "h.jsonl", run(result("t::a", 0)))
     done = cli("trend", "h.jsonl", "--test", "nomatch*", cwd=tmp_path)
     assert (done.returncode, done.stdout) == (1, "")
-    assert done.stderr == "pytest-pmap trend: no test matches 'nomatch*' in the 1 runs read of h.jsonl\n"
+    assert done.stderr == "pytest-pmap trend: no test matches 'nomatch*' in the 1 run read of h.jsonl\n"
 
 
 def test_trend_and_report_read_only_the_last_runs_from_the_end_of_the_history(tmp_path: Path) -> None:

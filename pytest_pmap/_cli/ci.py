@@ -141,7 +141,8 @@ def run_trend(ns: argparse.Namespace) -> int:
                  f"that could not be read ({problems[0]})\n")
     lines = trend_lines(entries, metric, ns.test, ns.limit)
     if lines is None:
-        complain(f"pytest-pmap trend: no test matches {ns.test!r} in the {len(entries)} runs read of {ns.history}\n")
+        runs = f"{len(entries)} run{'s' if len(entries) != 1 else ''}"
+        complain(f"pytest-pmap trend: no test matches {ns.test!r} in the {runs} read of {ns.history}\n")
         return 1
     out("".join(line + "\n" for line in lines))
     return 0
