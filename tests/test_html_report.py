@@ -166,7 +166,7 @@ def test_the_table_notes_evidence_reasons_and_budgets() -> None:
     notes = {row[0]: (row[1], row[9]) for row in data["rows"]}
     assert notes[head.results[0].nodeid] == ("noise", "not confirmed: grew again in 0 of 3 repeats")
     assert notes[head.results[1].nodeid] == ("accepted", "known (#12)")
-    assert notes[head.results[2].nodeid] == ("budget", "uss_growth 4100K > 1024K (marker)")
+    assert notes[head.results[2].nodeid] == ("budget", "budget, in the call: uss_growth 4100K > 1024K (marker)")
 
 
 def history_of(tmp_path: Path, runs: int, moving: bool) -> list[HistoryEntry]:
@@ -215,3 +215,15 @@ def test_history_charts_keep_their_titles_and_labels_inside_and_apart(browser: B
         if n == 3:
             assert {title.rsplit("[", 1)[-1] for title, *_ in charts[1:]} == {"17]", "7]"}
         assert page.errors() == []
+
+
+def test_the_table_sorts_names_in_natural_order(browser: Browser, tmp_path: Path) -> None:
+    ids = ["t.py::test_x[4999]", "t.py::test_x[9]", "t.py::test_x[10]", "t.py::test_x[a]"]
+    report = tmp_path / "names.html"
+    report.write_bytes(render_html(RunResults(tuple(MemoryResult(n, {"uss": 0}, 0, 0) for n in ids), HERE)))
+    page = browser.new_page()
+    page.load(report)
+    page.click("#tests th:nth-child(1)")
+    names = "Array.from(document.querySelectorAll('#tests-body tr'), r => r.cells[0].textContent)"
+    assert page.evaluate(names) == ["t.py::test_x[9]", "t.py::test_x[10]", "t.py::test_x[4999]", "t.py::test_x[a]"]
+    assert page.errors() == []

@@ -103,6 +103,7 @@ def test_an_incomplete_shard_makes_the_merged_run_incomplete() -> None:
     assert merged.complete is False
     assert merged.exit_status == 2
     assert merged.incomplete_reason == "b.json did not finish: interrupted: x, exit status 2"
+    assert merged.outcome() == "b.json did not finish: interrupted: x, exit status 2"  # the status said once
 
 
 def test_merging_never_writes_over_an_input(shards: Path) -> None:
@@ -335,3 +336,55 @@ def test_trend_and_report_read_only_the_last_runs_from_the_end_of_the_history(tm
     page = cli("report", "r.json", "--history", "h.jsonl", "--last", "7", "-o", "r.html", cwd=tmp_path)
     assert page.returncode == 0, page.stderr
     assert "History (7 runs)" in (tmp_path / "r.html").read_text()
+
+
+# -- what the commands say ----------------------------------------------------------------------------------
+
+def test_report_of_samples_counts_tests_and_samples(shards: Path) -> None:
+    done = cli("report", "--samples", "s1.json", "s2.json", "s1.json", "-o", "r.html", cwd=shards)
+    assert done.returncode == 1 and "given twice" in done.stderr
+    (shards / "again.json").write_bytes((shards / "s1.json").read_bytes())
+    done = cli("report", "--samples", "s1.json", "s2.json", "again.json", "-o", "r.html", cwd=shards)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("wrote report r.html (3 tests, 5 samples, ")
+    assert "its row shows, of each figure, the largest of its samples" in (shards / "r.html").read_text()
+
+
+def test_compare_and_report_find_the_nearest_pyproject_and_say_which(shards: Path) -> None:
+    (shards / "pyproject.toml").write_text('[tool.pytest_pmap]\naccept = { "t::c" = "a bigger cache (#7)" }\n')
+    run(result("t::a", 0), result("t::b", MiB), result("t::c", 0)).save(shards / "base.json")
+    merged = cli("merge", "s1.json", "s2.json", "-o", "head.json", cwd=shards)
+    assert merged.returncode == 0
+    (shards / "sub" / "deeper").mkdir(parents=True)
+    done = cli("compare", "../../base.json", "../../head.json", cwd=shards / "sub" / "deeper")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "accepted: t::c +2048K" in done.stdout and "a bigger cache (#7)" in done.stdout
+    assert done.stdout.endswith("accept: 1 glob from ../../pyproject.toml [tool.pytest_pmap]\n")
+    page = cli("report", "../head.json", "--baseline", "../base.json", "-o", "r.html", cwd=shards / "sub")
+    assert page.returncode == 0 and page.stdout.startswith("accept: 1 glob from ../pyproject.toml [tool.pytest_pmap]\n")
+
+
+def test_an_accept_glob_of_a_test_that_did_not_regress_says_so() -> None:
+    base, head = run(result("t::a", 0)), run(result("t::a", 0))
+    comparison = compare(base, head, accept={"t::a": "known"}, accept_source="pyproject.toml [tool.pytest_pmap]")
+    assert comparison.warnings == ("accept 't::a' in pyproject.toml [tool.pytest_pmap] matched no regressing test: "
+                                   "if the increase is gone, it can be removed",)
+
+
+def test_an_output_in_a_folder_that_takes_no_new_file_says_so(shards: Path) -> None:
+    done = cli("merge", "s1.json", "-o", "/proc/version", cwd=shards)
+    assert done.returncode == 1
+    assert done.stderr == ("pytest-pmap merge: cannot write '/proc/version': no new file can be created in its folder "
+                           "'/proc' (No such file or directory); write it to another folder\n")
+
+
+def test_the_pmap_table_lists_only_tests_that_grew_and_says_how_many() -> None:
+    from pytest_pmap._plugin.report import summary_table
+
+    grew = [MemoryResult(f"t::g{i}", {"rss": (i + 1) * MiB}, 0, 0) for i in range(3)]
+    flat = [MemoryResult(f"t::f{i}", {"rss": 0}, 0, 0) for i in range(4)]
+    lines = summary_table([*grew, *flat], 7)
+    assert [line.split()[-1] for line in lines[2:-1]] == ["t::g2", "t::g1", "t::g0"]
+    assert lines[-1] == "7 tests measured; the 3 that grew are listed, the most first"
+    assert summary_table([*grew, *flat], 2)[-1] == "7 tests measured, 3 grew; the 2 that grew most are listed"
+    assert summary_table(flat, 7)[-1] == "4 tests measured; none grew in RSS"

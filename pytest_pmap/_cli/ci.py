@@ -169,7 +169,7 @@ def report_parser() -> Parser:
 
 
 def run_report(ns: argparse.Namespace) -> int:
-    from .._gate.accept import read_accept
+    from .._gate.accept import project_accept
     from .._gate.compare import Tolerance, compare, parse_metric
     from .._gate.history import read_history
     from .._gate.html import render_html
@@ -186,12 +186,16 @@ def run_report(ns: argparse.Namespace) -> int:
     comparison = None
     if ns.baseline is not None:
         base = RunResults.load(ns.baseline, "baseline file", allow_empty=True)
-        accept, accept_source = read_accept(Path("pyproject.toml"))
+        accept, accept_source, used = project_accept()
+        if used:
+            out(used + "\n")
         comparison = compare(base, run, metric, tolerance, f"baseline {Path(ns.baseline).name}",
                              accept=accept, accept_source=accept_source, update=f"cp {ns.inputs[0]} {ns.baseline}"
                              if len(ns.inputs) == 1 else "")
     history = read_history(ns.history, ns.last)[0] if ns.history is not None else None
     page = render_html(run, comparison, history, metric=metric)
     done = write_report(ns.output, page)
-    out(f"{done} report {ns.output} ({len(run.results)} tests, {len(page):,} bytes)\n")
+    tests = len({r.nodeid for r in run.results})
+    what = f"{tests} tests, {len(run.results)} samples" if len(run.results) != tests else f"{tests} tests"
+    out(f"{done} report {ns.output} ({what}, {len(page):,} bytes)\n")
     return 0

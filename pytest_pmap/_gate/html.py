@@ -47,7 +47,8 @@ def _row(result: Optional[MemoryResult], metric: str, row: Optional[Row]) -> lis
     note = row.reason if row is not None else ""
     if result is not None and result.budget:
         status = status if status in ("regressed", "accepted") else "budget"
-        note = "; ".join(filter(None, [note, *result.budget]))
+        # A budget is checked over the call alone; the row's figures are the whole test's.
+        note = "; ".join(filter(None, [note, *(f"budget, in the call: {b}" for b in result.budget)]))
     if row is not None and row.widened:
         note = "; ".join(filter(None, [note, f"allowance widened: {row.widened}"]))
     if row is not None and row.evidence:  # the re-measurements that confirmed a suspect, or did not
@@ -166,9 +167,12 @@ def render_html(run: RunResults, comparison: Optional[Comparison] = None, histor
         page += _history_charts(history, metric)
     page += [
         "<h2>Tests</h2>",
-        '<p class="muted">Growth from each test\'s setup to its teardown; peak: how far RSS rose above its start; '
-        "tolerance used: the change as a share of what the gate allowed (over 100% fails). Click a column to sort; "
-        "sorting and the filter take in every test.</p>",
+        '<p class="muted">Growth from each test\'s setup to its teardown (a budget, in the note, is checked over the '
+        "test's call alone); peak: how far RSS rose above its start; tolerance used: the change as a share of what "
+        "the gate allowed (over 100% fails)."
+        + (" Each test was measured several times: its row shows, of each figure, the largest of its samples "
+           "(as the gate reads them)." if run.samples else "")
+        + " Click a column to sort; sorting and the filter take in every test.</p>",
         '<div class="controls"><input id="filter" type="search" placeholder="filter by node ID" aria-label="filter by node ID">'
         f'<select id="status" aria-label="status"><option value="">every status</option>{options}</select>'
         '<span id="shown" class="muted"></span></div>',

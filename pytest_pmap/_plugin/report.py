@@ -208,7 +208,8 @@ def summary_table(results: list[MemoryResult], top: int) -> list[str]:
     def key(r: MemoryResult) -> tuple[int, int]:
         return (r.growth.get("rss") or 0, r.peak_growth or 0)
 
-    ranked = sorted(results, key=key, reverse=True)[:top]
+    grew = [r for r in results if any(v > 0 for v in key(r))]  # a test that grew by nothing is not a "grower"
+    ranked = sorted(grew, key=key, reverse=True)[:top]
 
     lines = [
         "growth from each test's setup to its teardown, in KiB; peak: how far RSS rose above its start; "
@@ -222,5 +223,11 @@ def summary_table(results: list[MemoryResult], top: int) -> list[str]:
             f"{r.new_mappings:>12}  {r.nodeid}"
             + ("  [budget exceeded]" if r.budget else "")
         )
-    lines.append(f"{len(results)} tests measured; the {len(ranked)} that grew most are listed")
+    if not ranked:
+        lines.append(f"{len(results)} tests measured; none grew in RSS")
+    elif len(ranked) < len(grew):
+        lines.append(f"{len(results)} tests measured, {len(grew)} grew; the {len(ranked)} that grew most are listed")
+    else:
+        lines.append(f"{len(results)} tests measured; the {len(ranked)} that grew {'is' if len(ranked) == 1 else 'are'} "
+                     "listed, the most first")
     return lines
