@@ -228,7 +228,8 @@ def run_mode(name: str, tree: Path, bin_: Path, ns: argparse.Namespace, workers:
     target = ns.leak_test or (quiet or sorted(base))[0]
     stats: dict[str, Any] = {"tests": len(base), "left out": len(failing) + len(broken), "plain": plain,
                              "gating": [], "false": 0, "per run": [], "test failures": 0, "caught": 0,
-                             "noise": [], "leaks": {}, "cost plain": [], "cost gate": [], "target": target, "seen": Counter(), "rows": {}}
+                             "noise": [], "leaks": {},
+                             "cost plain": [], "cost gate": [], "target": target, "seen": Counter(), "rows": {}}
     kinds: list[tuple[str, dict[str, str]]] = [("steady", {})] * ns.runs
     for size in [] if workers and ns.leak_serial_only else ns.leak:
         kinds += [(f"leak{size >> 10}K", {"GATE_SUITE_LEAK_TEST": target, "GATE_SUITE_LEAK_SIZE": str(size)})] * ns.runs
