@@ -45,6 +45,8 @@ def test_the_workflow_parses_and_has_shards_a_merge_a_gate_and_the_report() -> N
     shards = jobs["shard"]["strategy"]["matrix"]["shard"]
     assert shards == list(range(int(workflow()["env"]["SHARDS"])))
     assert jobs["gate"]["needs"] == "shard"
+    # one run per branch at a time: two runs on main would each save a history line, and one be lost
+    assert "github.ref" in workflow()["concurrency"]["group"]
     shard_runs = [s.get("run", "") for s in jobs["shard"]["steps"]]
     assert any("--pmap-json" in r for r in shard_runs)
     assert any(s.get("uses", "").startswith("actions/upload-artifact") for s in jobs["shard"]["steps"])
