@@ -402,7 +402,7 @@ def test_output_names_that_name_no_file_are_clear_errors_and_nothing_is_replaced
     (tmp_path / "folder").mkdir()
     for name, error in (("", "'' is not a file name"), ("loop", "cannot write 'loop': its symbolic links loop"),
                         ("folder", "cannot write 'folder': it is a folder"),
-                        ("gone/s.json", "cannot write 'gone/s.json': folder 'gone': No such file or directory")):
+                        ("gone/s.json", "cannot write 'gone/s.json': folder 'gone' does not exist; create it first")):
         done = subprocess.run([sys.executable, "-m", "pytest_pmap", "snapshot", str(spaced_sleep), "-o", name],
                               capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=60)
         assert done.returncode == 1 and done.stderr.startswith(f"pytest-pmap snapshot: {error}"), done.stderr

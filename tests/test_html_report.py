@@ -17,7 +17,7 @@ from browser import Browser
 from pytest_pmap import KiB, MiB
 from pytest_pmap._gate.compare import Comparison, Row, compare
 from pytest_pmap._gate.environment import Environment
-from pytest_pmap._gate.history import append_history, read_history
+from pytest_pmap._gate.history import HistoryEntry, append_history, read_history
 from pytest_pmap._gate.html import render_html
 from pytest_pmap._gate.results import RunResults
 from pytest_pmap._measure.result import MemoryResult, NewRegion
@@ -68,6 +68,24 @@ def test_ten_thousand_tests_make_a_page_under_5_mb(tmp_path: Path) -> None:
     assert page.count(b"<details>") == 51  # 50 regressions and one budget failure, each with its text
 
 
+def test_the_next_steps_are_said_once_after_the_table_not_before_the_results() -> None:
+    head = suite(60, leak=14)
+    comparison = compare(suite(60), head, baseline="baseline base.json", update="cp head.json base.json")
+    assert len(comparison.regressions) == 14
+    page = render_html(head, comparison).decode()
+    assert page.count("update the baseline (cp head.json base.json)") == 1 and "next for" not in page
+    assert page.index('<table id="tests">') < page.index('<p class="next">Next, for the 14 regressed: fix each increase')
+    # each regressed test's own accept line is with its pmap text, under the table
+    assert page.count("to accept it, under [tool.pytest_pmap] accept: &quot;tests/test_mod") == 14
+    terminal = comparison.table()
+    assert [line for line in terminal if "next" in line] == [
+        "next: fix each increase; or, where one is expected, accept it in pyproject.toml under [tool.pytest_pmap] accept, "
+        f'a line per test or glob ("{comparison.regressions[0].nodeid}" = "why it grew"), update the baseline '
+        "(cp head.json base.json), or loosen the tolerance (now max(2%, 512 KiB))"]
+    rows = [i for i, line in enumerate(terminal) if any(line.endswith(r.nodeid) for r in comparison.regressions)]
+    assert len(rows) == 14 and terminal.index(next(line for line in terminal if line.startswith("next:"))) > max(rows)
+
+
 def test_the_report_command_writes_the_page_and_never_an_input(tmp_path: Path) -> None:
     suite(20).save(tmp_path / "base.json")
     suite(20, leak=2).save(tmp_path / "head.json")
@@ -77,12 +95,12 @@ def test_the_report_command_writes_the_page_and_never_an_input(tmp_path: Path) -
     assert (done.returncode, done.stderr) == (0, "")
     assert re.fullmatch(r"wrote report r\.html \(20 tests, [\d,]+ bytes\)\n", done.stdout)
     page = (tmp_path / "r.html").read_text()
-    assert "2 tests regressed in uss_growth against baseline base.json" in page and "History (1 runs)" in page
+    assert "2 tests regressed in uss_growth against baseline base.json" in page and "History (1 run)" in page
     before = (tmp_path / "base.json").read_bytes()
     refused = subprocess.run([*run, "-o", "base.json"], cwd=tmp_path, capture_output=True, text=True)
     assert refused.returncode == 1
-    assert refused.stderr == ("pytest-pmap report: -o base.json is the input base.json: writing it would replace that file; "
-                              "give the output a name of its own\n")
+    assert refused.stderr == ("pytest-pmap report: -o base.json is the baseline base.json: writing it would replace that "
+                              "file; give it a name of its own\n")
     assert (tmp_path / "base.json").read_bytes() == before
 
 
@@ -148,4 +166,64 @@ def test_the_table_notes_evidence_reasons_and_budgets() -> None:
     notes = {row[0]: (row[1], row[9]) for row in data["rows"]}
     assert notes[head.results[0].nodeid] == ("noise", "not confirmed: grew again in 0 of 3 repeats")
     assert notes[head.results[1].nodeid] == ("accepted", "known (#12)")
-    assert notes[head.results[2].nodeid] == ("budget", "uss_growth 4100K > 1024K (marker)")
+    assert notes[head.results[2].nodeid] == ("budget", "budget, in the call: uss_growth 4100K > 1024K (marker)")
+
+
+def history_of(tmp_path: Path, runs: int, moving: bool) -> list[HistoryEntry]:
+    """A history of `runs` runs: 12 flat tests, and (if `moving`) two long parametrized ones that grow."""
+    path = tmp_path / f"h{runs}{moving}.jsonl"
+    long = "tests/integration/test_a_rather_long_module_name.py::TestSomething::test_with_a_long_name"
+    for i in range(runs):
+        flat = [MemoryResult(f"tests/test_flat.py::test_{n}", {"uss": 4 * KiB}, 4 * KiB, 0) for n in range(12)]
+        grow = [MemoryResult(f"{long}[{n}]", {"uss": i * n * MiB}, 0, 0) for n in (7, 17)] if moving else []
+        append_history(path, RunResults((*flat, *grow), HERE, 1_700_000_000.0 + 3600 * i))
+    return read_history(path)[0]
+
+
+def test_the_history_draws_only_the_tests_that_moved_and_names_one_run_once(tmp_path: Path) -> None:
+    run = suite(3)
+    moved = render_html(run, history=history_of(tmp_path, 3, True)).decode()
+    assert "<h2>History (3 runs)</h2>" in moved and "the suite and the 2 tests that moved most" in moved
+    assert moved.count('<svg class="chart line"') == 3  # the suite's and the two that moved; no flat line
+    still = render_html(run, history=history_of(tmp_path, 3, False)).decode()
+    assert "no test moved over these 3 runs" in still and still.count('<svg class="chart line"') == 1
+    once = render_html(run, history=history_of(tmp_path, 1, True)).decode()
+    assert "<h2>History (1 run)</h2>" in once and "in its one run so far" in once
+
+
+def test_history_charts_keep_their_titles_and_labels_inside_and_apart(browser: Browser, tmp_path: Path) -> None:
+    pages = {n: tmp_path / f"h{n}.html" for n in (1, 3)}
+    for n, path in pages.items():
+        path.write_bytes(render_html(suite(3), history=history_of(tmp_path, n, True)))
+    check = """Array.from(document.querySelectorAll('svg.line'), svg => {
+        const width = svg.width.baseVal.value;
+        const texts = Array.from(svg.querySelectorAll('text'), t => ({text: t.textContent, box: t.getBBox()}));
+        const title = texts[0];
+        const bottom = texts.filter(t => t.box.y > svg.height.baseVal.value - 20);
+        const apart = bottom.every((a, i) => bottom.slice(i + 1).every(b => a.box.x + a.box.width <= b.box.x
+                                                                        || b.box.x + b.box.width <= a.box.x));
+        return [title.text, title.box.x >= 0 && title.box.x + title.box.width <= width, bottom.length, apart];
+    })"""
+    page = browser.new_page()
+    for n, path in pages.items():
+        page.load(path)
+        charts = page.evaluate(check)
+        assert len(charts) == 3 if n == 3 else len(charts) == 1, charts
+        for title, inside, labels, apart in charts:
+            assert inside, f"{title!r} runs past the chart's edge"
+            assert labels == (1 if n == 1 else 2) and apart, charts
+        if n == 3:
+            assert {title.rsplit("[", 1)[-1] for title, *_ in charts[1:]} == {"17]", "7]"}
+        assert page.errors() == []
+
+
+def test_the_table_sorts_names_in_natural_order(browser: Browser, tmp_path: Path) -> None:
+    ids = ["t.py::test_x[4999]", "t.py::test_x[9]", "t.py::test_x[10]", "t.py::test_x[a]"]
+    report = tmp_path / "names.html"
+    report.write_bytes(render_html(RunResults(tuple(MemoryResult(n, {"uss": 0}, 0, 0) for n in ids), HERE)))
+    page = browser.new_page()
+    page.load(report)
+    page.click("#tests th:nth-child(1)")
+    names = "Array.from(document.querySelectorAll('#tests-body tr'), r => r.cells[0].textContent)"
+    assert page.evaluate(names) == ["t.py::test_x[9]", "t.py::test_x[10]", "t.py::test_x[4999]", "t.py::test_x[a]"]
+    assert page.errors() == []

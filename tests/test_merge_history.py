@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import resource
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -101,6 +103,7 @@ def test_an_incomplete_shard_makes_the_merged_run_incomplete() -> None:
     assert merged.complete is False
     assert merged.exit_status == 2
     assert merged.incomplete_reason == "b.json did not finish: interrupted: x, exit status 2"
+    assert merged.outcome() == "b.json did not finish: interrupted: x, exit status 2"  # the status said once
 
 
 def test_merging_never_writes_over_an_input(shards: Path) -> None:
@@ -111,6 +114,70 @@ def test_merging_never_writes_over_an_input(shards: Path) -> None:
     assert (shards / "s1.json").read_bytes() == before
     with pytest.raises(ResultsFileError, match="given twice"):
         merge_files([shards / "s1.json", shards / "s1.json"], shards / "x.json")
+
+
+def test_merge_expect_refuses_a_lost_shard_naming_it_and_writes_nothing(tmp_path: Path) -> None:
+    for n in (0, 1, 3):
+        run(result(f"t::s{n}", 0), complete=True, exit_status=0).save(tmp_path / f"pmap-shard-{n}.json")
+    shards = ["pmap-shard-0.json", "pmap-shard-1.json", "pmap-shard-3.json"]
+    done = cli("merge", *shards, "--expect", "4", "-o", "all.json", "--history", "h.jsonl", cwd=tmp_path)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == ("pytest-pmap merge: --expect 4 files, got 3: pmap-shard-2.json is missing; "
+                           "nothing was written\n")
+    assert not (tmp_path / "all.json").exists() and not (tmp_path / "h.jsonl").exists()
+    # named otherwise, the files given are listed; one too many is refused the same way
+    (tmp_path / "other.json").write_bytes((tmp_path / "pmap-shard-3.json").read_bytes())
+    done = cli("merge", "pmap-shard-0.json", "other.json", "--expect", "3", "-o", "all.json", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "--expect 3 files, got 2: missing: got pmap-shard-0.json, other.json; nothing was written" in done.stderr
+    done = cli("merge", *shards, "--expect", "2", "-o", "all.json", cwd=tmp_path)
+    assert done.returncode == 2 and "--expect 2 files, got 3: more than expected" in done.stderr
+    assert not (tmp_path / "all.json").exists()
+    assert cli("merge", *shards, "--expect", "3", "-o", "all.json", cwd=tmp_path).returncode == 0
+
+
+@pytest.mark.parametrize("history", ["base.json", "notes.txt"])
+def test_merge_history_refuses_a_file_that_is_not_a_history_before_writing_anything(shards: Path, history: str) -> None:
+    run(result("t::a", 0)).save(shards / "base.json")
+    (shards / "notes.txt").write_text("my notes\n")
+    before = (shards / history).read_bytes()
+    done = cli("merge", "s1.json", "s2.json", "-o", "all.json", "--history", history, cwd=shards)
+    assert done.returncode == 1
+    assert done.stderr == (f"pytest-pmap merge: {history} is not a pytest-pmap history file (its first line is not a "
+                           "run's); appending to it would mix a history into another file: name a new file\n")
+    assert (shards / history).read_bytes() == before and not (shards / "all.json").exists()
+
+
+def test_merge_history_that_cannot_be_appended_says_the_output_was_written(shards: Path) -> None:
+    # /dev/full reads as zeros: not a history, refused before anything is written
+    done = cli("merge", "s1.json", "s2.json", "-o", "all.json", "--history", "/dev/full", cwd=shards)
+    assert done.returncode == 1 and "/dev/full is not a pytest-pmap history file" in done.stderr
+    assert not (shards / "all.json").exists()
+    # a history that passes the check but cannot be appended to (the file is past the size limit
+    # of the process, as on a full disk): the output is written first, and the message says what
+    # was and was not written
+    for n in range(40):
+        append_history(shards / "h.jsonl", run(result(f"t::{n}", 0)))
+    before = (shards / "h.jsonl").read_bytes()
+    assert len(before) > 8 << 10
+
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG rather than death, as a full disk's ENOSPC
+        resource.setrlimit(resource.RLIMIT_FSIZE, (8 << 10, 8 << 10))
+
+    done = subprocess.run([sys.executable, "-m", "pytest_pmap", "merge", "s1.json", "s2.json", "-o", "all.json",
+                           "--history", "h.jsonl"], cwd=shards, capture_output=True, text=True, preexec_fn=small_files)
+    assert done.returncode == 1
+    assert done.stderr == ("pytest-pmap merge: wrote all.json, but the run was not appended to the history: "
+                           "cannot append to 'h.jsonl': File too large\n")
+    assert RunResults.load(shards / "all.json").results and (shards / "h.jsonl").read_bytes() == before
+
+
+def test_merge_history_named_as_the_output_says_it_is_the_output(shards: Path) -> None:
+    done = cli("merge", "s1.json", "s2.json", "-o", "mm.json", "--history", "mm.json", cwd=shards)
+    assert done.returncode == 1
+    assert done.stderr == ("pytest-pmap merge: --history mm.json is the output mm.json: writing it would spoil that "
+                           "file; give it a name of its own\n")
 
 
 @pytest.mark.parametrize(("content", "says"), [
@@ -237,4 +304,87 @@ def test_trend_says_which_lines_it_skipped(tmp_path: Path) -> None:
     done = cli("trend", "h.jsonl", cwd=tmp_path)
     assert done.returncode == 0
     assert done.stderr.startswith("pytest-pmap trend: skipped 1 line of h.jsonl that could not be read (line 2: ")
-    assert trend_lines(read_history(path)[0], "uss_growth", "x*") == ["no test matching 'x*' in 1 runs"]
+    assert trend_lines(read_history(path)[0], "uss_growth", "x*") is None
+
+
+def test_trend_of_a_glob_that_matches_no_test_is_an_error(tmp_path: Path) -> None:
+    append_history(tmp_path / "h.jsonl", run(result("t::a", 0)))
+    done = cli("trend", "h.jsonl", "--test", "nomatch*", cwd=tmp_path)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == "pytest-pmap trend: no test matches 'nomatch*' in the 1 run read of h.jsonl\n"
+
+
+def test_trend_and_report_read_only_the_last_runs_from_the_end_of_the_history(tmp_path: Path) -> None:
+    path = tmp_path / "h.jsonl"
+    path.write_bytes(b'{"format":"pytest-pmap-history", a line no reader can parse\n')
+    for i in range(100):
+        append_history(path, RunResults((result("t::a", i * MiB), result(f"t::only{i}", 0)), HERE, 1000.0 + i))
+    entries, problems = read_history(path, last=5)
+    assert [e.time for e in entries] == [1095.0, 1096.0, 1097.0, 1098.0, 1099.0] and problems == []
+    assert len(read_history(path)[1]) == 1  # the whole file: the broken first line is found
+    done = cli("trend", "h.jsonl", "--test", "t::a", cwd=tmp_path)  # 30 runs by default, the first never read
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.startswith("uss_growth of 1 test over 30 runs")
+    every = cli("trend", "h.jsonl", "--test", "t::a", "--last", "0", cwd=tmp_path)
+    assert every.stdout.startswith("uss_growth of 1 test over 100 runs")
+    assert "skipped 1 line of h.jsonl that could not be read (line 1: " in every.stderr
+    header, row = every.stdout.splitlines()[1:3]
+    assert "last 60 runs" in header
+    spark = next(word for word in row.split() if set(word) <= set("▁▂▃▄▅▆▇█·"))
+    assert len(spark) == 60
+    run(result("t::a", 0)).save(tmp_path / "r.json")
+    page = cli("report", "r.json", "--history", "h.jsonl", "--last", "7", "-o", "r.html", cwd=tmp_path)
+    assert page.returncode == 0, page.stderr
+    assert "History (7 runs)" in (tmp_path / "r.html").read_text()
+
+
+# -- what the commands say ----------------------------------------------------------------------------------
+
+def test_report_of_samples_counts_tests_and_samples(shards: Path) -> None:
+    done = cli("report", "--samples", "s1.json", "s2.json", "s1.json", "-o", "r.html", cwd=shards)
+    assert done.returncode == 1 and "given twice" in done.stderr
+    (shards / "again.json").write_bytes((shards / "s1.json").read_bytes())
+    done = cli("report", "--samples", "s1.json", "s2.json", "again.json", "-o", "r.html", cwd=shards)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("wrote report r.html (3 tests, 5 samples, ")
+    assert "its row shows, of each figure, the largest of its samples" in (shards / "r.html").read_text()
+
+
+def test_compare_and_report_find_the_nearest_pyproject_and_say_which(shards: Path) -> None:
+    (shards / "pyproject.toml").write_text('[tool.pytest_pmap]\naccept = { "t::c" = "a bigger cache (#7)" }\n')
+    run(result("t::a", 0), result("t::b", MiB), result("t::c", 0)).save(shards / "base.json")
+    merged = cli("merge", "s1.json", "s2.json", "-o", "head.json", cwd=shards)
+    assert merged.returncode == 0
+    (shards / "sub" / "deeper").mkdir(parents=True)
+    done = cli("compare", "../../base.json", "../../head.json", cwd=shards / "sub" / "deeper")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "accepted: t::c +2048K" in done.stdout and "a bigger cache (#7)" in done.stdout
+    assert done.stdout.endswith("accept: 1 glob from ../../pyproject.toml [tool.pytest_pmap]\n")
+    page = cli("report", "../head.json", "--baseline", "../base.json", "-o", "r.html", cwd=shards / "sub")
+    assert page.returncode == 0 and page.stdout.startswith("accept: 1 glob from ../pyproject.toml [tool.pytest_pmap]\n")
+
+
+def test_an_accept_glob_of_a_test_that_did_not_regress_says_so() -> None:
+    base, head = run(result("t::a", 0)), run(result("t::a", 0))
+    comparison = compare(base, head, accept={"t::a": "known"}, accept_source="pyproject.toml [tool.pytest_pmap]")
+    assert comparison.warnings == ("accept 't::a' in pyproject.toml [tool.pytest_pmap] matched no regressing test: "
+                                   "if the increase is gone, it can be removed",)
+
+
+def test_an_output_in_a_folder_that_takes_no_new_file_says_so(shards: Path) -> None:
+    done = cli("merge", "s1.json", "-o", "/proc/version", cwd=shards)
+    assert done.returncode == 1
+    assert done.stderr == ("pytest-pmap merge: cannot write '/proc/version': no new file can be created in its folder "
+                           "'/proc' (No such file or directory); write it to another folder\n")
+
+
+def test_the_pmap_table_lists_only_tests_that_grew_and_says_how_many() -> None:
+    from pytest_pmap._plugin.report import summary_table
+
+    grew = [MemoryResult(f"t::g{i}", {"rss": (i + 1) * MiB}, 0, 0) for i in range(3)]
+    flat = [MemoryResult(f"t::f{i}", {"rss": 0}, 0, 0) for i in range(4)]
+    lines = summary_table([*grew, *flat], 7)
+    assert [line.split()[-1] for line in lines[2:-1]] == ["t::g2", "t::g1", "t::g0"]
+    assert lines[-1] == "7 tests measured; the 3 that grew are listed, the most first"
+    assert summary_table([*grew, *flat], 2)[-1] == "7 tests measured, 3 grew; the 2 that grew most are listed"
+    assert summary_table(flat, 7)[-1] == "4 tests measured; none grew in RSS"

@@ -266,16 +266,16 @@ def _compare(ns: argparse.Namespace) -> int:
     except PmapError as exc:
         complain(f"pytest-pmap compare: {exc}\n")
         return 2
-    from .._gate.accept import read_accept
+    from .._gate.accept import project_accept
 
     try:
-        accept, accept_source = read_accept(Path("pyproject.toml"))  # as the plugin reads the project's
+        accept, accept_source, used = project_accept()  # the nearest pyproject.toml, as pytest run here finds it
     except PmapError as exc:
         complain(f"pytest-pmap compare: {exc}\n")
         return 2
     comparison = compare(base, head, metric, tolerance, f"baseline {Path(ns.base).name}", allow_ungated=ns.allow_empty_baseline,
                          accept=accept, accept_source=accept_source, update=f"cp {ns.head} {ns.base}")
-    out("".join(line + "\n" for line in comparison.table()))
+    out("".join(line + "\n" for line in [*comparison.table(), *([used] if used else [])]))
     if comparison.ungated and not comparison.passed:
         complain("pytest-pmap compare: a gate that compares no test passes whatever the tests do; "
                  "to pass anyway, give --allow-empty-baseline\n")

@@ -204,7 +204,13 @@ def _replace(target: Path, data: bytes, name: str) -> None:
             try:
                 fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
             except OSError as exc:
-                raise PmapError(f"cannot write {name!r}: folder {os.fspath(folder)!r}: {exc.strerror}") from None
+                # The file is replaced through a new one beside it: say that it is the folder that refuses
+                # (/proc has files, and answers ENOENT to a new one).
+                if not os.path.isdir(folder):
+                    raise PmapError(f"cannot write {name!r}: folder {os.fspath(folder)!r} does not exist; "
+                                    "create it first") from None
+                raise PmapError(f"cannot write {name!r}: no new file can be created in its folder {os.fspath(folder)!r} "
+                                f"({exc.strerror}); write it to another folder") from None
             finally:
                 signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             with os.fdopen(fd, "wb") as out:

@@ -2,16 +2,17 @@
 
 A regressed test that an accept glob matches does not fail the gate; it is shown as accepted,
 with the reason. A glob that matches no test of the run is reported (a renamed test, a typo), and
-so is one whose tests no longer regress (it can go).
+so is one that matched no regressing test (it can go).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional
 
 from .._measure.budget import matches_nodeid
 from ..errors import BudgetSyntaxError
@@ -19,7 +20,7 @@ from ..errors import BudgetSyntaxError
 if TYPE_CHECKING:
     from .compare import Row
 
-__all__ = ["apply_accept", "parse_accept", "read_accept"]
+__all__ = ["apply_accept", "find_pyproject", "parse_accept", "project_accept", "read_accept"]
 
 
 def parse_accept(raw: Any, source: str) -> dict[str, str]:
@@ -54,10 +55,34 @@ def read_accept(path: Path) -> tuple[dict[str, str], str]:
         section = tomllib.loads(data.decode("utf-8")).get("tool", {}).get("pytest_pmap") or {}
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise BudgetSyntaxError(f"cannot read {path}: {exc}") from None
-    source = f"{path.name} [tool.pytest_pmap]"
+    source = f"{path} [tool.pytest_pmap]"
     if not isinstance(section, dict) or "accept" not in section:
         return {}, ""
     return parse_accept(section["accept"], source), source
+
+
+def find_pyproject(start: Optional[Path] = None) -> Optional[Path]:
+    """The nearest pyproject.toml from `start` (the current folder) up to the root, where pytest
+    run from there would find the project's; None when there is none."""
+    folder = (start or Path.cwd()).resolve()
+    for candidate in (folder, *folder.parents):
+        if (candidate / "pyproject.toml").is_file():
+            return candidate / "pyproject.toml"
+    return None
+
+
+def project_accept(start: Optional[Path] = None) -> tuple[dict[str, str], str, str]:
+    """For the command line: the accept table of the nearest pyproject.toml (`find_pyproject`),
+    how reports name it, and a line saying which file's table was used ("" when none was)."""
+    path = find_pyproject(start)
+    if path is None:
+        return {}, "", ""
+    shown = Path(os.path.relpath(path))  # `pyproject.toml`, `../pyproject.toml`: as the user would name it
+    accept, source = read_accept(shown)
+    if not accept:
+        return {}, "", ""
+    globs = f"{len(accept)} glob{'s' if len(accept) != 1 else ''}"
+    return accept, source, f"accept: {globs} from {shown} [tool.pytest_pmap]"
 
 
 def apply_accept(rows: list[Row], accept: Mapping[str, str], source: str) -> tuple[list[Row], list[str]]:
@@ -78,6 +103,6 @@ def apply_accept(rows: list[Row], accept: Mapping[str, str], source: str) -> tup
     where = f" in {source}" if source else ""
     notes = [f"accept {p!r}{where} matches no test of this run: was the test renamed? Remove or fix the glob"
              for p, hit in matched.items() if not hit]
-    notes += [f"accept {p!r}{where} matched tests that no longer regress: it can be removed"
+    notes += [f"accept {p!r}{where} matched no regressing test: if the increase is gone, it can be removed"
               for p in accept if matched[p] and not used[p]]
     return out, notes

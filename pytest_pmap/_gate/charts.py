@@ -16,9 +16,22 @@ LABEL_WIDTH = 420
 BAR_WIDTH = 360
 
 
+CHAR_WIDTH = 6.6
+"""The most a character of the charts' 11px type takes, on average over a node ID (pixels)."""
+
+
 def _short(text: str, width: int) -> str:
     """`text` cut to `width` characters from the left (a node ID's end says most)."""
     return text if len(text) <= width else "…" + text[-(width - 1):]
+
+
+def _middle(text: str, width: int) -> str:
+    """`text` in `width` characters, shortened in the middle: its start (the file) and most of its
+    end (the test's name and a parametrized test's `[id]`) are kept."""
+    if len(text) <= width:
+        return text
+    tail = (width - 1) * 2 // 3
+    return text[: width - 1 - tail] + "…" + text[-tail:]
 
 
 def bar_chart(items: Sequence[tuple[str, int]], title: str) -> str:
@@ -76,14 +89,23 @@ def line_chart(title: str, values: Sequence[Optional[int]], labels: Sequence[str
     lines = "".join(f'<polyline points="{" ".join(s)}"/>' for s in segments if len(s) > 1)
     zero = f'<line class="zero" x1="{left}" x2="{width - right}" y1="{y(0):.1f}" y2="{y(0):.1f}"/>'
     name = html.escape(title)
+    # The title from the left edge, shortened in the middle to what the chart's width holds; the
+    # axis names the first and the last run (one run: one label, in the middle).
+    title_text = _middle(title, int((width - 16) / CHAR_WIDTH))
+    if len(values) == 1:
+        axis = (f'<text x="{left + plot_w / 2:.1f}" y="{height - 4}" text-anchor="middle">'
+                f'{html.escape(labels[0] if labels else "")}</text>')
+    else:
+        room = int(plot_w / 2 / CHAR_WIDTH) - 1
+        axis = (f'<text x="{left}" y="{height - 4}">{html.escape(labels[0][:room] if labels else "")}</text>'
+                f'<text x="{width - right}" y="{height - 4}" text-anchor="end">'
+                f'{html.escape(labels[-1][:room] if labels else "")}</text>')
     return (
         f'<svg class="chart line" role="img" aria-label="{name}" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}"><title>{name}</title>'
-        f'<text class="title" x="{left}" y="14">{html.escape(_short(title, 52))}</text>'
+        f'<text class="title" x="8" y="14">{html.escape(title_text)}</text>'
         f'<text x="{left - 4}" y="{top + 4}" text-anchor="end">{signed(high)}</text>'
         f'<text x="{left - 4}" y="{top + plot_h}" text-anchor="end">{signed(low)}</text>'
-        f'{zero}{lines}{"".join(points)}'
-        f'<text x="{left}" y="{height - 4}">{html.escape(labels[0] if labels else "")}</text>'
-        f'<text x="{width - right}" y="{height - 4}" text-anchor="end">{html.escape(labels[-1] if labels else "")}</text>'
+        f'{zero}{lines}{"".join(points)}{axis}'
         "</svg>"
     )

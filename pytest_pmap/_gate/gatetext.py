@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 from ..size import signed
 
 if TYPE_CHECKING:
-    from .compare import Comparison, Row
+    from .compare import Comparison
 
-__all__ = ["accept_entry", "improvements", "next_step", "table"]
+__all__ = ["accept_entry", "improvements", "next_steps", "table"]
 
 
 def accept_entry(nodeid: str) -> str:
@@ -20,11 +20,14 @@ def accept_entry(nodeid: str) -> str:
     return f"{json.dumps(nodeid)} = \"why it grew\""
 
 
-def next_step(row: Row, comparison: Comparison) -> str:
-    """What to do about a regressed test, in one line."""
+def next_steps(comparison: Comparison) -> str:
+    """What to do about the regressions, said once under their table (the first one's accept
+    line as the example)."""
     update = f" ({comparison.update})" if comparison.update else ""
-    return (f"fix the increase; or, if it is expected, accept it in pyproject.toml under [tool.pytest_pmap] accept: "
-            f"{accept_entry(row.nodeid)}, update the baseline{update}, or loosen the tolerance (now {comparison.tolerance})")
+    first = comparison.regressions[0].nodeid if comparison.regressions else "tests/test_x.py::test_y"
+    return (f"fix each increase; or, where one is expected, accept it in pyproject.toml under [tool.pytest_pmap] accept, "
+            f"a line per test or glob ({accept_entry(first)}), update the baseline{update}, or loosen the tolerance "
+            f"(now {comparison.tolerance})")
 
 
 def improvements(comparison: Comparison, limit: int = 10) -> str:
@@ -61,8 +64,8 @@ def table(comparison: Comparison, new_rows: int = 5) -> list[str]:
                 lines.append(f"{'':>12}... and {len(regions) - new_rows} more new mappings")
             if r.result is not None and r.result.trace is not None:  # --pmap-trace: the lines behind it
                 lines += [f"{'':>12}{line}" for line in r.result.trace.render(r.head, comparison.metric).splitlines()]
-            lines.append(f"{'':>12}next: {next_step(r, comparison)}")
         lines.append("used: the change as a share of what the test was allowed (over 100% fails)")
+        lines.append(f"next: {next_steps(comparison)}")
     for r in comparison.having("accepted"):
         lines.append(f"accepted: {r.nodeid} {signed(r.delta)} ({r.used_text} of its allowance {r.allowance}): {r.reason}"
                      + (f" [{r.evidence}]" if r.evidence else ""))

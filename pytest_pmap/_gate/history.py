@@ -17,7 +17,7 @@ import subprocess
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, BinaryIO, Optional
 
 from .._engine.files import MAX_READ, append_record
 from .._engine.metrics import GATE_METRICS
@@ -25,10 +25,15 @@ from .._measure.result import MemoryResult
 from ..errors import PmapError
 from .results import RunResults
 
-__all__ = ["COLUMNS", "HistoryEntry", "HistoryFileError", "append_history", "history_line", "read_history", "revision"]
+__all__ = [
+    "COLUMNS", "LAST_RUNS", "HistoryEntry", "HistoryFileError", "append_history", "check_history", "history_line",
+    "read_history", "revision",
+]
 
 FORMAT = "pytest-pmap-history"
 VERSION = 1
+LAST_RUNS = 30
+"""How many of a history's runs `trend`, `report` and `--pmap-html` read by default (the file's last lines)."""
 COLUMNS: tuple[str, ...] = (*GATE_METRICS, "new_mappings")
 """The figures kept of each test, in the order a line lists them (bytes; a count for the last)."""
 
@@ -133,6 +138,29 @@ def history_line(run: RunResults, commit: str = "", branch: str = "") -> bytes:
     return json.dumps(data, separators=(",", ":")).encode() + b"\n"
 
 
+def check_history(path: str | os.PathLike[str]) -> None:
+    """Check, before anything is measured or written, that a run can be appended to the history
+    file at `path` later: it is not a folder, its folder exists, and it is absent, empty or a
+    history file (a line appended to a baseline or a report would spoil that file). Raises
+    `HistoryFileError` saying what is wrong. `--pmap-history` and `merge --history` both ask it."""
+    name = os.fspath(path)
+    if os.path.isdir(name):
+        raise HistoryFileError(f"{name} is a folder; name the history file")
+    folder = os.path.dirname(name) or "."
+    if not os.path.isdir(folder):
+        raise HistoryFileError(f"the folder {folder} of {name} does not exist")
+    try:
+        with open(name, "rb") as f:
+            start = f.read(64).lstrip()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise HistoryFileError(f"cannot read {name}: {exc.strerror}") from None
+    if start and not start.startswith(_MARK):
+        raise HistoryFileError(f"{name} is not a pytest-pmap history file (its first line is not a run's); "
+                               "appending to it would mix a history into another file: name a new file")
+
+
 def append_history(path: str | os.PathLike[str], run: RunResults, cwd: Optional[str] = None) -> int:
     """Append `run`'s line to the history file at `path` in one write; returns its size in bytes."""
     commit, branch = revision(os.environ, cwd)
@@ -141,24 +169,31 @@ def append_history(path: str | os.PathLike[str], run: RunResults, cwd: Optional[
     return len(line)
 
 
-def read_history(path: str | os.PathLike[str]) -> tuple[list[HistoryEntry], list[str]]:
+def read_history(path: str | os.PathLike[str], last: int = 0) -> tuple[list[HistoryEntry], list[str]]:
     """The runs in a history file, oldest first, and what could not be read (`line 7: ...`).
-    A file that cannot be read, or holds no run, raises `HistoryFileError` naming it."""
+    `last` > 0 reads only the file's last `last` lines, found from its end: the rest is neither
+    read nor parsed (a history only grows). A file that cannot be read, or holds no run, raises
+    `HistoryFileError` naming it."""
     name = f"history file {os.fspath(path)!r}"
     try:
         with open(path, "rb") as f:
-            raw = f.read(MAX_READ + 1)
+            if last > 0 and os.fstat(f.fileno()).st_size:
+                lines, first = _tail(f, last, name)
+            else:
+                raw = f.read(MAX_READ + 1)
+                if len(raw) > MAX_READ:
+                    raise HistoryFileError(f"{name} is more than the {MAX_READ:,} bytes a pytest-pmap file may be; "
+                                           "read its last runs (--last N), or keep fewer (tail -n)")
+                lines, first = raw.splitlines(), 1
     except FileNotFoundError:
         raise HistoryFileError(f"{name} does not exist (runs with --pmap-history {os.fspath(path)} write it)") from None
     except IsADirectoryError:
         raise HistoryFileError(f"{name} is a folder, not a file") from None
     except OSError as exc:
         raise HistoryFileError(f"cannot read {name}: {exc.strerror}") from None
-    if len(raw) > MAX_READ:
-        raise HistoryFileError(f"{name} is more than the {MAX_READ:,} bytes a pytest-pmap file may be")
     entries: list[HistoryEntry] = []
     problems: list[str] = []
-    for number, line in enumerate(raw.splitlines(), 1):
+    for number, line in enumerate(lines, first):
         if not line.strip():
             continue
         try:
@@ -169,12 +204,40 @@ def read_history(path: str | os.PathLike[str]) -> tuple[list[HistoryEntry], list
             if start > 0:
                 with contextlib.suppress(ValueError, TypeError, KeyError):
                     entries.append(_entry(line[start:]))
-            problems.append(f"line {number}: {exc}")
+            where = f"line {number}" if number > 0 else f"line {-number} from the end"
+            problems.append(f"{where}: {exc}")
     if not entries:
         why = f" ({problems[0]})" if problems else ""
         raise HistoryFileError(f"{name} holds no run{why}: is it a pytest-pmap history file?")
     entries.sort(key=lambda e: e.time)
     return entries, problems
+
+
+def _tail(f: BinaryIO, count: int, name: str) -> tuple[list[bytes], int]:
+    """The last `count` lines that are not blank, read backwards from the end of `f` in growing
+    blocks, and the number to give the first of them: its line number when the whole file was
+    read, else minus its place from the end (`-3`: the third line from the end)."""
+    end = f.seek(0, os.SEEK_END)
+    position, block, data = end, 1 << 16, b""
+    while position > 0:
+        step = min(block, position)
+        position -= step
+        f.seek(position)
+        data = f.read(step) + data
+        if len(data) > MAX_READ:
+            raise HistoryFileError(f"{name}: its last {count} lines are more than the {MAX_READ:,} bytes a "
+                                   "pytest-pmap file may be")
+        # Enough when `count` whole lines follow the first newline in hand (what precedes it may be
+        # the end of a line that starts further back).
+        cut = data.find(b"\n")
+        if cut >= 0 and sum(1 for line in data[cut + 1:].splitlines() if line.strip()) >= count:
+            break
+        block *= 2
+    lines = data.splitlines() if position == 0 else data[data.find(b"\n") + 1:].splitlines()
+    kept = [line for line in lines if line.strip()]
+    if position == 0 and len(kept) <= count:  # the whole file after all: its own line numbers
+        return lines, 1
+    return kept[-count:], -len(kept[-count:])
 
 
 def _entry(line: bytes) -> HistoryEntry:

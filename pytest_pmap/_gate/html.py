@@ -20,7 +20,7 @@ from .._measure.result import MemoryResult
 from ..size import signed
 from .charts import bar_chart, line_chart
 from .compare import Comparison, Row
-from .gatetext import accept_entry, improvements
+from .gatetext import accept_entry, improvements, next_steps
 from .history import HistoryEntry
 from .htmlassets import SCRIPT, STYLE
 from .results import RunResults
@@ -47,7 +47,8 @@ def _row(result: Optional[MemoryResult], metric: str, row: Optional[Row]) -> lis
     note = row.reason if row is not None else ""
     if result is not None and result.budget:
         status = status if status in ("regressed", "accepted") else "budget"
-        note = "; ".join(filter(None, [note, *result.budget]))
+        # A budget is checked over the call alone; the row's figures are the whole test's.
+        note = "; ".join(filter(None, [note, *(f"budget, in the call: {b}" for b in result.budget)]))
     if row is not None and row.widened:
         note = "; ".join(filter(None, [note, f"allowance widened: {row.widened}"]))
     if row is not None and row.evidence:  # the re-measurements that confirmed a suspect, or did not
@@ -79,6 +80,8 @@ def _failure_text(result: MemoryResult, row: Optional[Row]) -> str:
         parts.append(f"{row.status}: {signed(row.base)} -> {signed(row.head)} ({signed(row.delta)}, allowed {row.allowance})")
         parts.append(f"{'Address':<16} {'Kbytes':>8} Mode  Mapping")
         parts += [r.row() for r in result.new_regions]
+    if row is not None and row.status == "regressed":
+        parts.append(f"to accept it, under [tool.pytest_pmap] accept: {accept_entry(row.nodeid)}")
     if result.failure:
         parts.append(result.failure)
     text = "\n".join(parts)
@@ -94,12 +97,6 @@ def _summary(run: RunResults, comparison: Optional[Comparison], tests: int, stat
         better = improvements(comparison)
         if better:
             out.append(f"<p>{html.escape(better)}</p>")
-        for row in comparison.regressions[:20]:
-            out.append(f'<p class="muted">next for <code>{html.escape(row.nodeid)}</code>: fix the increase, or accept it '
-                       f"(<code>{html.escape(accept_entry(row.nodeid))}</code> under <code>[tool.pytest_pmap] accept</code>), "
-                       "update the baseline"
-                       + (f" (<code>{html.escape(comparison.update)}</code>)" if comparison.update else "")
-                       + f", or loosen the tolerance ({html.escape(str(comparison.tolerance))})</p>")
     elif run.notes:
         out += [f'<p class="warning">{html.escape(n)}</p>' for n in run.notes]
     if run.complete is False:
@@ -124,9 +121,16 @@ def _history_charts(history: Sequence[HistoryEntry], metric: str) -> list[str]:
     columns = [e.column(metric) for e in history]
     totals = [sum(v for v in c.values() if v is not None) if c else None for c in columns]
     charts = [line_chart(f"all tests: {metric} summed", totals, labels)]
-    charts += [line_chart(s.nodeid, s.values, labels) for s in series(history, metric, columns=columns)[:LINE_CHARTS]]
-    return [f"<h2>History ({len(history)} runs)</h2>",
-            f'<p class="muted">{html.escape(metric)} run by run, the suite and the {LINE_CHARTS} tests that moved most</p>',
+    moved = [s for s in series(history, metric, columns=columns)[:LINE_CHARTS] if s.spread]
+    charts += [line_chart(s.nodeid, s.values, labels) for s in moved]
+    runs = f"{len(history)} run{'s' if len(history) != 1 else ''}"
+    if len(history) == 1:
+        said = f"{html.escape(metric)} of the suite in its one run so far; a test's line shows once it has two"
+    elif moved:
+        said = f"{html.escape(metric)} run by run, the suite and the {len(moved)} tests that moved most"
+    else:
+        said = f"{html.escape(metric)} run by run, the suite; no test moved over these {runs}"
+    return [f"<h2>History ({runs})</h2>", f'<p class="muted">{said}</p>',
             '<div class="lines">' + "".join(c for c in charts if c) + "</div>"]
 
 
@@ -163,9 +167,12 @@ def render_html(run: RunResults, comparison: Optional[Comparison] = None, histor
         page += _history_charts(history, metric)
     page += [
         "<h2>Tests</h2>",
-        '<p class="muted">Growth from each test\'s setup to its teardown; peak: how far RSS rose above its start; '
-        "tolerance used: the change as a share of what the gate allowed (over 100% fails). Click a column to sort; "
-        "sorting and the filter take in every test.</p>",
+        '<p class="muted">Growth from each test\'s setup to its teardown (a budget, in the note, is checked over the '
+        "test's call alone); peak: how far RSS rose above its start; tolerance used: the change as a share of what "
+        "the gate allowed (over 100% fails)."
+        + (" Each test was measured several times: its row shows, of each figure, the largest of its samples "
+           "(as the gate reads them)." if run.samples else "")
+        + " Click a column to sort; sorting and the filter take in every test.</p>",
         '<div class="controls"><input id="filter" type="search" placeholder="filter by node ID" aria-label="filter by node ID">'
         f'<select id="status" aria-label="status"><option value="">every status</option>{options}</select>'
         '<span id="shown" class="muted"></span></div>',
@@ -173,6 +180,9 @@ def render_html(run: RunResults, comparison: Optional[Comparison] = None, histor
         '<tbody id="tests-body"></tbody></table><button id="more" type="button" hidden>show 500 more</button>',
         '<noscript><p class="warning">The table needs JavaScript; the data is in this page as JSON.</p></noscript>',
     ]
+    if comparison is not None and comparison.regressions:  # said once, under the table (each test's line is below)
+        page.append(f'<p class="next">Next, for the {len(comparison.regressions)} regressed: '
+                    f"{html.escape(next_steps(comparison))}.</p>")
     if failing:
         page.append(f"<h2>Failing tests ({len(failing):,})</h2>")
         for r in failing[:MAX_DETAILS]:

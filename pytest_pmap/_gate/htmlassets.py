@@ -64,12 +64,14 @@ SCRIPT = r"""
     if (i === 7) return v === null ? "" : Math.round(v) + "%";
     return kib(v);
   }
+  // Names in natural order: test_x[9] before test_x[10] before test_x[4999].
+  var names = new Intl.Collator("en", {numeric: true});
   function compare(a, b) {
     var x = a[key], y = b[key];
-    if (x === y) return a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0;
+    if (x === y) return names.compare(a[0], b[0]);
     if (x === null) return 1;
     if (y === null) return -1;
-    var c = x < y ? -1 : 1;
+    var c = typeof x === "string" ? names.compare(x, y) : x < y ? -1 : 1;
     return down ? -c : c;
   }
   function render() {

@@ -114,7 +114,8 @@ class RunResults:
         """How the run ended, for messages: `interrupted: KeyboardInterrupt, exit status 2`."""
         if self.complete is not False:
             return "complete"
-        status = "" if self.exit_status is None else f", exit status {self.exit_status}"
+        # A merged run's reason already gives each unfinished input's exit status.
+        status = "" if self.exit_status is None or self.inputs else f", exit status {self.exit_status}"
         return f"{self.incomplete_reason or 'it did not finish'}{status}"
 
     def to_json(self) -> dict[str, Any]:

@@ -15,6 +15,8 @@ __all__ = ["SPARKS", "Series", "series", "sparkline", "trend_lines"]
 
 SPARKS = "▁▂▃▄▅▆▇█"
 """The eight heights of a sparkline, lowest first."""
+SPARK_RUNS = 60
+"""The most runs a sparkline shows (the last ones): a line of the terminal stays one line."""
 GAP = "·"
 """A run in which the test was not measured (not run, or the metric unknown)."""
 
@@ -78,17 +80,21 @@ def series(entries: Sequence[HistoryEntry], metric: str, pattern: str = "*",
     return [Series(n, values) for n, values in found]
 
 
-def trend_lines(entries: Sequence[HistoryEntry], metric: str, pattern: str = "*", limit: int = 0) -> list[str]:
-    """The `pytest-pmap trend` listing: a heading, then one line per test (at most `limit`; 0: all)."""
+def trend_lines(entries: Sequence[HistoryEntry], metric: str, pattern: str = "*", limit: int = 0) -> Optional[list[str]]:
+    """The `pytest-pmap trend` listing: a heading, then one line per test (at most `limit`; 0: all);
+    None when no test matches `pattern`."""
     found = series(entries, metric, pattern)
     if not found:
-        return [f"no test matching {pattern!r} in {len(entries)} runs"]
+        return None
     first, last = entries[0], entries[-1]
     tests, runs = f"{len(found)} test{'s' if len(found) != 1 else ''}", f"{len(entries)} run{'s' if len(entries) != 1 else ''}"
+    width = min(len(entries), SPARK_RUNS)
+    column = "runs" if width == len(entries) else f"last {width} runs"
+    pad = max(4, width, len(column))
     lines = [
         f"{metric} of {tests} over {runs} "
         f"({first.label} .. {last.label}), largest movers first; sizes in KiB, {GAP} = not measured",
-        f"{'change':>9} {'first':>9} {'last':>9} {'least':>9} {'most':>9}  {'runs':<{max(4, len(entries))}}  test",
+        f"{'change':>9} {'first':>9} {'last':>9} {'least':>9} {'most':>9}  {column:<{pad}}  test",
     ]
     shown = found[:limit] if limit else found
     for s in shown:
@@ -96,7 +102,8 @@ def trend_lines(entries: Sequence[HistoryEntry], metric: str, pattern: str = "*"
         numbers = [signed(v, unit=False, missing="-") for v in
                    (s.change if known else None, known[0] if known else None, known[-1] if known else None,
                     min(known) if known else None, max(known) if known else None)]
-        lines.append(" ".join(f"{n:>9}" for n in numbers) + f"  {sparkline(s.values):<4}  {s.nodeid}")
+        spark = sparkline(s.values[-width:])
+        lines.append(" ".join(f"{n:>9}" for n in numbers) + f"  {spark:<{pad}}  {s.nodeid}")
     if len(shown) < len(found):
         lines.append(f"... and {len(found) - len(shown)} more (--limit 0 lists all)")
     return lines

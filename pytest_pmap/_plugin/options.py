@@ -327,23 +327,14 @@ def _check_distinct(gate: Gate, files: dict[str, str]) -> None:
 
 
 def _check_history(path: str, source: str) -> None:
-    """Stop before the tests run if the history file cannot be appended to at the end: a folder,
-    a folder that does not exist, or a file that is not a history file."""
-    if os.path.isdir(path):
-        raise pytest.UsageError(f"{source}: {path} is a folder; name the history file")
-    folder = os.path.dirname(path) or "."
-    if not os.path.isdir(folder):
-        raise pytest.UsageError(f"{source}: the folder {folder} of {path} does not exist")
+    """Stop before the tests run if the history file cannot be appended to at the end (the
+    gate's own check, which `pytest-pmap merge --history` asks too)."""
+    from .._gate.history import HistoryFileError, check_history
+
     try:
-        with open(path, "rb") as f:
-            start = f.read(64).lstrip()
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise pytest.UsageError(f"{source}: cannot read {path}: {exc.strerror}") from None
-    if start and not start.startswith(b'{"format":"pytest-pmap-history"'):
-        raise pytest.UsageError(f"{source}: {path} is not a pytest-pmap history file (its first line is not a run's); "
-                                "appending to it would mix a history into another file: name a new file")
+        check_history(path)
+    except HistoryFileError as exc:
+        raise pytest.UsageError(f"{source}: {exc}") from None
 
 
 def _check_writable(path: str | os.PathLike[str], option: str) -> str:

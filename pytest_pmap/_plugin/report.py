@@ -169,10 +169,10 @@ def _history(gate: Gate) -> Optional[list[HistoryEntry]]:
     """The history's runs (this one included) for the HTML report's charts; None without one."""
     if gate.history is None:
         return None
-    from .._gate.history import read_history
+    from .._gate.history import LAST_RUNS, read_history
 
     try:
-        return read_history(gate.history)[0]
+        return read_history(gate.history, LAST_RUNS)[0]
     except PmapError as exc:
         gate.errors.append(f"the HTML report has no history charts: {exc}")
         return None
@@ -217,7 +217,8 @@ def summary_table(results: list[MemoryResult], top: int) -> list[str]:
     def key(r: MemoryResult) -> tuple[int, int]:
         return (r.growth.get("rss") or 0, r.peak_growth or 0)
 
-    ranked = sorted(results, key=key, reverse=True)[:top]
+    grew = [r for r in results if any(v > 0 for v in key(r))]  # a test that grew by nothing is not a "grower"
+    ranked = sorted(grew, key=key, reverse=True)[:top]
 
     lines = [
         "growth from each test's setup to its teardown, in KiB; peak: how far RSS rose above its start; "
@@ -231,5 +232,11 @@ def summary_table(results: list[MemoryResult], top: int) -> list[str]:
             f"{r.new_mappings:>12}  {r.nodeid}"
             + ("  [budget exceeded]" if r.budget else "")
         )
-    lines.append(f"{len(results)} tests measured; the {len(ranked)} that grew most are listed")
+    if not ranked:
+        lines.append(f"{len(results)} tests measured; none grew in RSS")
+    elif len(ranked) < len(grew):
+        lines.append(f"{len(results)} tests measured, {len(grew)} grew; the {len(ranked)} that grew most are listed")
+    else:
+        lines.append(f"{len(results)} tests measured; the {len(ranked)} that grew {'is' if len(ranked) == 1 else 'are'} "
+                     "listed, the most first")
     return lines
