@@ -144,35 +144,6 @@ def test_smaps_rollup_is_read_for_a_bounded_share_of_the_time(
     assert reads == expected
 
 
-def test_smaps_rollup_share_is_of_the_process_cpu_time_not_of_the_wall_clock(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """On a busy machine the wall clock runs ahead of the process's CPU time: time spent waiting
-    (here, sleeping) does not make smaps_rollup due again; only the process's own work does."""
-    from pytest_pmap._measure import boundary
-
-    monkeypatch.setattr(boundary, "ROLLUP_SHARE", 50)
-    _canned_process(tmp_path, 10_000)
-    reader = BoundaryReader(ProcFS(tmp_path), 4242)
-    original = reader._rollup
-    reads = 0
-
-    def busy_rollup() -> dict[str, int]:  # 4 ms of CPU: due again after 200 ms of CPU
-        nonlocal reads
-        reads += 1
-        deadline = time.process_time() + 0.004
-        while time.process_time() < deadline:
-            pass
-        return original()
-
-    monkeypatch.setattr(reader, "_rollup", busy_rollup)
-    for i in range(2 * (boundary.CARRY_LIMIT + 1)):
-        _canned_process(tmp_path, 10_000 + 4 * i)  # a page of anonymous memory more at each reading
-        reader.read()
-        time.sleep(0.03)  # 18 readings: 540 ms of wall clock, far less CPU
-    assert reads == 1
-
-
 def test_growth_compares_only_the_mappings_that_changed_and_agrees_with_the_whole_diff() -> None:
     """growth() parses and diffs only the lines of maps that differ; the new regions and pmap -d's
     totals are those of a MapDiff over the whole maps, for mappings made, split by mprotect, unmapped."""

@@ -17,9 +17,7 @@ pytest itself does between most tests, and it halves the cost of `--pmap`. At mo
 readings in a row are carried forward like this, and more only while a real reading would take
 more than 1/`ROLLUP_SHARE` of the time since the last one: smaps_rollup walks every page table, so
 its cost grows with the process, and a suite of 10,000 tests would otherwise pay more per test
-than one of 2,000. So reading it stays a fixed share of the run's time, however long the suite:
-of the process's CPU time, which is what it costs (on a busy machine the wall clock runs ahead of
-it, and a share of that would read the rollup more often the busier the machine).
+than one of 2,000. So reading it stays a fixed share of the run's time, however long the suite.
 
 The allocator is left as it is: what the code under test allocates, and how glibc serves it, is
 the same with and without `--pmap`.
@@ -119,8 +117,7 @@ class BoundaryReader:
         """The kB lines of status at the last reading."""
         self._rollup_at = 0.0
         self._rollup_cost = 0.0
-        """When smaps_rollup was last read for real, and how long that took, in the process's CPU
-        time (`time.process_time()`)."""
+        """When smaps_rollup was last read for real (`time.perf_counter()`), and how long that took."""
 
     def _read(self, name: str) -> bytes:
         read = self._readers.get(name)
@@ -147,7 +144,7 @@ class BoundaryReader:
 
     def _may_carry(self) -> bool:
         """True while smaps_rollup may be carried forward once more (see the module's docstring)."""
-        return self._carried < CARRY_LIMIT or time.process_time() - self._rollup_at < ROLLUP_SHARE * self._rollup_cost
+        return self._carried < CARRY_LIMIT or time.perf_counter() - self._rollup_at < ROLLUP_SHARE * self._rollup_cost
 
     def read(self) -> Boundary:
         """The process now."""
@@ -187,9 +184,9 @@ class BoundaryReader:
     def _real_rollup(self) -> dict[str, int]:
         """smaps_rollup read for real, timed (see `_may_carry`)."""
         self._carried = 0
-        started = time.process_time()
+        started = time.perf_counter()
         rollup = self._rollup()
-        self._rollup_at = time.process_time()
+        self._rollup_at = time.perf_counter()
         self._rollup_cost = self._rollup_at - started
         return rollup
 
