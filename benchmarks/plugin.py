@@ -129,7 +129,8 @@ def unused(insts: list[Installed], scratch: Path, rounds: int) -> None:
 
 def suite_cost(insts: list[Installed], scratch: Path, sizes: list[int], rounds: int) -> None:
     print(f"pytest --pmap on small tests: CPU time (wall time) of the whole run, median of {rounds} interleaved "
-          "rounds; plain = -p no:pmap (target <= 1.10x, not growing with the number of tests)")
+          "rounds; plain = -p no:pmap (target <= 1.10x, not growing with the number of tests); paired: the median "
+          "of each round's ratio to that round's plain run")
     for n in sizes:
         folder = suite(scratch / f"small{n}", {"test_small.py": SMALL_TESTS.format(n=n)})
         contenders: dict[tuple[str, str], Callable[[], Usage]] = {}
@@ -145,8 +146,11 @@ def suite_cost(insts: list[Installed], scratch: Path, sizes: list[int], rounds: 
             for kind in ("unused", "--pmap"):
                 runs = got[(inst.label, kind)]
                 cpu, wall = median([u.cpu for u in runs]), median([u.wall for u in runs])
+                # The same round's plain run beside each: a neighbour's load moves both alike.
+                paired = median([u.cpu / p.cpu for u, p in zip(runs, plain)])
                 print(f"    {inst.label:<28} {kind:<7} {cpu:6.2f} s ({wall:5.2f} s)  {cpu / base_cpu:.3f}x "
-                      f"({wall / base_wall:.3f}x)   {(cpu - base_cpu) / n * 1e6:6.1f} µs per test")
+                      f"({wall / base_wall:.3f}x)   {(cpu - base_cpu) / n * 1e6:6.1f} µs per test   "
+                      f"paired {paired:.3f}x")
             pmap_rss = median([u.max_rss for u in got[(inst.label, "--pmap")]])
             plain_rss = median([u.max_rss for u in plain])
             print(f"    {inst.label:<28} peak RSS: plain {plain_rss / 1024:.1f} MiB, --pmap {pmap_rss / 1024:.1f} MiB "
