@@ -1,7 +1,8 @@
 """The plugin's cost, measured side by side in one run.
 
-    python benchmarks/plugin.py [--baseline-ref GIT_REF] [--parts unused,suite,fixtures]
-                                [--tests 2000] [--many 10000] [--rounds 5] [--unused-rounds 30]
+    python benchmarks/plugin.py [--baseline-ref GIT_REF] [--parts unused,suite,maps,fixtures]
+                                [--tests 2000] [--many 10000] [--mapping-tests 1000] [--rounds 5]
+                                [--unused-rounds 30]
 
 Targets (issue: cost nothing):
   installed but unused: a one-test run              <= 1.03x the CPU of `pytest -p no:pmap`,
@@ -9,6 +10,7 @@ Targets (issue: cost nothing):
   pytest --pmap on --tests small tests              <= 1.10x plain pytest (`-p no:pmap`)
   ... and on --many tests                           the same ratio: the cost per test does not grow
   the peak RSS of a --pmap session                  reported, over plain pytest's
+  pytest --pmap on --mapping-tests tests that each keep a mapping (maps read again after every test)
 Also: what each fixture costs per test (a suite of tests using it, minus the same suite without it),
 and which modules of ours an unused plugin imports, and how many of them pytest's assertion
 rewriting loaded.
@@ -39,6 +41,18 @@ import pytest
 @pytest.mark.parametrize("i", range({n}))
 def test_small(i):
     assert sum(range(i % 100)) >= 0
+"""
+
+#: Tests that each keep a buffer above glibc's mmap threshold: a mapping of their own, so the map
+#: grows by a line a test and every reading after a test reads maps again.
+MAPPING_TESTS = """
+import pytest
+
+KEEP = []
+
+@pytest.mark.parametrize("i", range({n}))
+def test_keeps_a_mapping(i):
+    KEEP.append(bytearray(300_000))
 """
 
 FIXTURE_TESTS = """
@@ -127,12 +141,13 @@ def unused(insts: list[Installed], scratch: Path, rounds: int) -> None:
     print()
 
 
-def suite_cost(insts: list[Installed], scratch: Path, sizes: list[int], rounds: int) -> None:
-    print(f"pytest --pmap on small tests: CPU time (wall time) of the whole run, median of {rounds} interleaved "
+def suite_cost(insts: list[Installed], scratch: Path, sizes: list[int], rounds: int, text: str = SMALL_TESTS,
+               what: str = "small tests") -> None:
+    print(f"pytest --pmap on {what}: CPU time (wall time) of the whole run, median of {rounds} interleaved "
           "rounds; plain = -p no:pmap (target <= 1.10x, not growing with the number of tests); paired: the median "
           "of each round's ratio to that round's plain run")
     for n in sizes:
-        folder = suite(scratch / f"small{n}", {"test_small.py": SMALL_TESTS.format(n=n)})
+        folder = suite(scratch / f"{what.split()[-1]}{n}", {"test_small.py": text.format(n=n)})
         contenders: dict[tuple[str, str], Callable[[], Usage]] = {}
         for inst in insts:
             contenders[(inst.label, "plain")] = partial(pytest, inst, folder, "-p", "no:pmap")
@@ -183,10 +198,11 @@ def fixtures(insts: list[Installed], scratch: Path, tests: int, rounds: int) -> 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--baseline-ref", metavar="GIT_REF", help="also measure this git ref, in the same rounds")
-    ap.add_argument("--parts", default="unused,suite,fixtures", help="which measurements (default: all)")
+    ap.add_argument("--parts", default="unused,suite,maps,fixtures", help="which measurements (default: all)")
     ap.add_argument("--tests", type=int, default=2000)
     ap.add_argument("--many", type=int, default=10000, help="the larger suite, to see whether the cost per test grows")
     ap.add_argument("--fixture-tests", type=int, default=100)
+    ap.add_argument("--mapping-tests", type=int, default=1000, help="the suite of tests that each keep a mapping")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--unused-rounds", type=int, default=30)
     ns = ap.parse_args()
@@ -200,6 +216,8 @@ def main() -> int:
             unused(insts, scratch, ns.unused_rounds)
         if "suite" in parts:
             suite_cost(insts, scratch, [ns.tests, ns.many], ns.rounds)
+        if "maps" in parts:
+            suite_cost(insts, scratch, [ns.mapping_tests], ns.rounds, MAPPING_TESTS, "tests that each keep a mapping")
         if "fixtures" in parts:
             fixtures(insts, scratch, ns.fixture_tests, ns.rounds)
     print(f"load average at the end: {load()}")
