@@ -63,7 +63,9 @@ def test_readings_carried_forward_agree_with_the_kernel() -> None:
 
     _, fresh = read()  # the shared Pss when the reader last read the rollup
     carried = checked = 0
-    for i in range(120):
+    for i in range(600):  # until enough moments could be checked: a busy machine skips many (about 34 MiB at most)
+        if checked >= 40 and carried >= 20:
+            break
         keep.append(b"x" * (16 * KiB * (i % 6 + 1)))  # new anonymous pages, nothing else
         read_at = reader._rollup_at
         reading, shared = read()
