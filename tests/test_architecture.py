@@ -193,6 +193,13 @@ UNUSED_PLUGIN_IMPORTS = [
     "pytest_pmap", "pytest_pmap._engine", "pytest_pmap._engine.metrics", "pytest_pmap._plugin",
     "pytest_pmap._plugin.hookspecs", "pytest_pmap._plugin.options", "pytest_pmap._plugin.state", "pytest_pmap.plugin",
 ]
+#: What a session that only measures (`--pmap`, no baseline, no file, no budget) never imports.
+MEASURING_NEEDS_NONE_OF = [
+    "pytest_pmap._measure.budget", "pytest_pmap._measure.probe", "pytest_pmap._measure.treeprobe",
+    "pytest_pmap._measure.trace", "pytest_pmap._measure.leaks", "pytest_pmap._engine.tree",
+    "pytest_pmap._plugin.confirm", "pytest_pmap._plugin.fixtures", "pytest_pmap._plugin.markers",
+    "pytest_pmap._gate.compare",
+]
 MODULES_AT_THE_END = """
 import os, sys
 
@@ -225,5 +232,7 @@ def test_an_unused_plugin_imports_only_its_options(
     loaded = out.read_text().split()
     if expected is None:
         assert "pytest_pmap._engine.acquire" in loaded and "pytest_pmap._plugin.runner" in loaded
+        if args == ["--pmap"]:  # measuring alone: nothing of budgets, probes, traces, leak hunts or the gate
+            assert not set(MEASURING_NEEDS_NONE_OF) & set(loaded), sorted(set(MEASURING_NEEDS_NONE_OF) & set(loaded))
     else:
         assert loaded == expected

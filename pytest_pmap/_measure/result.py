@@ -4,12 +4,14 @@ numbers, never snapshots)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from .._engine.metrics import GATE_METRICS
 from ..size import signed
-from .leaks import LeakCheck
-from .trace import Allocations
+
+if TYPE_CHECKING:  # imported where a result file holds them: a session that only measures has neither
+    from .leaks import LeakCheck
+    from .trace import Allocations
 
 __all__ = ["GATE_METRICS", "MemoryResult", "NewRegion"]
 
@@ -124,6 +126,15 @@ class MemoryResult:
             NewRegion(int(r["start"]), int(r["size"]), str(r["mode"]), str(r["name"]))
             for r in data.get("new_mappings") or ()
         )
+        trace, leak = data.get("trace"), data.get("leak")
+        if trace is not None:
+            from .trace import Allocations
+
+            trace = Allocations.from_json(trace)
+        if leak is not None:
+            from .leaks import LeakCheck
+
+            leak = LeakCheck.from_json(leak)
         return cls(
             nodeid=data["nodeid"],
             growth={str(k): size(v) for k, v in dict(data.get("growth") or {}).items()},
@@ -135,6 +146,6 @@ class MemoryResult:
             repeats=tuple({str(k): size(v) for k, v in dict(r).items()} for r in data.get("repeats") or ()),
             repeats_stopped=str(data.get("repeats_stopped") or ""),
             tolerance=str(data.get("tolerance") or ""),
-            trace=None if data.get("trace") is None else Allocations.from_json(data["trace"]),
-            leak=None if data.get("leak") is None else LeakCheck.from_json(data["leak"]),
+            trace=trace,
+            leak=leak,
         )
