@@ -359,3 +359,37 @@ def test_pytest_exit_in_a_repeat_does_not_end_the_session(pytester: pytest.Pytes
     result.assert_outcomes(passed=2, warnings=1)  # test_after ran; the repeat's warning is not counted
     assert result.ret == 0, result.stdout.str()
     result.stdout.fnmatch_lines(["1 could not be run again*: test_exit.py::test_leaky"])
+
+
+def test_the_next_module_runs_after_the_last_test_of_a_module_was_run_again(pytester: pytest.Pytester) -> None:
+    """The suspect is the last test of its module: its repeats set the module up again, and the
+    module is torn down after them, so that the next module's first test sets up cleanly (pytest's
+    logging plugin is on, as by default: a teardown phase run once more failed in it, silently, and
+    the next test erred with "previous item was not torn down properly")."""
+    pytester.makepyfile(test_a="""
+        import os
+        import pytest
+        KEEP = []
+
+        @pytest.fixture(scope="module")
+        def shared():
+            yield
+
+        def test_first(shared):
+            pass
+
+        def test_last(shared):
+            if os.environ.get("LEAK"):
+                KEEP.append(os.urandom(2 << 20))
+    """, test_b="""
+        def test_next():
+            pass
+    """)
+    assert pytester.runpytest_subprocess("--pmap-save-baseline", "base.json").ret == 0
+    os.environ["LEAK"] = "1"
+    try:
+        result = pytester.runpytest_subprocess("--pmap-baseline", "base.json")
+    finally:
+        del os.environ["LEAK"]
+    result.assert_outcomes(passed=3)
+    result.stdout.re_match_lines([r".*test_a\.py::test_last", r" +confirmed 3/3: .*"])

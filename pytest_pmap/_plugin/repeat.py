@@ -10,7 +10,6 @@ before each reading, so cycles a run left behind do not count.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import warnings
 from typing import Callable, Optional, TypeVar
@@ -90,7 +89,7 @@ def run_test_again(item: pytest.Item, nextitem: Optional[pytest.Item], times: in
     or why it stopped early: a phase did not pass, or the test called `pytest.exit()`
     (a repeat never changes the test's outcome, which its first run decided; Ctrl-C still stops
     the session)."""
-    from _pytest.runner import call_and_report, runtestprotocol  # the protocol pytest runs every test with
+    from _pytest.runner import runtestprotocol  # the protocol pytest runs every test with
 
     scopes = item.listchain()[:-1]
     torn = nextitem is None or nextitem.listchain()[: len(scopes)] != scopes
@@ -118,6 +117,12 @@ def run_test_again(item: pytest.Item, nextitem: Optional[pytest.Item], times: in
         stopped = "it called pytest.exit() when run again"
         torn = True
     if torn:  # leave the fixtures as the first run left them, for `nextitem`
-        with contextlib.suppress(pytest.exit.Exception):
-            call_and_report(item, "teardown", log=False, nextitem=nextitem)
+        # The wider fixtures alone, as pytest's own teardown does it; not the teardown phase's
+        # hooks again, which the last repeat ran (pytest's logging plugin fails a second one).
+        try:
+            item.session._setupstate.teardown_exact(nextitem)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # a wider fixture's teardown failed, the second time it ran
+            stopped = stopped or f"a fixture's teardown raised {type(exc).__name__} after the repeats"
     return readings, stopped
