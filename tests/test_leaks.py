@@ -57,7 +57,7 @@ def test_the_example_leaks_fail_and_the_rest_pass(suite: pytest.Pytester) -> Non
         r"FAILED test_leaks.py::test_leaks_1mib_per_call - leaks ~1(\.\d)? MiB per call: .*",
         r"FAILED test_leaks.py::test_leaks_256kib_per_call - leaks ~\d+(\.\d)? KiB per call.*",
         r"FAILED test_leaks.py::test_leaks_small_objects - leaks ~.* per call.*",
-    ], consecutive=True)
+    ])  # in order, not next to each other: under CI=true pytest shows each whole message in the summary
     result.stdout.re_match_lines([r"leaks ~1(\.\d)? MiB per call: (\+1\d{3}K ){14}\+1\d{3}K",
                                   r"  15 measured calls after a warm-up call "
                                   r"\(the first 5 made it a suspect; 10 more confirmed it\)",
