@@ -36,7 +36,7 @@ import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional
 
 from .._engine.acquire import PeakReset, has_rollup
 from .._engine.diff import MapDiff
@@ -49,9 +49,10 @@ from .._engine.render.text import mode
 from .._engine.snapshot import Snapshot
 from .._engine.system import huge_page_size
 from .._engine.totals import mode_totals
+from .heap import heap_in_use
 from .result import NewRegion
 
-__all__ = ["Boundary", "BoundaryReader", "growth"]
+__all__ = ["Boundary", "BoundaryReader", "Start", "begin", "growth", "since"]
 
 _ROLLUP = re.compile(rb"^(Rss|Pss|Private_Clean|Private_Dirty|Anonymous|AnonHugePages|Swap):\s*(\d+) kB$", re.M)
 #: The rollup fields a page of anonymous memory newly faulted in adds to.
@@ -255,3 +256,35 @@ def growth(before: Boundary, after: Boundary, ignore: Optional[Callable[[Mapping
         "new_regions": new,
     }
 
+
+
+class Start(NamedTuple):
+    """The reading before a test (or a repeat of one): the boundary, glibc's in-use bytes, and
+    why the peak could not be reset ("" when it was)."""
+
+    boundary: Boundary
+    heap: Optional[int]
+    peak_note: str
+
+
+def begin(reader: BoundaryReader) -> Start:
+    """Reset the peak and read the process; glibc's count last, so the reading is not counted."""
+    note = reader.reset_peak()
+    boundary = reader.read()
+    return Start(boundary, heap_in_use(), note)
+
+
+def since(reader: BoundaryReader, start: Start,
+          ignore: Callable[[], Optional[Callable[[Mapping], bool]]]) -> dict[str, object]:
+    """The fields of a `MemoryResult` from `start` to now: `growth()` with the heap's growth
+    (`growth["heap"]`) and the peak unknown where it could not be reset. glibc's count is read
+    first, for the same reason; `ignore()` gives the ignore rule, asked for only when maps moved."""
+    heap = heap_in_use()
+    end = reader.read()
+    measured = growth(start.boundary, end, None if end.maps is start.boundary.maps else ignore())
+    moved = measured["growth"]
+    assert isinstance(moved, dict)
+    moved["heap"] = None if heap is None or start.heap is None else heap - start.heap
+    if start.peak_note:
+        measured["peak_growth"] = None
+    return measured

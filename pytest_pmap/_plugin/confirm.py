@@ -11,8 +11,7 @@ from typing import Any, Optional, cast
 import pytest
 
 from .._gate.compare import Tolerance, suspect
-from .._measure.boundary import Boundary, growth
-from .._measure.heap import heap_in_use
+from .._measure.boundary import Start, begin, since
 from .._measure.result import MemoryResult
 from .fixtures import ignore_rule
 from .repeat import run_test_again
@@ -37,21 +36,11 @@ def confirm(item: pytest.Item, nextitem: Optional[pytest.Item], state: Session, 
     if not passed:  # failed, skipped, xfailed: a repeat would decide nothing, and the run reports it
         return {"repeats_stopped": "it did not pass, so it was not run again"}
 
-    ignore = ignore_rule(item.config)
-
-    def read_before() -> tuple[Boundary, Optional[int]]:
-        reader.reset_peak()  # each repeat's own peak, reported beside the rest
-        boundary = reader.read()
-        return boundary, heap_in_use()  # last: the reading itself is not counted as the test's
-
-    def growth_since(start: tuple[Boundary, Optional[int]]) -> dict[str, Optional[int]]:
-        heap = heap_in_use()  # first, for the same reason
-        before, heap_before = start
-        measured = growth(before, reader.read(), ignore)
+    def growth_since(start: Start) -> dict[str, Optional[int]]:
+        measured = since(reader, start, lambda: ignore_rule(item.config))
         moved = dict(cast("dict[str, Optional[int]]", measured["growth"]))
-        moved["peak"] = cast("Optional[int]", measured["peak_growth"])
-        moved["heap"] = None if heap_before is None or heap is None else heap - heap_before
+        moved["peak"] = cast("Optional[int]", measured["peak_growth"])  # each repeat's own peak
         return moved
 
-    repeats, stopped = run_test_again(item, nextitem, gate.confirm, read_before, growth_since)
+    repeats, stopped = run_test_again(item, nextitem, gate.confirm, lambda: begin(reader), growth_since)
     return {"repeats": tuple(repeats), "repeats_stopped": stopped}

@@ -10,8 +10,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import pytest
 
-from .._measure.boundary import Boundary, BoundaryReader, growth
-from .._measure.heap import heap_in_use
+from .._measure.boundary import BoundaryReader, Start, begin, since
 from .._measure.result import MemoryResult
 from ..errors import BudgetSyntaxError, PmapError, hide_from_tracebacks
 from .hookspecs import ignore_rule
@@ -179,7 +178,7 @@ class _Measure:
         """True when a baseline judges the tests: `_Confirm` records each result, after confirming it."""
         self.own = own
         """True when some test has a budget, a tolerance, a trace or a leak hunt, which its result carries."""
-        self.begun: Optional[tuple[pytest.Item, Boundary, Optional[int], str]] = None
+        self.begun: Optional[tuple[pytest.Item, Start]] = None
         """The test running, and the reading before its setup: the boundary, the heap's in-use
         bytes, why the peak was not reset ("" when it was). Kept here, not in the test's stash: one
         test runs at a time, and this is read twice a test."""
@@ -191,9 +190,7 @@ class _Measure:
             reader = state.reader
             if reader is None:
                 reader = state.reader = BoundaryReader()
-            note = reader.reset_peak()
-            start = reader.read()
-            self.begun = (item, start, heap_in_use(), note)  # the heap last: the reading is not the test's
+            self.begun = (item, begin(reader))
         return (yield)
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -204,14 +201,7 @@ class _Measure:
             state, begun = self.state, self.begun
             if begun is not None and begun[0] is item and state.reader is not None and not state.repeating:
                 self.begun = None
-                _, start, heap, note = begun
-                heap_after = heap_in_use()  # first, for the same reason
-                end = state.reader.read()
-                # The ignore hook only matters to new mappings, which there are none of when maps did not move.
-                measured = growth(start, end, None if end.maps is start.maps else ignore_rule(item.config))
-                measured["growth"]["heap"] = None if heap is None or heap_after is None else heap_after - heap  # type: ignore[index]
-                if note:
-                    measured["peak_growth"] = None
+                measured = since(state.reader, begun[1], lambda: ignore_rule(item.config))
                 if self.own:
                     measured["tolerance"] = item.stash.get(_TOLERANCE, "")
                     measured["budget"], measured["failure"] = item.stash.get(_BROKEN, ((), ""))
