@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -90,6 +91,16 @@ def suite(pytester: pytest.Pytester, saved: bytes, monkeypatch: pytest.MonkeyPat
     pytester.makepyfile(test_suite=SUITE)
     (pytester.path / "base.json").write_bytes(saved)
     return pytester
+
+
+def saved_then_gated(pytester: pytest.Pytester, change: str, *args: str,
+                     after_saving: Callable[[], None] = lambda: None) -> pytest.RunResult:
+    """Save the suite's baseline, then gate a run with the variable `change` set (what changed)."""
+    assert pytester.runpytest_subprocess("--pmap-save-baseline", "base.json").ret == 0
+    after_saving()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(change, "1")
+        return pytester.runpytest_subprocess("--pmap-baseline", "base.json", *args)
 
 
 def results(suite: pytest.Pytester) -> dict[str, dict[str, object]]:
@@ -233,12 +244,7 @@ def test_a_gate_on_the_peak_is_judged_on_one_measurement(pytester: pytest.Pytest
                 block[::4096] = b"x" * len(block[::4096])
                 del block
     """)
-    assert pytester.runpytest_subprocess("--pmap-save-baseline", "base.json").ret == 0
-    os.environ["SPIKE"] = "1"
-    try:
-        result = pytester.runpytest_subprocess("--pmap-baseline", "base.json", "--pmap-metric", "peak_growth")
-    finally:
-        del os.environ["SPIKE"]
+    result = saved_then_gated(pytester, "SPIKE", "--pmap-metric", "peak_growth")
     assert result.ret == 1
     result.stdout.re_match_lines([r"1 test regressed in peak_growth .*", r".* \+1[67]\d\d\dK .*test_peak\.py::test_spike"])
     assert "confirmed" not in result.stdout.str()
@@ -290,13 +296,7 @@ def test_wider_fixtures_of_the_last_test_are_set_up_once_for_all_repeats(pyteste
             if os.environ.get("ONCE") and not TABLE:
                 TABLE.append(os.urandom(2 << 20))  # a one-off
     """)
-    assert pytester.runpytest_subprocess("--pmap-save-baseline", "base.json").ret == 0
-    (pytester.path / "setups.txt").unlink()
-    os.environ["ONCE"] = "1"
-    try:
-        result = pytester.runpytest_subprocess("--pmap-baseline", "base.json")
-    finally:
-        del os.environ["ONCE"]
+    result = saved_then_gated(pytester, "ONCE", after_saving=lambda: (pytester.path / "setups.txt").unlink())
     assert result.ret == 0, result.stdout.str()
     result.stdout.fnmatch_lines(["1 not confirmed, noise*: test_last.py::test_last"])
     assert (pytester.path / "setups.txt").read_text() == "setup\nsetup\n"  # the run's, and once for the repeats
@@ -322,12 +322,7 @@ def test_a_suspect_that_did_not_pass_is_unconfirmed_not_failed(pytester: pytest.
                 pytest.skip("skipped in its call, after its fixture kept 2 MiB")
             assert not os.environ.get("ONCE")
     """)
-    assert pytester.runpytest_subprocess("--pmap-save-baseline", "base.json").ret == 0
-    os.environ["ONCE"] = "1"
-    try:
-        result = pytester.runpytest_subprocess("--pmap-baseline", "base.json", "--pmap-json", "head.json")
-    finally:
-        del os.environ["ONCE"]
+    result = saved_then_gated(pytester, "ONCE", "--pmap-json", "head.json")
     assert result.ret == 0, result.stdout.str()
     result.stdout.fnmatch_lines(["1 could not be run again*: test_nopass.py::test_it"])
     (only,) = json.loads((pytester.path / "head.json").read_text())["results"]
@@ -350,12 +345,7 @@ def test_pytest_exit_in_a_repeat_does_not_end_the_session(pytester: pytest.Pytes
         def test_after():
             pass
     """)
-    assert pytester.runpytest_subprocess("--pmap-save-baseline", "base.json").ret == 0
-    os.environ["LEAK"] = "1"
-    try:
-        result = pytester.runpytest_subprocess("--pmap-baseline", "base.json")
-    finally:
-        del os.environ["LEAK"]
+    result = saved_then_gated(pytester, "LEAK")
     result.assert_outcomes(passed=2, warnings=1)  # test_after ran; the repeat's warning is not counted
     assert result.ret == 0, result.stdout.str()
     result.stdout.fnmatch_lines(["1 could not be run again*: test_exit.py::test_leaky"])
@@ -385,11 +375,6 @@ def test_the_next_module_runs_after_the_last_test_of_a_module_was_run_again(pyte
         def test_next():
             pass
     """)
-    assert pytester.runpytest_subprocess("--pmap-save-baseline", "base.json").ret == 0
-    os.environ["LEAK"] = "1"
-    try:
-        result = pytester.runpytest_subprocess("--pmap-baseline", "base.json")
-    finally:
-        del os.environ["LEAK"]
+    result = saved_then_gated(pytester, "LEAK")
     result.assert_outcomes(passed=3)
     result.stdout.re_match_lines([r".*test_a\.py::test_last", r" +confirmed 3/3: .*"])
