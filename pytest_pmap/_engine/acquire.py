@@ -229,7 +229,16 @@ def _read_rollup(fs: ProcFS, target: Target) -> dict[str, FieldValue]:
 def has_rollup(fs: ProcFS, pid: int, thread: Optional[int] = None) -> bool:
     """False on kernels without smaps_rollup (before Linux 4.14, gVisor): there, every reader of
     totals sums smaps instead, and says so."""
-    return os.path.exists(fs.path(pid, task_file(thread, "smaps_rollup"))) or not fs.exists(pid)
+    if fs.root in _ROLLUP_SEEN:  # a kernel that has it keeps it: one look per procfs, not one a read
+        return True
+    if os.path.exists(fs.path(pid, task_file(thread, "smaps_rollup"))):
+        _ROLLUP_SEEN.add(fs.root)
+        return True
+    return not fs.exists(pid)
+
+
+_ROLLUP_SEEN: set[str] = set()
+"""The procfs roots where smaps_rollup was seen (canned trees in tests each have their own root)."""
 
 
 _SHM_MINOR: list[Optional[int]] = []
