@@ -77,11 +77,7 @@ class _Layout:
         """Bytes from the header line's newline to the first field line's newline."""
         self.lines = lines
         """Field lines per block, VmFlags included."""
-        skip = first_end - 2 - len(first_key)
-        self.block = None if skip < 0 else re.compile(
-            rb"(?s)([^\n]*)\n" + re.escape(first_key[1:]) + rb".{%d}(.{%d})\n(" % (skip, fixed - first_end + 2)
-            + re.escape(LAST_KEY) + rb"[^\n]*)\n"
-        )
+        self.block = _block_pattern(first_key, first_end - 2 - len(first_key), fixed - first_end + 2)
         """A block of this layout: its header line, the cut `Sections` keeps (the last two bytes of
         the first field line to the newline before VmFlags), and its VmFlags line; None when the
         first field line is too short to hold a cut."""
@@ -97,6 +93,22 @@ class _Layout:
             return None
         first_end = text.find(b"\n", colon)
         return cls(text[nl : colon + 1], last - nl, first_end - nl, text.count(b"\n", nl + 1, block_end + 1))
+
+
+def _block_pattern(first_key: bytes, skip: int, cut: int) -> Optional[re.Pattern[bytes]]:
+    """A block whose first field line's key is `first_key`, `skip` bytes after it the `cut` bytes
+    `Sections` keeps, then the VmFlags line; None when `skip` is negative. Compiled once a layout
+    (a tree of processes has one for all)."""
+    key = (first_key, skip, cut)
+    if key not in _BLOCKS:
+        _BLOCKS[key] = None if skip < 0 else re.compile(
+            rb"(?s)([^\n]*)\n" + re.escape(first_key[1:]) + rb".{%d}(.{%d})\n(" % (skip, cut)
+            + re.escape(LAST_KEY) + rb"[^\n]*)\n"
+        )
+    return _BLOCKS[key]
+
+
+_BLOCKS: dict[tuple[bytes, int, int], Optional[re.Pattern[bytes]]] = {}
 
 
 def locate_smaps(chunks: Iterable[bytes]) -> Iterator[Run]:
