@@ -4,6 +4,7 @@ of a spawned tree, daemons included, also when pytest gets SIGTERM."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -295,3 +296,80 @@ def test_sigterm_to_pytest_leaves_no_process_of_a_spawned_tree(pytester: pytest.
         time.sleep(0.05)
     assert not [pid for pid in seen if running(pid)]
 
+
+
+def _token() -> str:
+    """A number no other process has in its command line: `sleep TOKEN` is found by it, and killed."""
+    return str(1_000_000 + (os.getpid() * 7919 + time.monotonic_ns()) % 8_000_000)
+
+
+def _argv(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def _with_token(token: str) -> list[int]:
+    """The running processes whose command line has `token` as an argument (none but the test's own)."""
+    return [int(e) for e in os.listdir("/proc") if e.isdigit() and running(int(e)) and token in _argv(int(e))]
+
+
+def _kill_with_token(token: str) -> None:
+    """Kill what a failed test left behind (never any other process: the token is the test's own)."""
+    for pid in _with_token(token):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _sigterm_when(pytester: pytest.Pytester, ready: Path, *args: str) -> None:
+    """Run pytest on pytester's files, send it SIGTERM once `ready` exists, and wait for it to end by it."""
+    run = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args], cwd=pytester.path,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists() and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert ready.exists(), run.communicate(timeout=60)[0].decode()
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(60) == -signal.SIGTERM, run.communicate()[0].decode()
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+        assert run.stdout is not None
+        run.stdout.close()
+
+
+def test_sigterm_while_a_process_is_being_started_stops_its_tree(pytester: pytest.Pytester) -> None:
+    token, ready = _token(), pytester.path / "ready"
+    pytester.makepyfile(f"""
+        import os, time
+
+        def slowly():  # in the child, before it runs sh: pytest is inside Popen meanwhile
+            with open({str(ready)!r} + ".tmp", "w") as f:
+                f.write(str(os.getpid()))
+            os.rename({str(ready)!r} + ".tmp", {str(ready)!r})
+            time.sleep(2)
+
+        def test_slow_start(pmap_spawn):
+            pmap_spawn(["sh", "-c", "sleep {token} & sleep {token}"], tree=True, preexec_fn=slowly)
+            time.sleep(600)
+    """)
+    try:
+        _sigterm_when(pytester, ready)
+        child = int(ready.read_text())
+        deadline = time.monotonic() + 20  # it runs sh in 2 s: stopped then, or left running for good
+        while running(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        deadline = time.monotonic() + 5  # what pytest left is reaped by init
+        while _with_token(token) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not running(child) and not _with_token(token)
+    finally:
+        if ready.exists():  # a child still before its exec of sh carries no token yet: wait for it
+            child = int(ready.read_text())
+            deadline = time.monotonic() + 10
+            while running(child) and token not in _argv(child) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        _kill_with_token(token)

@@ -64,6 +64,10 @@ Handler = Union[Callable[[int, Optional[FrameType]], Any], int, None]
 _GUARDED = (signal.SIGTERM, signal.SIGHUP)
 _HANDLERS_BEFORE: dict[int, Handler] = {}
 """The handlers ours replaced, by signal, while ours are installed."""
+_STARTING: list[bool] = []
+"""Not empty while `start()` is starting a process that is not in `_LIVE` yet."""
+_DEFERRED: list[int] = []
+"""Guarded signals that came while a process was being started: acted on once it is registered."""
 
 
 @dataclass(frozen=True)
@@ -84,16 +88,20 @@ def start(argv: Union[str, bytes, os.PathLike[str], Sequence[Union[str, bytes, o
     env = dict(os.environ if env is None else env)
     cookie = f"{os.getpid()}.{next(_NUMBERS)}"
     env[COOKIE.encode() if any(isinstance(key, bytes) for key in env) else COOKIE] = cookie
-    if not _LIVE:
-        _become_subreaper()
-        _guard_signals()
+    _STARTING.append(True)  # until it is registered, a guarded signal waits (see `_on_signal`)
     try:
+        if not _LIVE:
+            _become_subreaper()
+            _guard_signals()
         proc: subprocess.Popen[bytes] = subprocess.Popen(argv, env=env, **popen_kwargs)
+        _LIVE[proc] = f"{COOKIE}={cookie}".encode()
     except BaseException:
         if not _LIVE:
             _let_go()
         raise
-    _LIVE[proc] = f"{COOKIE}={cookie}".encode()
+    finally:
+        _STARTING.pop()
+        _act_on_deferred()
     return proc
 
 
@@ -315,6 +323,9 @@ def _guard_signals() -> None:
 
 
 def _on_signal(signum: int, frame: Optional[FrameType]) -> None:
+    if _STARTING:  # a process is being started: stopping everything now would miss it, and pytest would
+        _DEFERRED.append(signum)  # die with its tree running; `start()` acts on the signal once it is registered
+        return
     before = _HANDLERS_BEFORE.get(signum, signal.SIG_DFL)
     stop_all()  # which puts the handlers before ours back
     if callable(before):
@@ -322,3 +333,10 @@ def _on_signal(signum: int, frame: Optional[FrameType]) -> None:
     else:  # the default: this process ends by the signal, as it would have without us
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
+
+
+def _act_on_deferred() -> None:
+    """Act on a guarded signal that came while a process was being started, now that it is registered:
+    sent again, it runs `_on_signal` as it would have (every process stopped, then this one ends by it)."""
+    while _DEFERRED:
+        os.kill(os.getpid(), _DEFERRED.pop(0))
