@@ -322,15 +322,21 @@ def _kill_with_token(token: str) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def _sigterm_when(pytester: pytest.Pytester, ready: Path, *args: str) -> None:
-    """Run pytest on pytester's files, send it SIGTERM once `ready` exists, and wait for it to end by it."""
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _sigterm_when(pytester: pytest.Pytester, ready: list[Path], *args: str, background: bool = False) -> None:
+    """Run pytest on pytester's files, send it SIGTERM once every file of `ready` exists, and wait for
+    it to end by it. `background`: as a non-interactive shell runs a job with `&`, SIGINT ignored."""
     run = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args], cwd=pytester.path,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           preexec_fn=_ignore_sigint if background else None)
     try:
         deadline = time.monotonic() + 60
-        while not ready.exists() and run.poll() is None and time.monotonic() < deadline:
+        while not all(p.exists() for p in ready) and run.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert ready.exists(), run.communicate(timeout=60)[0].decode()
+        assert all(p.exists() for p in ready), run.communicate(timeout=60)[0].decode()
         run.send_signal(signal.SIGTERM)
         assert run.wait(60) == -signal.SIGTERM, run.communicate()[0].decode()
     finally:
@@ -357,7 +363,7 @@ def test_sigterm_while_a_process_is_being_started_stops_its_tree(pytester: pytes
             time.sleep(600)
     """)
     try:
-        _sigterm_when(pytester, ready)
+        _sigterm_when(pytester, [ready])
         child = int(ready.read_text())
         deadline = time.monotonic() + 20  # it runs sh in 2 s: stopped then, or left running for good
         while running(child) and time.monotonic() < deadline:
@@ -372,4 +378,40 @@ def test_sigterm_while_a_process_is_being_started_stops_its_tree(pytester: pytes
             deadline = time.monotonic() + 10
             while running(child) and token not in _argv(child) and time.monotonic() < deadline:
                 time.sleep(0.05)
+        _kill_with_token(token)
+
+
+def test_sigterm_to_the_xdist_controller_alone_stops_what_its_workers_spawned(pytester: pytest.Pytester) -> None:
+    token = _token()
+    pytester.makepyfile(f"""
+        import os, time
+        import pytest
+
+        @pytest.mark.parametrize("n", [0, 1])
+        def test_spawns(pmap_spawn, n):
+            pmap_spawn(["sh", "-c", "sleep {token} & sleep {token}"], tree=True)
+            with open(f"worker{{n}}.tmp", "w") as f:
+                f.write(str(os.getpid()))
+            os.rename(f"worker{{n}}.tmp", f"worker{{n}}")
+            time.sleep(600)  # the controller is gone meanwhile: this worker cannot report back
+    """)
+    ready = [pytester.path / "worker0", pytester.path / "worker1"]
+    try:
+        # SIGINT ignored, as in a CI script's `pytest -n 2 &`: execnet's last resort, SIGINT to a worker
+        # whose controller is gone, does nothing, and the worker exits without its teardown
+        _sigterm_when(pytester, ready, "-n", "2", "-p", "xdist", background=True)
+        workers = {int(path.read_text()) for path in ready}
+        assert len(workers) == 2  # each test in its own worker: both spawned trees run at the signal
+        deadline = time.monotonic() + 60  # the workers end: at once, stopping their trees; or, without
+        while any(map(running, workers)) and time.monotonic() < deadline:  # teardown, 15 s later (execnet)
+            time.sleep(0.05)
+        deadline = time.monotonic() + 5  # what they left is reaped by init
+        while _with_token(token) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(map(running, workers)) and not _with_token(token)
+    finally:
+        for path in ready:  # a worker still running (its test sleeps): ours by its PID and execnet's command
+            with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
+                if "import sys;exec(eval(sys.stdin.readline()))" in _argv(int(path.read_text())):
+                    os.kill(int(path.read_text()), signal.SIGKILL)
         _kill_with_token(token)

@@ -44,7 +44,7 @@ from typing import Any, Callable, Optional, Union
 from .._engine.procfs import ProcFS
 from ..errors import PmapError
 
-__all__ = ["COOKIE", "Stopped", "descendants", "start", "stop", "stop_all"]
+__all__ = ["COOKIE", "Stopped", "descendants", "end_with", "start", "stop", "stop_all"]
 
 COOKIE = "PYTEST_PMAP_SPAWNED"
 """The environment variable that marks a spawned process and everything it starts."""
@@ -53,7 +53,9 @@ _PROC = ProcFS("/proc")  # the processes we start are in our own procfs, whateve
 _NUMBERS = itertools.count(1)
 _LIVE: dict[subprocess.Popen[bytes], bytes] = {}
 """Every process started and not yet stopped, with its cookie (`PYTEST_PMAP_SPAWNED=...`)."""
-_PR_SET_CHILD_SUBREAPER, _PR_GET_CHILD_SUBREAPER = 36, 37
+_PR_SET_PDEATHSIG, _PR_SET_CHILD_SUBREAPER, _PR_GET_CHILD_SUBREAPER = 1, 36, 37
+_PARENT: list[int] = []
+"""The process this one cannot go on without (`end_with`), as recorded when this one started."""
 _SUBREAPER_BEFORE: list[int] = []
 """Whether this process was a subreaper before the first `start()`, while it is one for us."""
 
@@ -93,6 +95,7 @@ def start(argv: Union[str, bytes, os.PathLike[str], Sequence[Union[str, bytes, o
         if not _LIVE:
             _become_subreaper()
             _guard_signals()
+            _watch_parent()
         proc: subprocess.Popen[bytes] = subprocess.Popen(argv, env=env, **popen_kwargs)
         _LIVE[proc] = f"{COOKIE}={cookie}".encode()
     except BaseException:
@@ -170,6 +173,17 @@ def stop(proc: subprocess.Popen[bytes], timeout: float) -> Stopped:
     if not _LIVE:
         _let_go()
     return Stopped(descendants=len(ever), killed=tuple(dict.fromkeys(killed)))
+
+
+def end_with(parent: int) -> None:
+    """This process works for `parent` (an xdist worker for its controller, `parent` recorded when this
+    one started) and cannot go on without it: while spawned processes run, `parent`'s death comes to
+    this process as SIGTERM (`prctl(PR_SET_PDEATHSIG)`), which stops them before it ends.
+
+    Without it, SIGTERM to the controller alone (`docker stop`, a CI runner's cancel) ends it and
+    leaves the workers running their tests, and dying later without teardown, their spawned trees
+    running on under init."""
+    _PARENT[:] = [parent]
 
 
 def stop_all(timeout: float = 0.5) -> None:
@@ -298,10 +312,22 @@ def _become_subreaper() -> None:
         _SUBREAPER_BEFORE.append(before)
 
 
+def _watch_parent() -> None:
+    """While spawned processes run, the death of the parent given to `end_with` is SIGTERM to this
+    process (only where our SIGTERM handler is set: it is what stops them)."""
+    if not _PARENT or signal.SIGTERM not in _HANDLERS_BEFORE or _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM) is None:
+        return
+    if os.getppid() != _PARENT[0]:  # it died before the prctl: its death will not be signalled, so act on it now
+        _DEFERRED.append(signal.SIGTERM)  # (`start()` is starting a process: acted on once it is registered)
+
+
 def _let_go() -> None:
-    """The last spawned process is stopped: the subreaper setting and the SIGTERM handler as they were."""
+    """The last spawned process is stopped: the subreaper setting, the parent's death signal and the
+    SIGTERM handler as they were."""
     if _SUBREAPER_BEFORE:
         _prctl(_PR_SET_CHILD_SUBREAPER, _SUBREAPER_BEFORE.pop())
+    if _PARENT:
+        _prctl(_PR_SET_PDEATHSIG, 0)
     if _HANDLERS_BEFORE and threading.current_thread() is threading.main_thread():
         for signum, before in _HANDLERS_BEFORE.items():
             if signal.getsignal(signum) is _on_signal:  # unless someone replaced ours meanwhile

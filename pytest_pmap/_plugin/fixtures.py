@@ -85,6 +85,9 @@ def pmap_spawn(request: pytest.FixtureRequest) -> Iterator[Callable[..., Probe]]
             raise UsageError("pmap_spawn needs a command to start: argv is empty")
         _check_tree("pmap_spawn", tree)
         program = os.fsdecode(argv if isinstance(argv, (str, bytes, os.PathLike)) else argv[0])
+        controller = request.config.stash[SESSION].controller
+        if controller is not None:  # an xdist worker: SIGTERM to the controller alone must stop our processes too
+            processes.end_with(controller)
         try:
             proc = processes.start(argv, **popen_kwargs)
         except (OSError, ValueError, TypeError) as exc:

@@ -137,6 +137,8 @@ def pytest_configure(config: pytest.Config) -> None:
     measure = measure or bool(gate.outputs) or gate.baseline_path is not None or gate.history is not None
     junit = bool(getattr(config.option, "xmlpath", None))
     session = config.stash[SESSION] = Session(measure, top, config_budgets, gate, junit=junit)
+    if hasattr(config, "workerinput"):  # now, before the controller can have died (see processes.end_with)
+        session.controller = os.getppid()
     session.trace = _flag(config, "pmap_trace")
     if config.getoption("pmap_trace_depth") is not None or config.getini("pmap_trace_depth"):
         session.trace_depth = _count(config, "pmap_trace_depth", "frames", 1)

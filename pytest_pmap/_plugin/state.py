@@ -113,6 +113,9 @@ class Session:
     """xdist workers that went down without handing over their measurements, as messages."""
     gathered: set[str] = field(default_factory=set)
     """xdist workers whose measurements were gathered (xdist may report a worker down twice)."""
+    controller: Optional[int] = None
+    """In an xdist worker, the PID of its parent when it was configured: the controller, which
+    execnet starts it from (`pmap_spawn` has the worker end with it)."""
     _unavailable: Optional[str] = field(default=None, repr=False)
 
     @property
