@@ -120,6 +120,29 @@ def test_a_tree_whose_root_exits_is_what_remains_of_it(spawned: Any) -> None:
     assert probe.ended.endswith("readings are from its last snapshot")
 
 
+def test_a_process_that_cleared_its_environment_is_followed_and_stopped_once_its_parent_exits() -> None:
+    token = _token()
+    proc = processes.start(["sh", "-c", f"env -i /bin/sleep {token} & read x"], stdin=subprocess.PIPE)
+    try:
+        probe = TreeProbe(proc.pid, members=lambda: processes.descendants(proc), process=proc)
+        deadline = time.monotonic() + 20
+        while not _with_token(token) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        (sleeper,) = _with_token(token)
+        assert sleeper in probe.snapshot().processes  # below sh: found
+        assert proc.stdin is not None
+        proc.stdin.close()  # sh exits; its orphan, without the mark, is handed to this process
+        proc.wait()
+        tree = probe.snapshot()
+        assert list(tree.processes) == [proc.pid, sleeper] and tree.root.state == "X" and not tree.exited
+        assert probe.ended == "" and tree.rss == tree.processes[sleeper].rss
+        processes.stop(proc, 5)
+        assert not running(sleeper)
+    finally:
+        processes.stop(proc, 5)
+        _kill_with_token(token)
+
+
 def test_a_tree_gone_before_its_first_reading_is_process_gone() -> None:
     done = subprocess.Popen(["true"])
     done.wait()

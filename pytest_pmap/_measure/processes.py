@@ -18,9 +18,12 @@ How the descendants are found:
 - To tell such orphans from the children a test starts by other means, each spawned process gets
   the environment variable `PYTEST_PMAP_SPAWNED` (this process's PID and a number), which its
   descendants inherit: a child of this process that carries it belongs to that spawned process, and
-  so does the tree below it. A descendant that replaced its environment and whose parent has exited
-  cannot be told apart; neither can one that became a zombie before it was first seen (its
-  environment is gone with its memory), which then waits for this process to exit.
+  so does the tree below it.
+- Every descendant found is remembered by its PID and start time while it is there: one that
+  replaced its environment (`env -i`), found below its parent, is still found once that parent
+  has exited. One never found before its parent exited cannot be told apart; neither can one that
+  became a zombie before it was first seen (its environment is gone with its memory), which then
+  waits for this process to exit.
 
 Each process found is named by its PID and its start time, so a PID reused meanwhile is never
 signalled.
@@ -53,6 +56,8 @@ _PROC = ProcFS("/proc")  # the processes we start are in our own procfs, whateve
 _NUMBERS = itertools.count(1)
 _LIVE: dict[subprocess.Popen[bytes], bytes] = {}
 """Every process started and not yet stopped, with its cookie (`PYTEST_PMAP_SPAWNED=...`)."""
+_SEEN: dict[subprocess.Popen[bytes], dict[int, int]] = {}
+"""For each process of `_LIVE`, its descendants found so far ({PID: start time}), while they are there."""
 _PR_SET_PDEATHSIG, _PR_SET_CHILD_SUBREAPER, _PR_GET_CHILD_SUBREAPER = 1, 36, 37
 _PARENT: list[int] = []
 """The process this one cannot go on without (`end_with`), as recorded when this one started."""
@@ -109,13 +114,17 @@ def start(argv: Union[str, bytes, os.PathLike[str], Sequence[Union[str, bytes, o
 
 
 def descendants(proc: subprocess.Popen[bytes]) -> dict[int, int]:
-    """Every process `proc` started that is still there (zombies included), as {PID: start time}."""
+    """Every process `proc` started that is still there (zombies included), as {PID: start time}.
+
+    Each one found is remembered (by PID and start time) until it is gone: one that cleared its
+    environment, found once below its parent, is still found once that parent has exited."""
     cookie = _LIVE.get(proc)
-    found: dict[int, int] = {}
+    seen = _SEEN.setdefault(proc, {}) if cookie is not None else {}
+    found = {pid: start for pid, start in seen.items() if _is_there(pid, start) is not None}
     if cookie is not None:  # orphans handed to us as their subreaper, and the trees below them
         for pid in _PROC.children(os.getpid()):
             start = _start_time(pid)
-            if pid != proc.pid and start is not None and _carries(pid, cookie):
+            if pid != proc.pid and pid not in found and start is not None and _carries(pid, cookie):
                 found[pid] = start
     frontier = [*found, *([proc.pid] if proc.returncode is None else [])]
     while frontier:
@@ -125,6 +134,9 @@ def descendants(proc: subprocess.Popen[bytes]) -> dict[int, int]:
                 found[child] = start
                 frontier.append(child)
     found.pop(proc.pid, None)
+    if cookie is not None:
+        seen.clear()
+        seen.update(found)
     return found
 
 
@@ -170,6 +182,7 @@ def stop(proc: subprocess.Popen[bytes], timeout: float) -> Stopped:
         if pipe is not None:
             pipe.close()
     _LIVE.pop(proc, None)
+    _SEEN.pop(proc, None)
     if not _LIVE:
         _let_go()
     return Stopped(descendants=len(ever), killed=tuple(dict.fromkeys(killed)))
