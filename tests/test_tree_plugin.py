@@ -143,6 +143,52 @@ def test_a_process_that_cleared_its_environment_is_followed_and_stopped_once_its
         _kill_with_token(token)
 
 
+def _started(token: str, count: int) -> list[int]:
+    deadline = time.monotonic() + 20
+    while len(_with_token(token)) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return _with_token(token)
+
+
+def test_an_attached_tree_whose_root_exits_is_what_remains_of_it() -> None:
+    token = _token()
+    root = subprocess.Popen(["sh", "-c", f"sleep {token} & sleep {token} & wait"])
+    try:
+        sleeps = _started(token, 2)
+        probe = TreeProbe(root.pid)  # what pmap_attach(pid, tree=True) returns
+        probe.mark()
+        assert set(probe.baseline.processes) == {root.pid, *sleeps}
+        root.kill()  # its children are handed to init (or a subreaper): out of its kernel tree
+        root.wait()
+        tree = probe.snapshot()
+        assert set(tree.processes) == {root.pid, *sleeps} and tree.root.state == "X" and tree.root.rss == 0
+        assert probe.rss == sum(tree.processes[pid].rss for pid in sleeps) > 0 and probe.ended == ""
+    finally:
+        root.kill()
+        root.wait()
+        _kill_with_token(token)
+
+
+def test_an_attached_tree_that_ended_before_its_first_reading_says_so() -> None:
+    token = _token()
+    root = subprocess.Popen(["sh", "-c", f"sleep {token} & wait"])
+    try:
+        (sleep,) = _started(token, 1)
+        probe = TreeProbe(root.pid)
+        root.kill()
+        root.wait()
+        _kill_with_token(token)
+        while running(sleep):
+            time.sleep(0.01)
+        with pytest.raises(ProcessGone, match=f"^PID {root.pid} exited, and every process of its tree exited too, "
+                           "before the tree could be read after its baseline: what they used since is unknown"):
+            probe.snapshot()
+    finally:
+        root.kill()
+        root.wait()
+        _kill_with_token(token)
+
+
 def test_a_tree_gone_before_its_first_reading_is_process_gone() -> None:
     done = subprocess.Popen(["true"])
     done.wait()

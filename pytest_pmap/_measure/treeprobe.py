@@ -23,7 +23,7 @@ from .._engine.snapshot import Snapshot
 from .._engine.totals import SUMMED
 from .._engine.tree import TreeSnapshot, descendants, read_tree
 from .._engine.treediff import TreeDiff, nothing_of
-from ..errors import ProcessGone, hide_from_tracebacks
+from ..errors import PmapError, ProcessGone, hide_from_tracebacks
 from .probe import Probe, exit_status
 
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
@@ -57,6 +57,8 @@ class TreeProbe(Probe):
     ) -> None:
         self._members = members
         self._spawned = process  # known from the start: the baseline may find the root already gone
+        self._seen: dict[int, int] = {}
+        """Every process seen in a snapshot of the tree and maybe still there, {PID: start time}."""
         super().__init__(pid, procfs=procfs, ignore=ignore, on_snapshot=on_snapshot)
         self.process = process
 
@@ -64,8 +66,34 @@ class TreeProbe(Probe):
         return f"<TreeProbe pid={self.pid}>"
 
     def members(self) -> list[int]:
-        """The descendants of the root now (zombies included)."""
-        return list(self._members() if self._members is not None else descendants(self.pid, self.procfs))
+        """The descendants of the root now (zombies included), and what remains of the tree: every
+        process seen in an earlier snapshot that is still there (the same PID and start time), and
+        the processes below it. A process whose parent exits is handed to init or to a subreaper,
+        out of the root's kernel tree: it is still the tree's (docs/trees.md, "When the root exits")."""
+        if self._members is not None:
+            found = dict.fromkeys(self._members())
+        else:
+            found = dict.fromkeys(descendants(self.pid, self.procfs) if self._is_there(self.pid) else ())
+        for pid in [pid for pid in self._seen if pid != self.pid and pid not in found]:
+            if self._is_there(pid):
+                found[pid] = None
+                found.update(dict.fromkeys(descendants(pid, self.procfs)))
+        found.pop(self.pid, None)
+        return list(found)
+
+    def _is_there(self, pid: int) -> bool:
+        """True while `pid` is the process seen in the tree (any process, for one not seen yet). A
+        descendant seen that is gone is forgotten (its PID, reused, is another's); the root is not."""
+        start = self._seen.get(pid)
+        if start is None:
+            return True
+        try:
+            there = self.procfs.stat(pid).start_time == start
+        except PmapError:
+            there = False
+        if not there and pid != self.pid:
+            del self._seen[pid]
+        return there
 
     def snapshot(self, detail: bool = True, *, unique: bool = False) -> TreeSnapshot:
         """A snapshot of the tree now (with its `unique` pages counted if asked: that reads every
@@ -75,7 +103,8 @@ class TreeProbe(Probe):
     def _take(self, detail: bool, fall_back: bool, unique: bool = False) -> TreeSnapshot:
         spawned = self._spawned
         root: Optional[Snapshot] = None
-        if spawned is None or spawned.poll() is None:  # once reaped, its PID may name another process
+        there = spawned.poll() is None if spawned is not None else self._is_there(self.pid)
+        if there:  # once gone (reaped, or another start time), its PID may name another process
             with contextlib.suppress(ProcessGone):  # exited: the tree is what remains of it
                 root = snapshot(self.pid, detail=detail, procfs=self.procfs)
         members = self.members()
@@ -90,6 +119,7 @@ class TreeProbe(Probe):
         if self.last is not None:
             check_same_process(self.last, tree)
         self.last = tree
+        self._seen.update((pid, snap.start_time) for pid, snap in tree.processes.items())
         if self.on_snapshot is not None:
             self.on_snapshot(self, tree)
         return tree
@@ -98,6 +128,10 @@ class TreeProbe(Probe):
         """The last snapshot, once the root and all its descendants have exited (see `Probe._ended`)."""
         if self.last is None:
             raise ProcessGone(f"PID {self.pid} {how}, and none of its descendants is left: there is no tree to read")
+        if fall_back and self.last is self.baseline:
+            raise ProcessGone(f"PID {self.pid} {how}, and every process of its tree exited too, before the tree "
+                              "could be read after its baseline: what they used since is unknown, not zero; read "
+                              "the tree while it runs (before waiting for it to end)")
         self._ended(how, fall_back)  # raises when readings cannot fall back on the last snapshot
         return self.last
 
