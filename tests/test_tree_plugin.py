@@ -236,6 +236,34 @@ def test_a_failing_tree_budget_names_the_process_that_grew_and_shows_its_diff(py
     ])
 
 
+def test_a_failing_peak_budget_names_the_process_whose_peak_rose_most(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(f"""
+        import json, subprocess, sys
+        import pytest
+
+        @pytest.mark.pmap(tree=True, peak_rss="80MiB")
+        def test_a_worker_spikes(pmap_spawn):
+            p = pmap_spawn([sys.executable, {TREE!r}, "1", "2"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            pids = json.loads(p.process.stdout.readline())
+            p.process.stdin.write(b"spike 100\\n")  # the second worker touches 100 MiB and frees them
+            p.process.stdin.flush()
+            p.process.stdout.readline()
+            print("WORKER", pids["workers"][1], "MASTER", pids["master"])
+    """)
+    result = pytester.runpytest_subprocess("-s", "-p", "no:randomly")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    worker, master = (int(w) for w in out.split("WORKER ")[1].split()[::2][:2])
+    result.stdout.fnmatch_lines([
+        "pmap budget exceeded (1 limit):",
+        "  peak_rss: *K > 81920K (limit from marker)",
+        f"grew most: PID {worker} (*forked_tree.py 1 2), child of {master}, appeared: peak_rss *K, +*K since the baseline",
+        "*PID*PPID*RSS*PSS*USS*PEAK growth*Command",
+    ])
+    line = next(line for line in out.splitlines() if line.startswith("grew most:"))
+    assert int(line.rsplit("+", 1)[1].split("K")[0]) >= 100 * 1024  # its peak rose by the 100 MiB it freed
+
+
 def test_an_assertion_on_a_tree_reading_explains_itself_with_the_tree(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(f"""
         import json, subprocess, sys

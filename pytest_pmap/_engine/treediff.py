@@ -21,7 +21,10 @@ from .totals import METRICS, SUMMED
 if TYPE_CHECKING:
     from .tree import TreeSnapshot
 
-__all__ = ["ProcessChange", "TreeDiff", "nothing_of"]
+__all__ = ["PEAK", "ProcessChange", "TreeDiff", "nothing_of"]
+
+PEAK = "peak_rss"
+"""What a tree's diff can rank its processes by besides a metric: how far each one's peak rose."""
 
 
 def nothing_of(snap: Snapshot, taken_at: float, state: str = "X") -> Snapshot:
@@ -51,9 +54,22 @@ class ProcessChange:
         return self.snapshot.pid
 
     def growth(self, metric: str = "rss") -> Optional[Size]:
-        """How much the process grew in `metric` (signed); None when the kernel did not report it."""
+        """How much the process grew in `metric` (signed); None when the kernel did not report it.
+        For `PEAK` (`peak_rss`): how far its peak since the baseline (VmHWM, reset there) rose above
+        its RSS at the baseline (from nothing for one that appeared); None for one that exited,
+        whose peak is in no later reading."""
+        if metric == PEAK:
+            peak = self.peak
+            start = 0 if self.kind == "+" else self.diff.before.status_size("VmRSS")
+            return None if peak is None or start is None else Size.of(peak - start)
         value = getattr(self.diff.growth, metric)
         return None if value is None else Size.of(value)
+
+    @property
+    def peak(self) -> Optional[Size]:
+        """The process's peak RSS since the baseline (VmHWM, reset there), as the tree's `peak_rss`
+        sums it; None for one that exited (not in the sum) or where the kernel wrote no VmHWM."""
+        return None if self.kind == "-" else self.snapshot.status_size("VmHWM")
 
 
 class TreeDiff(MapDiff):
@@ -102,11 +118,20 @@ class TreeDiff(MapDiff):
         return MapDiff.between(before, after, ignore)
 
     def ranked(self, metric: str = "rss") -> list[ProcessChange]:
-        """The processes that moved, the one that grew most in `metric` first (then by mapped change)."""
-        if metric not in METRICS:
-            raise ValueError(f"{metric!r} is not a metric: use one of {', '.join(METRICS)}")
+        """The processes that moved, the one that grew most in `metric` first (then by mapped change);
+        with `PEAK` (`peak_rss`), the one whose peak rose most (see `ProcessChange.growth`)."""
+        if metric not in METRICS and metric != PEAK:
+            raise ValueError(f"{metric!r} is not a metric: use one of {', '.join(METRICS)}, or {PEAK}")
         moved = [p for p in self.by_process if p.kind != " " or p.growth(metric)]
         return sorted(moved, key=lambda p: (p.growth(metric) or 0, p.growth("mapped") or 0), reverse=True)
+
+    def growth_of(self, metric: str) -> Optional[int]:
+        """The tree's growth in `metric`; for `PEAK`, how far the tree's `peak_rss` rose above its RSS
+        at the baseline (`peak_growth`). None where the kernel did not report it."""
+        if metric != PEAK:
+            return getattr(self.growth, metric)  # type: ignore[no-any-return]
+        peak, start = self.after.peak_rss, self.before.status_size("VmRSS")
+        return None if peak is None or start is None else peak - start
 
     def __bool__(self) -> bool:
         return bool(self.changes or self.appeared or self.exited)

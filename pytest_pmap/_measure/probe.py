@@ -71,8 +71,11 @@ class Reading(Size):
 
     @property
     def metric(self) -> str:
-        """The metric this reading is of (`uss` for `growth.uss`): a tree's diff ranks its processes by it."""
+        """The metric this reading is of (`uss` for `growth.uss`): a tree's diff ranks its processes by
+        it; `peak_rss` for a peak, by which a tree's diff ranks each process's peak since the baseline."""
         name = self.what.rpartition(".")[2]
+        if name in ("peak_rss", "peak_growth"):
+            return "peak_rss"
         return name if name in METRICS else "mapped" if name.startswith("new_") else "rss"
 
     def _diff(self, rows: int) -> str:

@@ -9,7 +9,8 @@ WORKERS workers that share it copy-on-write, and whatever the options add:
 
 It prints one line of JSON with the PIDs ({"master": ..., "workers": [...], ...}), then does each
 command read from stdin and answers "ok" with the PIDs again: `grow N` (worker 0 touches N MiB
-more), `fork` (one more worker), `exit`. Every process but the daemon exits when the master does.
+more), `spike N` (the last worker touches N MiB and frees them), `fork` (one more worker), `exit`.
+Every process but the daemon exits when the master does.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ def child(body: object = None) -> int:
 
 
 def worker(commands: int, done: int, grandchild: bool) -> None:
-    """Touch as many MiB as each byte read from `commands` says, and answer on `done`."""
+    """For each order read from `commands` (`g` or `s`, then a byte: N), touch N MiB and keep them
+    (`g`) or free them at once (`s`, a spike of the peak), and answer on `done`."""
     held = []
     if grandchild:
         child()
@@ -57,7 +59,12 @@ def worker(commands: int, done: int, grandchild: bool) -> None:
         ready, _, _ = select.select([commands, LIFELINE_R], [], [])
         if LIFELINE_R in ready:  # the master is gone
             os._exit(0)
-        held.append(touch(os.read(commands, 1)[0]))
+        order = os.read(commands, 2)
+        region = touch(order[1])
+        if order[:1] == b"s":
+            region.close()
+        else:
+            held.append(region)
         os.write(done, b"k")
 
 
@@ -122,9 +129,10 @@ def main() -> None:
     print(json.dumps(pids), flush=True)
     for line in sys.stdin:
         command, _, arg = line.strip().partition(" ")
-        if command == "grow":
-            os.write(pipes[0][0], bytes([int(arg)]))
-            os.read(pipes[0][1], 1)
+        if command in ("grow", "spike"):
+            commands_w, done_r = pipes[0] if command == "grow" else pipes[-1]
+            os.write(commands_w, command[:1].encode() + bytes([int(arg)]))
+            os.read(done_r, 1)
         elif command == "fork":
             start()
         elif command == "exit":

@@ -94,7 +94,8 @@ def _table(diff: TreeDiff, limit: Optional[int], metric: str, utf8: Optional[boo
         top = {id(p) for p in diff.ranked(metric)[:limit]}
         shown = [p for p in shown if id(p) in top]
     depth = _depths([*diff.after.processes.values(), *diff.exited.values()])
-    lines = [f"{_TITLES} {metric.upper() + ' growth':>11}  Command"]
+    title = "PEAK" if metric == "peak_rss" else metric.upper()
+    lines = [f"{_TITLES} {title + ' growth':>11}  Command"]
     for p in shown:
         growth = f" {signed(p.growth(metric), missing='-'):>11}"
         what = {"+": "   (appeared)", "-": "   (exited)"}.get(p.kind, "")
@@ -113,7 +114,11 @@ def _grew_most(diff: TreeDiff, metric: str, utf8: Optional[bool]) -> str:
     snap = top.snapshot
     parent = "" if snap.ppid is None else f", child of {snap.ppid}"
     how = {"+": ", appeared", "-": ", exited"}.get(top.kind, "")
-    return f"grew most: PID {snap.pid} ({command(snap, utf8)}){parent}{how}: {metric} {signed(top.growth(metric))}"
+    if metric == "peak_rss":  # its peak since the baseline, which the tree's peak_rss sums, and how far it rose
+        grew = f"peak_rss {_kib(top.peak)}, {signed(top.growth(metric), missing='-')} since the baseline"
+    else:
+        grew = f"{metric} {signed(top.growth(metric))}"
+    return f"grew most: PID {snap.pid} ({command(snap, utf8)}){parent}{how}: {grew}"
 
 
 def _change(before: Optional[int], after: Optional[int], name: str) -> str:
@@ -129,7 +134,7 @@ def tree_diff(diff: TreeDiff, fmt: str, limit: Optional[int], show_path: bool, m
     lines = [f"{header_line(after.root, utf8)}   (pmap tree diff {_when(before.taken_at)} -> {_when(after.taken_at)})",
              _grew_most(diff, metric, utf8)]
     lines += _table(diff, limit, metric, utf8)
-    lines += _totals(after, f" {signed(getattr(diff.growth, metric), missing='-'):>11}")
+    lines += _totals(after, f" {signed(diff.growth_of(metric), missing='-'):>11}")
     if before.unique is not None and after.unique is not None:
         lines.append(_change(before.unique, after.unique, "unique"))
     ranked = diff.ranked(metric)
