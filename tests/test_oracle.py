@@ -71,7 +71,8 @@ def _stack_start(pid: int) -> str:
     raise AssertionError("no [stack] mapping")
 
 
-@pytest.mark.parametrize("form", ["{a}", ",{a}", "{a},", "0x{a},ffffffffffffffff -d", "0,{a} -x", "{a} -X"])
+@pytest.mark.parametrize("form", ["{a}", ",{a}", "{a},", "0x{a},ffffffffffffffff -d", "0,{a} -x", "{a} -X",
+                                  "ffffffffffffffff,0 -x", "{a},0 -x", "{a},1", "{a},0 -d"])
 def test_ranges(form: str, spaced_sleep: int) -> None:
     a = _stack_start(spaced_sleep)
     rng, *rest = form.format(a=a).split(" ")
