@@ -164,7 +164,9 @@ def test_a_budget_that_cannot_be_measured_fails_with_the_reason_alone(pytester: 
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
         ">       probe = pmap_attach(*)",
-        f"E       pytest_pmap.errors.AccessDenied: PID {victim.pid}: reading /proc/{victim.pid}/smaps was refused *",
+        f"E       pytest_pmap.errors.AccessDenied: PID {victim.pid}: reading /proc/{victim.pid}/smaps was refused "
+        "(Permission denied) though we run as root: root here lacks CAP_SYS_PTRACE over that process (a user "
+        "namespace or a container drops it)*",
         "test_a_budget_that_cannot_be_measured_fails_with_the_reason_alone.py:5: AccessDenied",
     ])
     assert "pytest_pmap/" not in result.stdout.str()  # the error speaks for itself: no frames of ours

@@ -141,8 +141,10 @@ def check_writable(path: str | os.PathLike[str]) -> Destination:
 
 def _check_may_replace(where: Destination, name: str) -> None:
     """Refuse to replace a file we may not write, as the shell's `>` would: replacing it through a
-    new file and a rename needs only the folder's permission, and would get past its own."""
-    if where.kind == "file" and not os.access(where.path, os.W_OK):
+    new file and a rename needs only the folder's permission, and would get past its own. (A
+    folder that takes no new file is the error `_replace` gives.)"""
+    folder = os.path.dirname(where.path) or "."
+    if where.kind == "file" and not os.access(where.path, os.W_OK) and os.access(folder, os.W_OK | os.X_OK):
         raise PmapError(f"cannot write {name!r}: permission denied (the file is not writable to you); "
                         "write another file, or change its permissions")
 
