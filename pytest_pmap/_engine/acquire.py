@@ -68,12 +68,17 @@ class Target(_TargetFields):
         return task_file(self.thread, name)
 
 
-def locate(pid: Optional[int], fs: ProcFS, *, allow_defunct: bool = False, allow_kernel_thread: bool = False) -> Target:
+def locate(pid: Optional[int], fs: ProcFS, *, allow_defunct: bool = False, allow_kernel_thread: bool = False,
+           as_pmap: bool = False) -> Target:
     """Who `pid` is (the calling process when None), before its map is read.
 
     Raises `UsageError` for a value that cannot be a PID, `ProcessGone` for a process that is not
     there, or that is a zombie with no live thread unless `allow_defunct`, and `NotSupported` for
     a kernel thread unless `allow_kernel_thread` (pmap lists both, with an empty map).
+
+    A process whose main thread has exited is read through a live thread, unless `as_pmap`: then
+    it is defunct, as pmap shows it (its own map is empty), and its command line is the one of the
+    PID or thread ID given, as pmap reads it.
     """
     pid = os.getpid() if pid is None else check_pid(pid, fs)
     status = fs.status(pid)
@@ -88,7 +93,7 @@ def locate(pid: Optional[int], fs: ProcFS, *, allow_defunct: bool = False, allow
     thread = None
     defunct = False
     if stat.is_zombie:
-        thread = fs.live_thread(tgid)
+        thread = None if as_pmap else fs.live_thread(tgid)
         defunct = thread is None
         if defunct and not allow_defunct:
             raise ProcessGone(
@@ -96,7 +101,8 @@ def locate(pid: Optional[int], fs: ProcFS, *, allow_defunct: bool = False, allow
             )
         if thread is not None:  # the main thread's stat no longer shows where the stack is
             stat = stat._replace(start_stack=fs.stat(tgid, thread).start_stack)
-    return Target(tgid, thread, stat, fs.cmdline(tgid, thread), defunct, status if tgid == pid else None)
+    cmdline = fs.cmdline(pid) if as_pmap else fs.cmdline(tgid, thread)
+    return Target(tgid, thread, stat, cmdline, defunct, status if tgid == pid else None)
 
 
 def smaps_runs(fs: ProcFS, target: Target) -> Iterator[Run]:
