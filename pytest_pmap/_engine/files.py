@@ -326,9 +326,8 @@ class JSONTooDeep(ValueError):
 
 
 def decode_json(raw: bytes | bytearray | str) -> Any:
-    """The JSON document in `raw`. Every document that cannot be read raises `ValueError`: one
-    nested too deeply for Python's decoder, which raises `RecursionError` (no `ValueError`), raises
-    `JSONTooDeep`. Every reader of our files decodes through here, so none needs to know that."""
+    """The JSON document in `raw`; what cannot be read raises `ValueError`, `JSONTooDeep` for what
+    Python's decoder refuses with `RecursionError`. Every reader of our files decodes here."""
     import json
 
     try:
@@ -338,8 +337,8 @@ def decode_json(raw: bytes | bytearray | str) -> Any:
 
 
 def is_time(value: object) -> bool:
-    """True for a time our files may hold: a number (not a bool) from 0 to `LAST_TIME` (NaN,
-    infinities and `2**70` are not), so that every reader can show it as a date."""
+    """True for a time our files may hold, which every reader can show as a date: a number (not a
+    bool) from 0 to `LAST_TIME`; NaN, infinities and `2**70` are not."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= LAST_TIME
 
 
