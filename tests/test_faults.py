@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -80,7 +81,7 @@ def _as_nobody(code: str, wrapper: tuple[str, ...] = ()) -> subprocess.Completed
     (started through `wrapper`, a command that ends by running its arguments)."""
     # imported while files are readable:
     prelude = ("import locale, os, pytest_pmap, pytest_pmap.cli, pytest_pmap._cli.pmap, pytest_pmap._cli.commands, "
-               "pytest_pmap._gate.results, json, argparse, tempfile, textwrap, difflib, platform\n"
+               "pytest_pmap._gate.results, json, argparse, tempfile, textwrap, difflib, platform, subprocess, time\n"
                "os.setgroups([]); os.setgid(65534); os.setuid(65534)\n")
     return subprocess.run([*wrapper, sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True,
                           text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
@@ -139,6 +140,28 @@ def test_a_process_of_ones_own_user_that_is_not_dumpable_is_refused_with_the_rea
     assert read == "READ True"
     assert refused.startswith(f"DENIED PID {victims[0].pid}: reading /proc/"), refused
     assert "runs as your user but is not dumpable" in refused and "run as root" in refused
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("passwd"), reason="needs root to become another user, and passwd")
+def test_a_tree_with_a_process_one_may_not_read_names_its_program() -> None:
+    # As `nobody`: a child that runs a set-user-ID program (passwd). The tree's totals would leave
+    # it out, so the tree is refused, naming the program and the tree.
+    out = _as_nobody("""
+        import subprocess, time
+        from pytest_pmap import AccessDenied, snapshot_tree
+        child = subprocess.Popen(["passwd"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)  # passwd, set-user-ID root, waits for the current password
+        try:
+            snapshot_tree(unique=False)
+        except AccessDenied as exc:
+            print(child.pid, exc)
+        child.kill()
+    """)
+    assert out.returncode == 0, out.stderr
+    pid, message = out.stdout.rstrip("\n").split(" ", 1)
+    assert message.startswith(f"PID {pid}: reading /proc/{pid}/"), message
+    assert re.search(f"\\(PID {pid} is passwd, a process of the tree of PID [0-9]+: the tree cannot be "
+                     "measured without it\\)$", message), message
 
 
 @pytest.mark.skipif(not shutil.which("unshare"), reason="needs unshare")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar, Optional
 
-from ..errors import ProcessGone, SnapshotFileError, UsageError, hide_from_tracebacks
+from ..errors import AccessDenied, PmapError, ProcessGone, SnapshotFileError, UsageError, hide_from_tracebacks
 from ..size import Size
 from .acquire import snapshot
 from .files import read_json
@@ -252,11 +252,22 @@ def read_tree(
             processes[member] = snapshot(member, detail=detail, procfs=fs)
         except ProcessGone as exc:
             exited[member] = str(exc)
+        except AccessDenied as exc:  # the tree's totals would leave it out: name the program, never a partial sum
+            raise AccessDenied(f"{exc} ({_program(fs, member)}, a process of the tree of PID {root.pid}: the tree "
+                               "cannot be measured without it)") from None
     count, note = None, "unique was not asked for (unique=False)"
     if unique:
         pages = count_unique(fs, processes.values())
         count, note = pages.unique, pages.note
     return TreeSnapshot.of(_tree_order(root.pid, processes), exited, count, note)
+
+
+def _program(fs: ProcFS, pid: int) -> str:
+    """`PID N is passwd`: the program of a process, from its stat, which anyone may read."""
+    try:
+        return f"PID {pid} is {fs.stat(pid).comm.decode('utf-8', 'replace')}"
+    except PmapError:
+        return f"PID {pid}"
 
 
 def _tree_order(root: int, processes: dict[int, Snapshot]) -> dict[int, Snapshot]:
