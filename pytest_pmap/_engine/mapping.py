@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from itertools import repeat
+from operator import sub
 
 from ..errors import SmapsParseError, hide_from_tracebacks
 from ..size import Size
@@ -275,9 +276,8 @@ def block_without_fields(runs: Iterable[Run]) -> Optional[bytes]:
     snapshot with detail (`-x`, `-X`, `diff`) read them, so a file whose text has none (a
     `--maps-only` snapshot edited to say `"detail": true`) is refused when it is loaded."""
     for run in runs:
-        for i, (nl, end) in enumerate(zip(run.nls, run.ends)):
-            if end <= nl + 1:  # nothing after the header line's newline
-                return run.header_line(i)
+        if run.nls and min(map(sub, run.ends, run.nls)) <= 1:  # nothing after a header line's newline (in C)
+            return run.header_line(next(i for i, (nl, end) in enumerate(zip(run.nls, run.ends)) if end <= nl + 1))
     return None
 
 
