@@ -26,9 +26,10 @@ from pathlib import Path
 import pytest
 from conftest import PMAP, REPO
 
-from pytest_pmap import PmapError, Size, Snapshot, SnapshotFileError, snapshot
+from pytest_pmap import PmapError, Size, Snapshot, SnapshotFileError, TreeSnapshot, snapshot
 from pytest_pmap._cli.names import SUBCOMMANDS
 from pytest_pmap._engine import files
+from pytest_pmap._gate.results import ResultsFileError, RunResults
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 OURS = f"{sys.executable} -m pytest_pmap"
@@ -509,3 +510,111 @@ def test_ctrl_c_ends_the_command_as_it_ends_pmap_without_a_traceback() -> None:
         reader.wait()
         reader.stdin.close()  # type: ignore[union-attr]
     assert (reader.returncode, err) == (-signal.SIGINT, b"")
+
+
+# -- found by a hostile review: what each kind of file's one reader refuses --------------------------------
+
+def _history_line(when: object) -> str:
+    return json.dumps({"format": "pytest-pmap-history", "version": 1, "time": when, "commit": "", "branch": "",
+                       "complete": True, "environment": {}, "columns": ["uss_growth"], "tests": {"t::a": [4096]}})
+
+
+def _one_line(done: subprocess.CompletedProcess[str], status: int, says: str) -> None:
+    """The command failed with `status` and said `says` on one line of stderr, no traceback."""
+    assert (done.returncode, done.stderr.count("\n")) == (status, 1), done.stderr
+    assert says in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_history_nested_too_deeply_is_one_line_naming_it(results_file: Path, tmp_path: Path) -> None:
+    deep = tmp_path / "deep"
+    deep.write_text("[" * 100_000 + "\n")
+    says = f"history file '{deep}' holds no run (line 1: its JSON is nested too deeply to read)"
+    _one_line(ours("trend", str(deep)), 1, f"pytest-pmap trend: {says}: is it a pytest-pmap history file?")
+    _one_line(ours("report", "-o", str(tmp_path / "r.html"), "--history", str(deep), str(results_file)), 1,
+              f"pytest-pmap report: {says}")
+    assert not (tmp_path / "r.html").exists()
+    for command in (["show"], ["compare", str(results_file)], ["merge", "-o", str(tmp_path / "m.json"), str(results_file)],
+                    ["report", "-o", str(tmp_path / "r.html")]):  # these read it through read_json already
+        _one_line(ours(*command, str(deep)), 2 if command[0] == "compare" else 1, "its JSON is nested too deeply to read")
+
+
+@pytest.mark.parametrize(("when", "says"), [(2**70, '"time" is 1180591620717411303424, not a time'),
+                                            (float("nan"), '"time" is nan, not a time'),
+                                            (-1, '"time" is -1, not a time'), ("x", "\"time\" is 'x', not a time")])
+def test_a_history_line_whose_time_is_no_date_is_skipped_and_counted(
+        when: object, says: str, results_file: Path, tmp_path: Path) -> None:
+    history = tmp_path / "h.jsonl"
+    history.write_text(_history_line(1_700_000_000) + "\n" + _history_line(when) + "\n")
+    skipped = f"skipped 1 line of {history} that could not be read (line 2: {says})\n"
+    trend = ours("trend", str(history))
+    assert (trend.returncode, trend.stderr) == (0, f"pytest-pmap trend: {skipped}")
+    assert trend.stdout.startswith("uss_growth of 1 test over 1 run")
+    report = ours("report", "-o", str(tmp_path / "r.html"), "--history", str(history), str(results_file))
+    assert (report.returncode, report.stderr) == (0, f"pytest-pmap report: {skipped}")
+    assert (tmp_path / "r.html").exists()
+    history.write_text(_history_line(when) + "\n")  # no other run: nothing to show
+    _one_line(ours("trend", str(history)), 1, f"holds no run (line 1: {says})")
+
+
+@pytest.mark.parametrize(("field", "value", "says"), [
+    ("created_at", 2**70, '"created_at" is 1180591620717411303424, not a time'),
+    ("created_at", float("inf"), '"created_at" is inf, not a time'),
+    ("machine", 3, '"environment.machine" is 3, not text'), ("python", ["3"], "\"environment.python\" is ['3'], not text"),
+    ("page_size", "4096", "\"environment.page_size\" is '4096', not a number of bytes"),
+    ("page_size", True, '"environment.page_size" is True, not a number of bytes'),
+])
+def test_a_results_file_with_a_time_or_environment_of_the_wrong_kind_is_corrupt(
+        field: str, value: object, says: str, results_file: Path, tmp_path: Path) -> None:
+    data = json.loads(results_file.read_text())
+    if field == "created_at":
+        data[field] = value
+    else:
+        data["environment"] = {"machine": "x86_64", "python": "CPython 3.11.7", field: value}
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(data))
+    error = f"is corrupt: {'ValueError' if field == 'created_at' else 'TypeError'}: {says}"
+    with pytest.raises(ResultsFileError, match=re.escape(f"results file '{bad}' {error}")):
+        RunResults.load(bad)
+    out = str(tmp_path / "o")
+    commands = [["report", "-o", out + ".html"], ["merge", "-o", out + ".json", str(results_file)],
+                ["compare", str(results_file)], ["report", "-o", out + ".html", str(results_file), "--baseline"]]
+    for command in commands:
+        status = 2 if command[0] == "compare" else 1
+        _one_line(ours(*command, str(bad)), status, f"'{bad}' {error}")
+    assert not (tmp_path / "o.html").exists() and not (tmp_path / "o.json").exists()
+
+
+@pytest.mark.parametrize("tree", [False, True], ids=["snapshot", "tree"])
+def test_a_maps_only_snapshot_that_says_it_has_detail_is_corrupt(
+        tree: bool, spaced_sleep: int, saved: Path, tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    taken = ours("snapshot", "--maps-only", *(["--tree"] if tree else []), str(spaced_sleep), "-o", str(path))
+    assert taken.returncode == 0, taken.stderr
+    data = json.loads(path.read_text())
+    (data["processes"][0] if tree else data)["detail"] = True
+    path.write_text(json.dumps(data))
+    where = f"snapshot file '{path}'{' (process 1)' if tree else ''}"
+    says = f"{where} is corrupt: it says \"detail\": true, but its mapping at "
+    with pytest.raises(SnapshotFileError, match=re.escape(says)):
+        (TreeSnapshot if tree else Snapshot).load(path)
+    for args in ([], ["-x"], ["-X"], ["-XX"], ["-d"]):
+        _one_line(ours("show", *args, str(path)), 1, f"pytest-pmap show: {says}")
+    other = str(path) if tree else str(saved)
+    _one_line(ours("diff", str(path), other), 1, f"pytest-pmap diff: {says}")
+    assert "has no smaps fields; take the snapshot again" in ours("show", str(path)).stderr
+
+
+def test_infinity_where_a_whole_number_belongs_is_corrupt_not_a_traceback(
+        saved: Path, results_file: Path, tmp_path: Path) -> None:
+    # JSON readers take `Infinity` for a float, and int() of it raises OverflowError, not ValueError.
+    single = json.loads(saved.read_text())
+    tree = {"format": "pytest-pmap-tree", "version": 1, "root": float("inf"), "processes": [single]}
+    results = json.loads(results_file.read_text())
+    results["results"][0]["new_mappings"] = [{"start": float("inf"), "size": 4096, "mode": "rw-p", "name": ""}]
+    cases = {"snapshot": ({**single, "ppid": float("inf")}, ["show"]), "tree": (tree, ["show"]),
+             "results": (results, ["compare", str(results_file)])}
+    for name, (data, command) in cases.items():
+        bad = tmp_path / f"{name}.json"
+        bad.write_text(json.dumps(data))
+        _one_line(ours(*command, str(bad)), 2 if command[0] == "compare" else 1,
+                  f"file '{bad}' is corrupt: OverflowError: cannot convert float infinity to integer")

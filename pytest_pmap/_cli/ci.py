@@ -7,11 +7,14 @@ import argparse
 import os
 import re
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from ..errors import PmapError
 from .output import complain, out
 from .parsing import Parser
+
+if TYPE_CHECKING:
+    from .._gate.history import HistoryEntry
 
 __all__ = ["merge_parser", "report_parser", "run_merge", "run_report", "run_trend", "trend_parser"]
 
@@ -129,16 +132,24 @@ def _last(p: Parser) -> None:
                    help=f"read only the history's last N runs, from the end of the file (default {LAST_RUNS}; 0: all)")
 
 
+def _history(command: str, path: str, last: int) -> list[HistoryEntry]:
+    """The runs of a history file; the lines that could not be read (cut short, edited, a time
+    no date can show) are skipped, and said on stderr: the first, and how many."""
+    from .._gate.history import read_history
+
+    entries, problems = read_history(path, last)
+    if problems:
+        complain(f"pytest-pmap {command}: skipped {len(problems)} line{'s' if len(problems) != 1 else ''} of {path} "
+                 f"that could not be read ({problems[0]})\n")
+    return entries
+
+
 def run_trend(ns: argparse.Namespace) -> int:
     from .._gate.compare import parse_metric
-    from .._gate.history import read_history
     from .._gate.trend import trend_lines
 
     metric = parse_metric(ns.metric, "--metric")
-    entries, problems = read_history(ns.history, ns.last)
-    if problems:
-        complain(f"pytest-pmap trend: skipped {len(problems)} line{'s' if len(problems) != 1 else ''} of {ns.history} "
-                 f"that could not be read ({problems[0]})\n")
+    entries = _history("trend", ns.history, ns.last)
     lines = trend_lines(entries, metric, ns.test, ns.limit)
     if lines is None:
         runs = f"{len(entries)} run{'s' if len(entries) != 1 else ''}"
@@ -171,7 +182,6 @@ def report_parser() -> Parser:
 def run_report(ns: argparse.Namespace) -> int:
     from .._gate.accept import project_accept
     from .._gate.compare import Tolerance, compare, parse_metric
-    from .._gate.history import read_history
     from .._gate.html import render_html
     from .._gate.merge import load_inputs, merge
     from .._gate.reports import write_report
@@ -192,7 +202,7 @@ def run_report(ns: argparse.Namespace) -> int:
         comparison = compare(base, run, metric, tolerance, f"baseline {Path(ns.baseline).name}",
                              accept=accept, accept_source=accept_source, update=f"cp {ns.inputs[0]} {ns.baseline}"
                              if len(ns.inputs) == 1 else "")
-    history = read_history(ns.history, ns.last)[0] if ns.history is not None else None
+    history = _history("report", ns.history, ns.last) if ns.history is not None else None
     page = render_html(run, comparison, history, metric=metric)
     done = write_report(ns.output, page)
     tests = len({r.nodeid for r in run.results})

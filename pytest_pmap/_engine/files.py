@@ -29,8 +29,8 @@ from typing import Any, Optional
 from ..errors import PmapError
 
 __all__ = [
-    "MAX_READ", "Destination", "append", "append_record", "check_writable", "destination", "dumps", "read_json",
-    "write_atomic", "write_new",
+    "LAST_TIME", "MAX_READ", "Destination", "JSONTooDeep", "append", "append_record", "check_writable", "decode_json",
+    "destination", "dumps", "is_time", "read_json", "write_atomic", "write_new",
 ]
 
 #: The largest file `read_json` reads. A snapshot takes about 740 bytes per mapping (a
@@ -39,6 +39,9 @@ __all__ = [
 #: 1 KB per test. A bigger file, or a stream that does not end (`/dev/zero`), is refused rather
 #: than read into memory.
 MAX_READ = 1 << 30
+#: The latest time our files may hold (seconds since the epoch): the year 5138, which `time.gmtime`,
+#: `time.strftime` and `datetime` still show; a later one (`2**70`, `1e300`) cannot be shown at all.
+LAST_TIME = 1e11
 #: Symbolic links followed from one path before it is called a loop (the kernel's own limit).
 _MAX_LINKS = 40
 #: A JSON document starts with one of these (after blanks); anything else is refused at once.
@@ -318,21 +321,40 @@ def dumps(data: Any) -> bytes:
     return json.dumps(data, indent=1).encode() + b"\n"
 
 
+class JSONTooDeep(ValueError):
+    """A JSON document nested deeper than Python's decoder goes (about 1,000 levels; our files nest 4 deep)."""
+
+
+def decode_json(raw: bytes | bytearray | str) -> Any:
+    """The JSON document in `raw`; what cannot be read raises `ValueError`, `JSONTooDeep` for what
+    Python's decoder refuses with `RecursionError`. Every reader of our files decodes here."""
+    import json
+
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise JSONTooDeep("its JSON is nested too deeply to read") from None
+
+
+def is_time(value: object) -> bool:
+    """True for a time our files may hold, which every reader can show as a date: a number (not a
+    bool) from 0 to `LAST_TIME`; NaN, infinities and `2**70` are not."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= LAST_TIME
+
+
 def read_json(path: str | os.PathLike[str], what: str, error: type[PmapError] = PmapError) -> Any:
     """The JSON document in the file at `path`; any failure raises `error` naming it as `what`
     (`baseline file 'base.json'`). Files over `MAX_READ`, streams that do not end, and documents
     nested deeper than Python can decode are refused."""
-    import json
-
     raw = _read_bounded(path, what, error)
     if not raw.strip():
         raise error(f"{what} is empty")
     try:
-        return json.loads(raw)
+        return decode_json(raw)
+    except JSONTooDeep as exc:
+        raise error(f"{what} is not a pytest-pmap file: {exc}") from None
     except ValueError as exc:
         raise error(f"{what} is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise error(f"{what} is not a pytest-pmap file: its JSON is nested too deeply to read") from None
     except MemoryError:
         raise error(f"{what} is too large to read in the memory this process has") from None
 

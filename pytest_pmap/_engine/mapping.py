@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from itertools import repeat
+from operator import sub
 
 from ..errors import SmapsParseError, hide_from_tracebacks
 from ..size import Size
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
 __tracebackhide__ = hide_from_tracebacks  # a PmapError shows as the test's line and its message
 
-__all__ = ["Mapping", "Span", "mappings_of", "spans"]
+__all__ = ["Mapping", "Span", "block_without_fields", "mappings_of", "spans"]
 
 
 class _Field:
@@ -267,6 +268,17 @@ def spans(mappings: Iterable[Mapping]) -> Iterator[Span]:
         run, first, stop = m._run, m._i, m._i + 1
     if run is not None:
         yield run, first, stop
+
+
+def block_without_fields(runs: Iterable[Run]) -> Optional[bytes]:
+    """The header line of the first block with no field lines, None when every block has some.
+    The kernel writes fields (Size first) under every mapping of smaps; the renderers of a
+    snapshot with detail (`-x`, `-X`, `diff`) read them, so a file whose text has none (a
+    `--maps-only` snapshot edited to say `"detail": true`) is refused when it is loaded."""
+    for run in runs:
+        if run.nls and min(map(sub, run.ends, run.nls)) <= 1:  # nothing after a header line's newline (in C)
+            return run.header_line(next(i for i, (nl, end) in enumerate(zip(run.nls, run.ends)) if end <= nl + 1))
+    return None
 
 
 def mappings_of(runs: Iterable[Run], names: Optional[Names] = None) -> list[Mapping]:

@@ -18,7 +18,7 @@ from ..errors import NotSupported, SmapsParseError, SnapshotFileError, hide_from
 from ..size import Size
 from .diff import MapDiff
 from .files import dumps, read_json, write_atomic
-from .mapping import Mapping, mappings_of
+from .mapping import Mapping, block_without_fields, mappings_of
 from .parse.locate import locate_maps, locate_smaps
 from .parse.status import kb_bytes
 from .render.listing import render
@@ -268,6 +268,10 @@ class Snapshot:
             runs = list(locate_smaps([smaps])) if detail else locate_maps(smaps)
             for run in runs:
                 run.headers()  # a corrupt header line fails here, not when the snapshot is used
+            if detail and (bare := block_without_fields(runs)) is not None:
+                raise SnapshotFileError(f"{source} is corrupt: it says \"detail\": true, but its mapping at "
+                                        f"{bare.split(b'-', 1)[0].decode(errors='replace')[:20]} has no smaps fields; "
+                                        "take the snapshot again")
             start_stack, shm_minor = int(data["start_stack"]), data.get("shm_minor")
             mappings = mappings_of(runs, Names(start_stack, shm_minor))
             return cls(
@@ -285,7 +289,7 @@ class Snapshot:
                 shm_minor=shm_minor,
                 ppid=None if data.get("ppid") is None else int(data["ppid"]),
             )
-        except (KeyError, TypeError, ValueError, AttributeError, SmapsParseError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError, SmapsParseError) as exc:
             raise SnapshotFileError(f"{source} is corrupt: {type(exc).__name__}: {exc}") from None
 
     def save(self, path: str | os.PathLike[str]) -> Path:

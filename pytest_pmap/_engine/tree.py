@@ -171,7 +171,7 @@ class TreeSnapshot(Snapshot):
             unique = data.get("unique")
             tree = cls.of(processes, {int(pid): str(why) for pid, why in dict(data.get("exited") or {}).items()},
                           None if unique is None else int(unique), str(data.get("unique_note") or ""))
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:  # OverflowError: int(Infinity)
             raise SnapshotFileError(f"{source} is corrupt: {type(exc).__name__}: {exc}") from None
         return tree
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Optional
 
-from .._engine.files import MAX_READ, append_record
+from .._engine.files import MAX_READ, append_record, decode_json, is_time
 from .._engine.metrics import GATE_METRICS
 from .._measure.result import MemoryResult
 from ..errors import PmapError
@@ -241,11 +241,13 @@ def _tail(f: BinaryIO, count: int, name: str) -> tuple[list[bytes], int]:
 
 
 def _entry(line: bytes) -> HistoryEntry:
-    data = json.loads(line)
+    data = decode_json(line)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ValueError("not a pytest-pmap history line")
     if data.get("version") != VERSION:
         raise ValueError(f"a version {data.get('version')!r} line; this pytest-pmap reads version {VERSION}")
+    if not is_time(data["time"]):  # shown as a date by `trend` and `report`
+        raise ValueError(f"\"time\" is {data['time']!r:.40}, not a time")
     columns = tuple(str(c) for c in data["columns"])
     tests = data["tests"]
     if not isinstance(tests, dict):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Optional
 
-from .._engine.files import dumps, read_json, write_atomic
+from .._engine.files import dumps, is_time, read_json, write_atomic
 from .._measure.result import MemoryResult
 from ..errors import PmapError
 from .environment import Environment
@@ -64,9 +64,17 @@ class MergedInput:
 
 
 def _environment(env: object) -> Environment:
+    """The environment a file records; a field of the wrong type (a number for `python`, text for
+    `page_size`) raises TypeError naming it, as reports join and compare them as they are."""
     if not isinstance(env, dict):
         env = {}
-    return Environment(**{k: env[k] for k in vars(Environment()) if k in env})
+    defaults = vars(Environment())
+    fields = {k: env[k] for k in defaults if k in env}
+    for key, value in fields.items():
+        kind = type(defaults[key])
+        if type(value) is not kind or (kind is int and not 0 <= value < 1 << 63):
+            raise TypeError(f"\"environment.{key}\" is {value!r:.40}, not {'text' if kind is str else 'a number of bytes'}")
+    return Environment(**fields)
 
 
 @dataclass(frozen=True)
@@ -163,9 +171,12 @@ class RunResults:
                 raise TypeError(f"\"complete\" is {complete!r}, not true or false")
             if status is not None and (isinstance(status, bool) or not isinstance(status, int)):
                 raise TypeError(f"\"exit_status\" is {status!r}, not a number")
-            run = cls(results, environment, float(data.get("created_at") or 0.0), complete, status, str(reason),
+            created_at = data.get("created_at") or 0.0
+            if not is_time(created_at):  # shown as a date by `report`
+                raise ValueError(f"\"created_at\" is {created_at!r:.40}, not a time")
+            run = cls(results, environment, float(created_at), complete, status, str(reason),
                       samples, inputs, notes)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:  # OverflowError: int(Infinity)
             raise ResultsFileError(f"{source} is corrupt: {type(exc).__name__}: {exc}") from None
         if not run.results and not allow_empty:
             raise ResultsFileError(f"{source} has no results: was it saved from the right run?")
