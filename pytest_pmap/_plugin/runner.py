@@ -210,15 +210,18 @@ class _Measure:
                     for key in (_ALLOCATIONS, _LEAK):
                         if key in item.stash:
                             del item.stash[key]
-                result = MemoryResult(item.nodeid, **measured)  # type: ignore[arg-type]
-                if state.junit:  # before the teardown's report, which carries them into the XML
-                    item.user_properties.extend(_properties(result))
-                if self.confirming:  # `_Confirm` records it once the whole test has run
-                    item.stash[_MEASURED] = result
+                if not self.confirming and not state.junit:  # nothing needs its result before the session ends
+                    state.measured.append((item.nodeid, measured))
                 else:
-                    state.results.append(result)
-                    if self.own and _BROKEN in item.stash:  # nothing of a test outlives it
-                        del item.stash[_BROKEN]
+                    result = MemoryResult(item.nodeid, **measured)  # type: ignore[arg-type]
+                    if state.junit:  # before the teardown's report, which carries them into the XML
+                        item.user_properties.extend(_properties(result))
+                    if self.confirming:  # `_Confirm` records it once the whole test has run
+                        item.stash[_MEASURED] = result
+                    else:
+                        state.results.append(result)
+                if self.own and not self.confirming and _BROKEN in item.stash:  # nothing of a test outlives it
+                    del item.stash[_BROKEN]
 
 
 class _Confirm:

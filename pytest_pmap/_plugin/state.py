@@ -90,6 +90,13 @@ class Session:
     """`[tool.pytest_pmap]` of pyproject.toml; None when the file has no such table."""
     gate: Gate
     results: list[MemoryResult] = field(default_factory=list)
+    """Every test's result, complete once the session ends (`report.session_finish` makes the
+    results of `measured`)."""
+    measured: list[tuple[str, dict[str, object]]] = field(default_factory=list)
+    """The node ID and the fields of each test's `MemoryResult` (`boundary.since`), in the order the
+    tests finished, when nothing needs the result before the session ends (no baseline to confirm
+    against, no JUnit XML): made into results in one pass at the end, rather than each test paying
+    for a frozen dataclass of twelve fields amid pytest's own work."""
     repeating: bool = False
     """True while a test is run again to confirm a suspect: nothing is measured or recorded then
     but the repeat itself."""
