@@ -70,10 +70,18 @@ def _incomplete(session: pytest.Session, state: Session) -> str:
     return "; ".join(state.lost)
 
 
+def _make_results(state: Session) -> None:
+    """The results of the tests whose fields were kept (`Session.measured`), in the order they
+    finished; each entry is let go as its result is made, so the two are not all held at once."""
+    pending = state.measured
+    pending.reverse()
+    while pending:
+        state.results.append(MemoryResult(*pending.pop()))
+
+
 def session_finish(session: pytest.Session, state: Session) -> None:
     """The gate and the files, on the controller; a worker hands its results over instead."""
-    state.results.extend(MemoryResult(nodeid, **fields) for nodeid, fields in state.measured)  # type: ignore[arg-type]
-    state.measured.clear()
+    _make_results(state)
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:  # an xdist worker: the controller compares and writes
         workeroutput["pmap_results"] = [r.to_json() for r in state.results]

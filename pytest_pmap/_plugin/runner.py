@@ -210,8 +210,9 @@ class _Measure:
                     for key in (_ALLOCATIONS, _LEAK):
                         if key in item.stash:
                             del item.stash[key]
-                if not self.confirming and not state.junit:  # nothing needs its result before the session ends
-                    state.measured.append((item.nodeid, measured))
+                if not (self.confirming or state.junit or self.own):  # nothing needs its result before the session ends
+                    state.measured.append((item.nodeid, measured["growth"], measured["peak_growth"], measured["huge_pages"],
+                                           measured["new_regions"]))
                 else:
                     result = MemoryResult(item.nodeid, **measured)  # type: ignore[arg-type]
                     if state.junit:  # before the teardown's report, which carries them into the XML

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import pytest
 
@@ -92,11 +92,12 @@ class Session:
     results: list[MemoryResult] = field(default_factory=list)
     """Every test's result, complete once the session ends (`report.session_finish` makes the
     results of `measured`)."""
-    measured: list[tuple[str, dict[str, object]]] = field(default_factory=list)
-    """The node ID and the fields of each test's `MemoryResult` (`boundary.since`), in the order the
-    tests finished, when nothing needs the result before the session ends (no baseline to confirm
-    against, no JUnit XML): made into results in one pass at the end, rather than each test paying
-    for a frozen dataclass of twelve fields amid pytest's own work."""
+    measured: list[tuple[Any, ...]] = field(default_factory=list)
+    """The first fields of each test's `MemoryResult` (node ID, growth, peak, huge pages, new regions),
+    in the order the tests finished, when nothing needs the result before the session ends (no
+    baseline to confirm against, no JUnit XML, no budget, tolerance, trace or leak hunt): made into
+    results in one pass at the end (`report.session_finish`), rather than each test paying for a
+    frozen dataclass of twelve fields amid pytest's own work. A tuple keeps less than the result."""
     repeating: bool = False
     """True while a test is run again to confirm a suspect: nothing is measured or recorded then
     but the repeat itself."""
