@@ -52,7 +52,7 @@ from .._engine.totals import mode_totals
 from .heap import heap_in_use
 from .result import NewRegion
 
-__all__ = ["Boundary", "BoundaryReader", "Start", "begin", "growth", "since"]
+__all__ = ["SINCE_KEYS", "Boundary", "BoundaryReader", "Start", "begin", "growth", "since"]
 
 _ROLLUP = re.compile(rb"^(Rss|Pss|Private_Clean|Private_Dirty|Anonymous|AnonHugePages|Swap):\s*(\d+) kB$", re.M)
 #: The rollup fields a page of anonymous memory newly faulted in adds to.
@@ -276,6 +276,11 @@ def growth(before: Boundary, after: Boundary, ignore: Optional[Callable[[Mapping
         "huge_pages": moved.get("AnonHugePages"),
         "new_regions": new,
     }
+
+
+SINCE_KEYS = ("mapped", "writeable_private", "shared", "rss", "pss", "uss", "private_dirty", "anonymous", "swap", "heap")
+"""The keys of `since()`'s growth, in its order (growth()'s, and the heap's last): a session that
+keeps its tests' growth until it ends keeps the values alone, in this order (`runner._Measure`)."""
 
 
 class Start(NamedTuple):

@@ -73,10 +73,13 @@ def _incomplete(session: pytest.Session, state: Session) -> str:
 def _make_results(state: Session) -> None:
     """The results of the tests whose fields were kept (`Session.measured`), in the order they
     finished; each entry is let go as its result is made, so the two are not all held at once."""
+    from .._measure.boundary import SINCE_KEYS
+
     pending = state.measured
     pending.reverse()
     while pending:
-        state.results.append(MemoryResult(*pending.pop()))
+        nodeid, moved, peak, huge, regions = pending.pop()
+        state.results.append(MemoryResult(nodeid, dict(zip(SINCE_KEYS, moved)), peak, huge, regions))
 
 
 def session_finish(session: pytest.Session, state: Session) -> None:

@@ -93,11 +93,12 @@ class Session:
     """Every test's result, complete once the session ends (`report.session_finish` makes the
     results of `measured`)."""
     measured: list[tuple[Any, ...]] = field(default_factory=list)
-    """The first fields of each test's `MemoryResult` (node ID, growth, peak, huge pages, new regions),
-    in the order the tests finished, when nothing needs the result before the session ends (no
-    baseline to confirm against, no JUnit XML, no budget, tolerance, trace or leak hunt): made into
-    results in one pass at the end (`report.session_finish`), rather than each test paying for a
-    frozen dataclass of twelve fields amid pytest's own work. A tuple keeps less than the result."""
+    """Each test's node ID, growth (its values, in `boundary.SINCE_KEYS`' order), peak, huge pages
+    and new regions, in the order the tests finished, when nothing needs its result before the
+    session ends (no baseline to confirm against, no JUnit XML, no budget, tolerance, trace or leak
+    hunt): made into `MemoryResult`s in one pass at the end (`report.session_finish`), rather than
+    each test paying for a frozen dataclass of twelve fields amid pytest's own work. Tuples of
+    numbers and strings keep less than a result, and the garbage collector stops tracking them."""
     repeating: bool = False
     """True while a test is run again to confirm a suspect: nothing is measured or recorded then
     but the repeat itself."""
