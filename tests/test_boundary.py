@@ -210,22 +210,3 @@ def test_a_test_that_moved_nothing_grows_as_the_whole_comparison_says(rollup: di
     assert list(fast.items()) == list(whole.items()) and list(fast["growth"].items()) == list(whole["growth"].items())  # type: ignore[attr-defined]
     assert fast["peak_growth"] == 2 * MiB
 
-
-def test_since_writes_its_growth_in_the_order_a_session_keeps_its_values_in() -> None:
-    """A plain `--pmap` session keeps each test's growth as its values alone and makes the dict again
-    from `SINCE_KEYS` when it ends: since() writes exactly those keys, in that order, whether the test
-    moved nothing or mapped and touched memory."""
-    import mmap
-
-    from pytest_pmap._measure.boundary import SINCE_KEYS, begin, since
-
-    reader = BoundaryReader()
-    start = begin(reader)
-    still = since(reader, start, lambda: None)["growth"]
-    start = begin(reader)
-    kept = mmap.mmap(-1, 4 * MiB, flags=mmap.MAP_PRIVATE)
-    kept.write(b"x" * (4 * MiB))
-    moved = since(reader, start, lambda: None)["growth"]
-    kept.close()
-    assert list(still) == list(moved) == list(SINCE_KEYS)  # type: ignore[call-overload]
-    assert moved["mapped"] == 4 * MiB  # type: ignore[index]

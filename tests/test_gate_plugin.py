@@ -238,32 +238,6 @@ def test_measurements_go_into_junit_xml_as_properties(suite: pytest.Pytester, mo
     assert {"pmap_rss_growth", "pmap_peak_growth", "pmap_new_mappings"} <= set(props)
 
 
-def test_results_are_the_same_whether_made_as_each_test_ends_or_when_the_session_does(
-    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A plain `--pmap` run makes each test's result when the session ends; with JUnit XML, each is
-    made as its test ends (its properties go in the test's report). The results files hold the same
-    tests, in the order they finished, with the same fields, and the leak is measured either way."""
-    monkeypatch.setenv("LEAK_MIB", "2")
-    suite.runpytest_subprocess("--pmap-json", "late.json").assert_outcomes(passed=3)
-    suite.runpytest_subprocess("--pmap-json", "early.json", "--junitxml", "junit.xml").assert_outcomes(passed=3)
-    late, early = (json.loads((suite.path / name).read_text())["results"] for name in ("late.json", "early.json"))
-    order = ["test_suite.py::test_steady", "test_suite.py::test_leaky", "test_suite.py::test_other"]
-    assert [r["nodeid"] for r in late] == [r["nodeid"] for r in early] == order
-    assert [list(r) for r in late] == [list(r) for r in early]
-    assert [list(r["growth"]) for r in late] == [list(r["growth"]) for r in early]
-    assert late[1]["growth"]["heap"] >= 2 << 20 and early[1]["growth"]["heap"] >= 2 << 20
-
-
-def test_an_interrupted_plain_run_keeps_the_results_of_the_tests_that_ran(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_stop="def test_first():\n    pass\n\ndef test_stop():\n    raise KeyboardInterrupt\n")
-    result = pytester.runpytest_subprocess("--pmap", "--pmap-json", "out.json")
-    result.stdout.fnmatch_lines(["*test_stop.py::test_first",
-                                 "*wrote JSON results out.json (1 tests)*interrupted: KeyboardInterrupt*"])
-    results = json.loads((pytester.path / "out.json").read_text())
-    assert [r["nodeid"] for r in results["results"]] == ["test_stop.py::test_first"]
-
-
 def compare_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "pytest_pmap", "compare", *args], cwd=cwd, capture_output=True, text=True)
 

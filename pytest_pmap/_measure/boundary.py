@@ -52,7 +52,7 @@ from .._engine.totals import mode_totals
 from .heap import heap_in_use
 from .result import NewRegion
 
-__all__ = ["SINCE_KEYS", "Boundary", "BoundaryReader", "Start", "begin", "growth", "since"]
+__all__ = ["Boundary", "BoundaryReader", "Start", "begin", "growth", "since"]
 
 _ROLLUP = re.compile(rb"^(Rss|Pss|Private_Clean|Private_Dirty|Anonymous|AnonHugePages|Swap):\s*(\d+) kB$", re.M)
 #: The rollup fields a page of anonymous memory newly faulted in adds to.
@@ -223,13 +223,12 @@ def growth(before: Boundary, after: Boundary, ignore: Optional[Callable[[Mapping
     if now is then and after.maps is before.maps:
         # Most tests: the rollup and the maps read (or carried forward) at the start still apply, so
         # every metric the rollup has grew by 0. Written out, as this runs after every test.
-        zero = 0 if "Rss" in now else None
         return {
             "growth": {
                 "mapped": 0,
                 "writeable_private": 0,
                 "shared": 0,
-                "rss": zero,
+                "rss": 0 if "Rss" in now else None,
                 "pss": 0 if "Pss" in now else None,
                 "uss": 0 if "Private_Clean" in now and "Private_Dirty" in now else None,
                 "private_dirty": 0 if "Private_Dirty" in now else None,
@@ -276,11 +275,6 @@ def growth(before: Boundary, after: Boundary, ignore: Optional[Callable[[Mapping
         "huge_pages": moved.get("AnonHugePages"),
         "new_regions": new,
     }
-
-
-SINCE_KEYS = ("mapped", "writeable_private", "shared", "rss", "pss", "uss", "private_dirty", "anonymous", "swap", "heap")
-"""The keys of `since()`'s growth, in its order (growth()'s, and the heap's last): a session that
-keeps its tests' growth until it ends keeps the values alone, in this order (`runner._Measure`)."""
 
 
 class Start(NamedTuple):

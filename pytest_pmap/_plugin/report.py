@@ -70,21 +70,8 @@ def _incomplete(session: pytest.Session, state: Session) -> str:
     return "; ".join(state.lost)
 
 
-def _make_results(state: Session) -> None:
-    """The results of the tests whose fields were kept (`Session.measured`), in the order they
-    finished; each entry is let go as its result is made, so the two are not all held at once."""
-    from .._measure.boundary import SINCE_KEYS
-
-    pending = state.measured
-    pending.reverse()
-    while pending:
-        nodeid, moved, peak, huge, regions = pending.pop()
-        state.results.append(MemoryResult(nodeid, dict(zip(SINCE_KEYS, moved)), peak, huge, regions))
-
-
 def session_finish(session: pytest.Session, state: Session) -> None:
     """The gate and the files, on the controller; a worker hands its results over instead."""
-    _make_results(state)
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:  # an xdist worker: the controller compares and writes
         workeroutput["pmap_results"] = [r.to_json() for r in state.results]

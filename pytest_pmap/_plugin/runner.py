@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Optional, cast
+from typing import TYPE_CHECKING, Any, Optional
 
 import pytest
 
@@ -210,23 +210,15 @@ class _Measure:
                     for key in (_ALLOCATIONS, _LEAK):
                         if key in item.stash:
                             del item.stash[key]
-                if not (self.confirming or state.junit or self.own):  # nothing needs its result before the session ends
-                    # Tuples of numbers and strings, which the garbage collector stops tracking at its
-                    # next pass, so that they never add to its full collections: the growth as its values
-                    # (in `SINCE_KEYS`' order), not as a dict, which it would track until a full one.
-                    moved = cast("dict[str, Optional[int]]", measured["growth"])
-                    state.measured.append((item.nodeid, tuple(moved.values()), measured["peak_growth"],
-                                           measured["huge_pages"], measured["new_regions"]))
+                result = MemoryResult(item.nodeid, **measured)  # type: ignore[arg-type]
+                if state.junit:  # before the teardown's report, which carries them into the XML
+                    item.user_properties.extend(_properties(result))
+                if self.confirming:  # `_Confirm` records it once the whole test has run
+                    item.stash[_MEASURED] = result
                 else:
-                    result = MemoryResult(item.nodeid, **measured)  # type: ignore[arg-type]
-                    if state.junit:  # before the teardown's report, which carries them into the XML
-                        item.user_properties.extend(_properties(result))
-                    if self.confirming:  # `_Confirm` records it once the whole test has run
-                        item.stash[_MEASURED] = result
-                    else:
-                        state.results.append(result)
-                if self.own and not self.confirming and _BROKEN in item.stash:  # nothing of a test outlives it
-                    del item.stash[_BROKEN]
+                    state.results.append(result)
+                    if self.own and _BROKEN in item.stash:  # nothing of a test outlives it
+                        del item.stash[_BROKEN]
 
 
 class _Confirm:

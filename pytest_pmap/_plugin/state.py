@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 import pytest
 
@@ -90,15 +90,6 @@ class Session:
     """`[tool.pytest_pmap]` of pyproject.toml; None when the file has no such table."""
     gate: Gate
     results: list[MemoryResult] = field(default_factory=list)
-    """Every test's result, complete once the session ends (`report.session_finish` makes the
-    results of `measured`)."""
-    measured: list[tuple[Any, ...]] = field(default_factory=list)
-    """Each test's node ID, growth (its values, in `boundary.SINCE_KEYS`' order), peak, huge pages
-    and new regions, in the order the tests finished, when nothing needs its result before the
-    session ends (no baseline to confirm against, no JUnit XML, no budget, tolerance, trace or leak
-    hunt): made into `MemoryResult`s in one pass at the end (`report.session_finish`), rather than
-    each test paying for a frozen dataclass of twelve fields amid pytest's own work. Tuples of
-    numbers and strings keep less than a result, and the garbage collector stops tracking them."""
     repeating: bool = False
     """True while a test is run again to confirm a suspect: nothing is measured or recorded then
     but the repeat itself."""
