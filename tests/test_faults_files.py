@@ -165,6 +165,48 @@ def test_the_early_check_judges_the_file_written_not_the_name_given() -> None:
         "ok", "ok", f"--pmap-json: cannot write '{top}/open/to-closed': folder '{top}/closed' is not writable"]
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become another user")
+def test_a_file_one_may_not_write_is_never_replaced() -> None:
+    """As `nobody`, in a folder anyone may write: a read-only file of one's own, and root's file,
+    are refused as the shell's `>` refuses them, by the one writer every output goes through
+    (`-o`, `--pmap-json`, ...) and by the plugin's early check; the files stay as they were."""
+    top = Path(tempfile.mkdtemp())
+    try:
+        top.chmod(0o777)
+        mine, roots = top / "mine.json", top / "roots.json"
+        for path in (mine, roots):
+            path.write_text("kept\n")
+            path.chmod(0o444)
+        os.chown(mine, 65534, 65534)
+        code = textwrap.dedent(f"""
+            import os, pathlib, pytest
+            from pytest_pmap import PmapError
+            from pytest_pmap._engine.files import write_atomic
+            from pytest_pmap._plugin.options import _check_writable
+            os.setgroups([]); os.setgid(65534); os.setuid(65534)
+            for path in ({str(mine)!r}, {str(roots)!r}):
+                try:
+                    write_atomic(path, b"replaced")
+                except PmapError as exc:
+                    print(exc)
+                try:
+                    _check_writable(pathlib.Path(path), "--pmap-json")
+                except pytest.UsageError as exc:
+                    print(exc)
+        """)
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV)
+        kept = [mine.read_text(), roots.read_text()]
+    finally:
+        shutil.rmtree(top)
+    assert done.returncode == 0, done.stderr
+    refused = "permission denied (the file is not writable to you); write another file, or change its permissions"
+    assert done.stdout.splitlines() == [
+        f"cannot write '{mine}': {refused}", f"--pmap-json: cannot write '{mine}': {refused}",
+        f"cannot write '{roots}': {refused}", f"--pmap-json: cannot write '{roots}': {refused}",
+    ]
+    assert kept == ["kept\n", "kept\n"]
+
+
 # -- 2: signals while a file is written -----------------------------------------------------------
 
 WRITER = """

@@ -61,14 +61,15 @@ def test_a_process_whose_main_thread_exits_while_it_is_read_is_not_exited(
     forks: Forks, capsysbinary: pytest.CaptureFixture[bytes],
 ) -> None:
     # The main thread exits (pthread_exit) while a thread runs on: the process lives, its map is
-    # whole, and it is read through the live thread from then on.
+    # whole, and it is read through the live thread from then on (by the library: the command
+    # lists it as pmap does, with an empty map, test_faults.py).
     whole = snapshot(forks.waiting)
     chance = random.Random(16)
     wrong: list[str] = []
     for i in range(100):
         pid = forks.go(f"thread {chance.randrange(8_000)}")
         try:
-            _, count, last = _read(pid, i % 3, capsysbinary)
+            _, count, last = _read(pid, i % 2, capsysbinary)
         except (ProcessGone, AssertionError) as exc:
             wrong.append(str(exc))
             continue

@@ -71,7 +71,8 @@ def _stack_start(pid: int) -> str:
     raise AssertionError("no [stack] mapping")
 
 
-@pytest.mark.parametrize("form", ["{a}", ",{a}", "{a},", "0x{a},ffffffffffffffff -d", "0,{a} -x", "{a} -X"])
+@pytest.mark.parametrize("form", ["{a}", ",{a}", "{a},", "0x{a},ffffffffffffffff -d", "0,{a} -x", "{a} -X",
+                                  "ffffffffffffffff,0 -x", "{a},0 -x", "{a},1", "{a},0 -d"])
 def test_ranges(form: str, spaced_sleep: int) -> None:
     a = _stack_start(spaced_sleep)
     rng, *rest = form.format(a=a).split(" ")
@@ -125,6 +126,22 @@ def test_command_line(args: list[str], spaced_sleep: int) -> None:
     same(*(a.format(p=spaced_sleep) for a in args))
 
 
+@pytest.mark.parametrize("args", [["-A", "\udcff", "{p}"], ["-\udcff", "{p}"], ["--ext\udcff", "{p}"], ["-x\udcff", "{p}"],
+                                  ["-\u00e9", "{p}"], ["-x\u00e9", "{p}"]], ids=ascii)
+@pytest.mark.parametrize("encoding", ["", "ascii", "utf-16"])
+def test_arguments_that_are_not_ascii_are_echoed_as_their_bytes(args: list[str], encoding: str,
+                                                                spaced_sleep: int) -> None:
+    # getopt reads bytes: a multibyte option character is named by its first byte, and an argument
+    # that is not UTF-8 comes back as given, whatever Python's own stderr encoding is set to.
+    env = {**os.environ, "PYTHONIOENCODING": encoding} if encoding else None
+    same(*(a.format(p=spaced_sleep) for a in args), env=env)
+
+
+@pytest.mark.parametrize("args", [["{p}", "-x"], ["-x", "{p}"], ["{p}", "-q", "-d"], ["--", "{p}"]], ids=str)
+def test_posixly_correct_ends_options_at_the_first_pid(args: list[str], spaced_sleep: int) -> None:
+    same(*(a.format(p=spaced_sleep) for a in args), env={**os.environ, "POSIXLY_CORRECT": "1"})
+
+
 @pytest.mark.parametrize("flags", FORMATS)
 def test_zombie(flags: str, zombie: int) -> None:
     same(flags, str(zombie))
@@ -145,6 +162,14 @@ def test_a_command_name_with_parentheses_and_a_newline(flags: str, odd_comm: int
 @pytest.mark.parametrize("locale", ["C.UTF-8", "C"])
 def test_cmdline_escaping(locale: str, odd_cmdline: int) -> None:
     same("-q", str(odd_cmdline), env={**os.environ, "LC_ALL": locale})
+
+
+@pytest.mark.parametrize("setting", [{}, {"LANG": "C"}, {"LC_CTYPE": "C"}, {"LC_CTYPE": "POSIX"}, {"LANG": "C.UTF-8"},
+                                     {"LC_CTYPE": "C.UTF-8"}, {"LANG": "xx_YY.UTF-8"}], ids=str)
+def test_cmdline_escaping_in_the_c_locale_that_python_coerces(setting: dict[str, str], odd_cmdline: int) -> None:
+    # CPython switches a C locale to UTF-8 at start-up unless LC_ALL is set (PEP 538); pmap runs in it.
+    env = {"PATH": os.environ["PATH"], **setting}
+    same("-q", str(odd_cmdline), env=env)
 
 
 @pytest.mark.parametrize("flags", ["-X", "-Xp", "-XX"])

@@ -25,13 +25,17 @@ def home_env(home: Path) -> dict[str, str]:
     return {**env, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "PYTHONPATH": str(REPO)}
 
 
-def both(tmp_path: Path, script: list[list[str]], umask: int = 0o022) -> tuple[str, str]:
+def both(tmp_path: Path, script: list[list[str]], umask: int = 0o022,
+         links: dict[str, str] | None = None) -> tuple[str, str]:
     """Run the same commands with pmap and with ours, each in a fresh HOME that is also the working
-    folder: what each printed, its exit status, and every file it left there (name, mode, bytes)."""
+    folder (holding the symbolic `links`, name -> target): what each printed, its exit status, and
+    every file it left there (name, mode, bytes)."""
     results = []
     for name, argv in (("pmap", ["pmap"]), ("ours", ours_argv())):
         home = tmp_path / name
         home.mkdir()
+        for link, target in (links or {}).items():
+            (home / link).symlink_to(target)
         out = []
         for args in script:
             args = [a.replace("{home}", str(home)) for a in args]
@@ -61,6 +65,14 @@ def test_creating_an_rc_file_where_asked(tmp_path: Path, umask: int) -> None:
     theirs, ours = both(tmp_path, script, umask)
     assert ours == theirs
     assert "rc file successfully created" in ours
+
+
+@oracle_only
+def test_a_link_to_nothing_is_followed_and_what_it_names_created(tmp_path: Path) -> None:
+    links = {".pmaprc": "made", "rc": "sub/made-too", "loop": "loop"}
+    theirs, ours = both(tmp_path, [["-n"], ["-N", "rc"], ["-N", "loop"], ["-n"]], links=links)
+    assert ours == theirs
+    assert (tmp_path / "ours" / "made").read_text() == TEMPLATE
 
 
 @oracle_only

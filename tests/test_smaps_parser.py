@@ -86,6 +86,19 @@ def test_blocks_of_different_shapes_fall_back_to_the_general_path() -> None:
     assert first.rss == 8192 and second.rss is None and second.pss == 12288
 
 
+@pytest.mark.parametrize("size", [50, 333, 1000, 1 << 20])
+def test_a_block_of_another_width_between_others_is_read_not_skipped(size: int) -> None:
+    # A 9-digit size widens the middle block by a byte: the fast path's blocks then no longer
+    # follow one another, and the text is read block by block, the wide one included.
+    wide = SMAPS.split(b"VmFlags: rd mr mw me\n")[0].replace(b"Size:                  8 kB",
+                                                             b"Size:           123456789 kB")
+    text = SMAPS + wide + b"VmFlags: rd mr mw me\n" + SMAPS
+    chunks = [text[i : i + size] for i in range(0, len(text), size)]
+    got = parse(chunks)
+    assert [m.fields["Size"] for m in got] == [8192, 49152, 123456789 << 10, 8192, 49152]
+    assert [m.text for m in got] == [m.text for m in mappings_of(locate._locate_general(text))]
+
+
 def test_no_trailing_newline() -> None:
     _first, second = parse([SMAPS[:-1]])
     assert second.vmflags == ("rd", "wr", "mr", "mw", "me", "ac")

@@ -99,7 +99,8 @@ def test_a_process_that_exits_during_the_walk_is_left_out_and_named(tree_of: Any
     assert t.pids["zombie"] not in tree.processes
     assert "zombie" in tree.exited[t.pids["zombie"]] and str(t.pids["zombie"]) in tree.exited[t.pids["zombie"]]
     assert set(tree.processes) == t.everyone()
-    assert f"exited while the tree was read: PID {t.pids['zombie']}" in tree.table()
+    assert (f"left out: PID {t.pids['zombie']} has exited (it is a zombie, not yet reaped by its parent): "
+            "it has no memory map") in tree.table()
 
 
 def _redirected_procfs(root: Path, pids: set[int], children: bool, gone: tuple[int, ...] = ()) -> ProcFS:
@@ -285,8 +286,26 @@ def test_a_tree_and_a_single_process_are_not_compared(tree_of: Any) -> None:
     from pytest_pmap import MapDiff
 
     for before, after in ((tree, one), (one, tree)):
-        with pytest.raises(UsageError, match=r"cannot diff .* take both with the tree"):
+        with pytest.raises(UsageError, match=r"cannot diff .* take both with the tree \(snapshot_tree\(\), or "):
             MapDiff.between(before, after)
+    with pytest.raises(UsageError, match=r"take both with the tree \(snapshot_tree\(\), or `pytest-pmap snapshot"):
+        tree.diff(one)
+
+
+@pytest.mark.parametrize(("fmt", "limit", "message"), [
+    ("q", None, "'q' is not a diff format: give 'x' .* or 'd'"),
+    ("x", 0, r"limit=0: give a whole number of 1 or more"),
+    ("d", -1, r"limit=-1: give a whole number"),
+    ("x", 2.5, r"limit=2.5: give a whole number"),
+    ("x", True, r"limit=True: give a whole number"),
+])
+def test_a_diff_refuses_what_it_cannot_render(tree_of: Any, fmt: str, limit: Any, message: str) -> None:
+    t = tree_of("1", "1")
+    before = snapshot_tree(t.master, unique=False)
+    for diff in (snapshot_tree(t.master, unique=False).diff(before),
+                 snapshot(t.master).diff(before.processes[t.master])):
+        with pytest.raises(UsageError, match=message):
+            diff.render(fmt, limit=limit)
 
 
 # -- files and text ------------------------------------------------------------------------------------

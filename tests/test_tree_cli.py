@@ -98,7 +98,8 @@ def test_snapshot_tree_show_and_diff_on_tree_files(tree_of: Any, tmp_path: Path)
     mixed = ours("diff", str(before), str(t.master))
     assert mixed.returncode == 1 and mixed.stdout == ""
     assert mixed.stderr == (f"pytest-pmap diff: cannot diff a snapshot of the process tree of PID {t.master} with one of "
-                            f"the single process {t.master}: take both with the tree\n")
+                            f"the single process {t.master}: take both with the tree (snapshot_tree(), or "
+                            "`pytest-pmap snapshot --tree` and `pytest-pmap diff --tree`)\n")
 
 
 def test_watch_tree_sums_the_tree_and_counts_its_processes(tree_of: Any) -> None:

@@ -47,8 +47,11 @@ def out(data: Union[str, bytes]) -> None:
 
 
 def complain(text: str) -> None:
-    """Write `text` to standard error; when even that fails, there is no one left to tell."""
+    """Write `text` to standard error, as the file system encodes names (an argument's bytes come
+    back as they were given, whatever PYTHONIOENCODING says); when even that fails, there is no
+    one left to tell."""
     with contextlib.suppress(Exception):
         if sys.stderr is not None:
-            sys.stderr.write(text)
             sys.stderr.flush()
+            sys.stderr.buffer.write(os.fsencode(text))
+            sys.stderr.buffer.flush()

@@ -51,15 +51,15 @@ _Head = namedtuple("_Head", "pid raw_cmdline comm state start_stack shm_minor")
 
 def _collect(fs: ProcFS, pid: int) -> Optional[Target]:
     """Who `pid` is, as pmap collects it for every PID before printing any; None when it is not
-    there. A zombie and a kernel thread are listed with an empty map, as pmap lists them; a process
-    whose main thread has exited is read through a live thread, where pmap would show an empty map."""
+    there. A zombie, a kernel thread and a process whose main thread has exited (its own map is
+    empty then, though other threads run on) are listed with an empty map, as pmap lists them."""
     try:
-        return locate(pid, fs, allow_defunct=True, allow_kernel_thread=True)
+        return locate(pid, fs, allow_defunct=True, allow_kernel_thread=True, as_pmap=True)
     except (ProcessGone, AccessDenied, NotSupported, ValueError):
         return None
 
 
-def _listing(fs: ProcFS, target: Target, opts: Options) -> tuple[str, int]:
+def _listing(fs: ProcFS, pid: int, target: Target, opts: Options) -> tuple[str, int]:
     """What pmap prints for one PID, and its exit status: 1, and the header line only, when the
     map cannot be read to its end (the process exited, or its PID was reused, meanwhile). A
     process that started a new program, or whose main thread exited, while it was read is read
@@ -68,7 +68,7 @@ def _listing(fs: ProcFS, target: Target, opts: Options) -> tuple[str, int]:
         try:
             return _read_listing(fs, target, opts)
         except ReadAgain:
-            again = _collect(fs, target.tgid)
+            again = _collect(fs, pid)
             if again is None:
                 break
             target = again
@@ -127,10 +127,11 @@ def _run(args: list[str]) -> int:
     if fs.problem():  # else every PID would look absent (status 42), blaming the PIDs
         complain(f"pytest-pmap: {fs.problem()}\n")
         return 1
-    targets = [t for t in (_collect(fs, pid) if fs.exists(pid) else None for pid in opts.pids) if t is not None]
+    found = [(pid, _collect(fs, pid) if fs.exists(pid) else None) for pid in opts.pids]
+    targets = [(pid, target) for pid, target in found if target is not None]
     status = 0 if len(targets) == len(opts.pids) else 42
-    for target in targets:
-        text, rc = _listing(fs, target, opts)
+    for pid, target in targets:
+        text, rc = _listing(fs, pid, target, opts)
         status |= rc
         out(pmap_bytes(text))
     return status

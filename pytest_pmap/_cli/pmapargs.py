@@ -5,6 +5,7 @@ reads them (permuted, abbreviated long options, the same messages), PIDs the way
 
 from __future__ import annotations
 
+import os
 from collections import namedtuple
 
 from .names import SUBCOMMANDS
@@ -191,8 +192,10 @@ def parse_args(args: list[str]) -> Options:
 
 
 def _getopt(args: list[str], seen: list[tuple[str, Optional[str]]]) -> list[str]:
-    """Options go to `seen` in order (acted on as they come); returns the operands."""
+    """Options go to `seen` in order (acted on as they come); returns the operands. With
+    POSIXLY_CORRECT set, as glibc's getopt, options end at the first operand."""
     operands: list[str] = []
+    in_order = "POSIXLY_CORRECT" in os.environ
     i = 0
     while i < len(args):
         arg = args[i]
@@ -222,8 +225,8 @@ def _getopt(args: list[str], seen: list[tuple[str, Optional[str]]]) -> list[str]
                 letter = arg[j]
                 j += 1
                 at = _SHORT.find(letter)
-                if letter == ":" or at < 0:
-                    raise _usage_error(f"invalid option -- '{letter}'")
+                if letter == ":" or at < 0:  # getopt reads bytes: it names the first byte of a character
+                    raise _usage_error(f"invalid option -- '{os.fsdecode(os.fsencode(letter)[:1])}'")
                 if _SHORT[at + 1 : at + 2] != ":":
                     _act(letter, None, seen)
                     continue
@@ -235,6 +238,8 @@ def _getopt(args: list[str], seen: list[tuple[str, Optional[str]]]) -> list[str]
                 else:
                     raise _usage_error(f"option requires an argument -- '{letter}'")
                 break
+        elif in_order:
+            return operands + args[i - 1 :]
         else:
             operands.append(arg)
     return operands

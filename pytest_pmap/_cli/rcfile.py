@@ -66,6 +66,8 @@ def create_rc(path: str) -> str:
     from .._engine.files import write_new
     from ..errors import PmapError
 
+    if os.path.islink(path):  # pmap's fopen() follows a link to nothing and creates what it names
+        path = os.path.realpath(path)
     try:
         write_new(path, TEMPLATE.encode())
     except PmapError:

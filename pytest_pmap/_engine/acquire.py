@@ -68,12 +68,17 @@ class Target(_TargetFields):
         return task_file(self.thread, name)
 
 
-def locate(pid: Optional[int], fs: ProcFS, *, allow_defunct: bool = False, allow_kernel_thread: bool = False) -> Target:
+def locate(pid: Optional[int], fs: ProcFS, *, allow_defunct: bool = False, allow_kernel_thread: bool = False,
+           as_pmap: bool = False) -> Target:
     """Who `pid` is (the calling process when None), before its map is read.
 
     Raises `UsageError` for a value that cannot be a PID, `ProcessGone` for a process that is not
     there, or that is a zombie with no live thread unless `allow_defunct`, and `NotSupported` for
     a kernel thread unless `allow_kernel_thread` (pmap lists both, with an empty map).
+
+    A process whose main thread has exited is read through a live thread, unless `as_pmap`: then
+    it is defunct, as pmap shows it (its own map is empty), and its command line is the one of the
+    PID or thread ID given, as pmap reads it.
     """
     pid = os.getpid() if pid is None else check_pid(pid, fs)
     status = fs.status(pid)
@@ -88,7 +93,7 @@ def locate(pid: Optional[int], fs: ProcFS, *, allow_defunct: bool = False, allow
     thread = None
     defunct = False
     if stat.is_zombie:
-        thread = fs.live_thread(tgid)
+        thread = None if as_pmap else fs.live_thread(tgid)
         defunct = thread is None
         if defunct and not allow_defunct:
             raise ProcessGone(
@@ -96,7 +101,8 @@ def locate(pid: Optional[int], fs: ProcFS, *, allow_defunct: bool = False, allow
             )
         if thread is not None:  # the main thread's stat no longer shows where the stack is
             stat = stat._replace(start_stack=fs.stat(tgid, thread).start_stack)
-    return Target(tgid, thread, stat, fs.cmdline(tgid, thread), defunct, status if tgid == pid else None)
+    cmdline = fs.cmdline(pid) if as_pmap else fs.cmdline(tgid, thread)
+    return Target(tgid, thread, stat, cmdline, defunct, status if tgid == pid else None)
 
 
 def smaps_runs(fs: ProcFS, target: Target) -> Iterator[Run]:
@@ -229,7 +235,16 @@ def _read_rollup(fs: ProcFS, target: Target) -> dict[str, FieldValue]:
 def has_rollup(fs: ProcFS, pid: int, thread: Optional[int] = None) -> bool:
     """False on kernels without smaps_rollup (before Linux 4.14, gVisor): there, every reader of
     totals sums smaps instead, and says so."""
-    return os.path.exists(fs.path(pid, task_file(thread, "smaps_rollup"))) or not fs.exists(pid)
+    if fs.root in _ROLLUP_SEEN:  # a kernel that has it keeps it: one look per procfs, not one a read
+        return True
+    if os.path.exists(fs.path(pid, task_file(thread, "smaps_rollup"))):
+        _ROLLUP_SEEN.add(fs.root)
+        return True
+    return not fs.exists(pid)
+
+
+_ROLLUP_SEEN: set[str] = set()
+"""The procfs roots where smaps_rollup was seen (canned trees in tests each have their own root)."""
 
 
 _SHM_MINOR: list[Optional[int]] = []

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from ..size import SizeLike
     from .snapshot import Snapshot
 
-__all__ = ["MapDiff", "MappingChange", "other_process"]
+__all__ = ["MapDiff", "MappingChange", "check_render", "other_process"]
 
 Ignore = Callable[[Mapping], bool]
 
@@ -179,7 +179,8 @@ class MapDiff:
             if before.is_tree != after.is_tree:
                 raise UsageError(
                     f"cannot diff a snapshot of the process tree of PID {(before if before.is_tree else after).pid} "
-                    f"with one of the single process {(after if before.is_tree else before).pid}: take both with the tree"
+                    f"with one of the single process {(after if before.is_tree else before).pid}: take both with the tree "
+                    "(snapshot_tree(), or `pytest-pmap snapshot --tree` and `pytest-pmap diff --tree`)"
                 )
             return after.diff(before, ignore)
         return cls(before, after, ignore)
@@ -236,6 +237,7 @@ class MapDiff:
         order. `metric` is the one a tree's diff ranks its processes by; one process's rows always
         rank by resident change.
         """
+        check_render(fmt, limit)
         return render_diff(self, fmt, limit, show_path)
 
     def brief(self, rows: int = 3, metric: str = "rss") -> str:
@@ -252,3 +254,12 @@ class MapDiff:
             f"<MapDiff pid={self.after.pid} +{len(self.added)} -{len(self.removed)} ~{len(self.changed)} "
             f"mapped {signed(self.growth.mapped)}>"
         )
+
+
+def check_render(fmt: str, limit: Optional[int]) -> None:
+    """Refuse what a diff's `render()` cannot show: a format other than `x` or `d`, a `limit` that
+    is not a whole number of 1 or more."""
+    if fmt not in ("x", "d"):
+        raise UsageError(f"{fmt!r} is not a diff format: give 'x' (pmap -x columns) or 'd' (pmap -d columns)")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise UsageError(f"limit={limit!r}: give a whole number of 1 or more, or None for every row")

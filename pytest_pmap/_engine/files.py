@@ -135,7 +135,18 @@ def check_writable(path: str | os.PathLike[str]) -> Destination:
             raise PmapError(f"cannot write {name!r}: folder {folder!r} does not exist; create it first")
         if not os.access(folder, os.W_OK | os.X_OK):
             raise PmapError(f"cannot write {name!r}: folder {folder!r} is not writable")
+        _check_may_replace(where, name)
     return where
+
+
+def _check_may_replace(where: Destination, name: str) -> None:
+    """Refuse to replace a file we may not write, as the shell's `>` would: replacing it through a
+    new file and a rename needs only the folder's permission, and would get past its own. (A
+    folder that takes no new file is the error `_replace` gives.)"""
+    folder = os.path.dirname(where.path) or "."
+    if where.kind == "file" and not os.access(where.path, os.W_OK) and os.access(folder, os.W_OK | os.X_OK):
+        raise PmapError(f"cannot write {name!r}: permission denied (the file is not writable to you); "
+                        "write another file, or change its permissions")
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
@@ -158,6 +169,7 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
         finally:
             os.close(fd)
     else:
+        _check_may_replace(where, name)
         _replace(Path(where.path), data, name)
 
 

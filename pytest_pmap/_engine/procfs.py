@@ -121,6 +121,12 @@ class ProcFS:
                 "set-user-ID program), or kernel.yama.ptrace_scope forbids reading it; the kernel then shows its "
                 "memory map only to root (CAP_SYS_PTRACE): run as root, or keep the process dumpable"
             )
+        if exc.errno in _DENIED and os.geteuid() == 0:
+            return AccessDenied(
+                f"PID {pid}: {reading} {path} was refused ({os.strerror(exc.errno or 0)}) though we run as root: root "
+                "here lacks CAP_SYS_PTRACE over that process (a user namespace or a container drops it), or a security "
+                "module (Yama's ptrace_scope=3, SELinux, AppArmor, lockdown) forbids it; run where those allow it"
+            )
         if exc.errno in _DENIED:
             return AccessDenied(
                 f"PID {pid}: {reading} {path} was refused ({os.strerror(exc.errno or 0)}); the kernel shows "

@@ -131,7 +131,8 @@ class TreeSnapshot(Snapshot):
         """The `TreeDiff` from `other` (an earlier snapshot of the tree) to this one."""
         if not isinstance(other, TreeSnapshot):
             raise UsageError(f"cannot diff the process tree of PID {self.pid} with the single process {other.pid}: "
-                             "take both with the tree")
+                             "take both with the tree (snapshot_tree(), or `pytest-pmap snapshot --tree` and "
+                             "`pytest-pmap diff --tree`)")
         return TreeDiff(other, self, ignore)
 
     # -- files ----------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Optional
 
 from ..errors import warn
 from ..size import Size
-from .diff import Ignore, MapDiff, other_process
+from .diff import Ignore, MapDiff, check_render, other_process
 from .render.treetext import tree_brief, tree_diff
 from .snapshot import Snapshot
 from .totals import METRICS, SUMMED
@@ -116,6 +116,7 @@ class TreeDiff(MapDiff):
         tree's totals, then the pmap-formatted diff of each process that moved, the one that grew
         most first. `limit` keeps that many processes in the table and rows in a diff, and shows the
         diff of the process that grew most only."""
+        check_render(fmt, limit)
         return tree_diff(self, fmt, limit, show_path, metric)
 
     def brief(self, rows: int = 3, metric: str = "rss") -> str:

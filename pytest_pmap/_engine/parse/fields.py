@@ -94,10 +94,24 @@ def parse_rollup(text: bytes) -> dict[str, FieldValue]:
     first, _, body = text.partition(b"\n")
     if not HEADER.fullmatch(first):
         raise SmapsParseError(f"smaps_rollup does not start with a mapping line: {shown(first)}")
+    lines = body.count(b"\n") + (not body.endswith(b"\n") and bool(body))
+    words = body.split()
+    keys = tuple(words[0::3])
+    names = _ROLLUP_NAMES.get(keys)
+    if (names is not None and len(words) == 3 * lines and words[2::3].count(b"kB") == lines
+            and b"".join(words[1::3]).isdigit()):
+        # every line `Key:  N kB`, the keys this kernel always writes: split once, names decoded once
+        return dict(zip(names, [int(kb) << 10 for kb in words[1::3]]))
     sizes = _KB_FIELD.findall(body)  # every line a `Key:  N kB` one, as the kernel writes them all: one pass
-    if len(sizes) == body.count(b"\n") + (not body.endswith(b"\n") and bool(body)):
+    if len(sizes) == lines:
+        if len(words) == 3 * lines:
+            _ROLLUP_NAMES[keys] = tuple(key.decode("ascii") for key, _ in sizes)
         return {key.decode("ascii"): int(kb) << 10 for key, kb in sizes}
     return parse_fields(body, 2)
+
+
+_ROLLUP_NAMES: dict[tuple[bytes, ...], tuple[str, ...]] = {}
+"""The names of smaps_rollup's lines by their keys as written (`b"Rss:"`): one entry a kernel."""
 
 
 def number_at(text: bytes, key: bytes, nl: int, end: int) -> Optional[Size]:

@@ -1,17 +1,18 @@
 """Finding the mapping blocks in maps and smaps text, as `Run`s.
 
 The kernel writes smaps as one header line per mapping followed by the same `Key:   value` lines
-for every mapping, each `kB` line padded to a fixed width, VmFlags last. `locate_smaps` walks from
-block to block with two newline searches each (the lines between the header and VmFlags have the
-same width in every block) and checks them all at once with C-level `map` calls. Blocks of other
-widths (a 9-digit size) are walked line count by line count; text of another layout (other
-kernels, hand-written files) is checked line by line.
+for every mapping, each `kB` line padded to a fixed width, VmFlags last. `locate_smaps` takes
+every block of a chunk with one C-level `findall` of the first block's shape (the lines between
+the header and VmFlags have the same width in every block) and checks that the blocks found follow
+one another. Blocks of other widths (a 9-digit size) are walked line count by line count; text of
+another layout (other kernels, hand-written files) is checked line by line.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
-from itertools import repeat
+from itertools import accumulate, repeat
 from operator import add
 
 from ...errors import SmapsParseError, hide_from_tracebacks
@@ -29,10 +30,28 @@ __all__ = ["locate_maps", "locate_smaps"]
 
 
 def locate_maps(text: bytes) -> list[Run]:
-    """The lines of `/proc/PID/maps` as one run of blocks without fields."""
+    """The lines of `/proc/PID/maps` as one run of blocks without fields.
+
+    Each line is a block: where the lines start and end comes from their lengths, in C-level
+    passes (a process can have tens of thousands of mappings, and a tree of processes is read
+    whole); blank lines, which the kernel never writes, are dropped on a slower path.
+    """
     lines = text.split(b"\n")
     if lines and not lines[-1]:
         lines.pop()
+    if not lines:
+        return []
+    if not all(lines):
+        return _locate_lines(text, lines)
+    lengths = list(map(len, lines))
+    ends = list(accumulate(map(add, lengths, repeat(1))))
+    heads = [0, *ends[:-1]]
+    ends[-1] = min(ends[-1], len(text))  # the last line may lack its newline
+    return [Run(text, heads, list(map(add, heads, lengths)), ends)]
+
+
+def _locate_lines(text: bytes, lines: list[bytes]) -> list[Run]:
+    """`locate_maps` for text with blank lines among its lines: each line found on its own."""
     heads: list[int] = []
     nls: list[int] = []
     pos = 0
@@ -47,7 +66,7 @@ def locate_maps(text: bytes) -> list[Run]:
 class _Layout:
     """What every block of a kernel-written smaps shares, taken from the first block."""
 
-    __slots__ = ("first_end", "first_key", "fixed", "lines")
+    __slots__ = ("block", "first_end", "first_key", "fixed", "lines")
 
     def __init__(self, first_key: bytes, fixed: int, first_end: int, lines: int) -> None:
         self.first_key = first_key
@@ -58,6 +77,10 @@ class _Layout:
         """Bytes from the header line's newline to the first field line's newline."""
         self.lines = lines
         """Field lines per block, VmFlags included."""
+        self.block = _block_pattern(first_key, first_end - 2 - len(first_key), fixed - first_end + 2)
+        """A block of this layout: its header line, the cut `Sections` keeps (the last two bytes of
+        the first field line to the newline before VmFlags), and its VmFlags line; None when the
+        first field line is too short to hold a cut."""
 
     @classmethod
     def of(cls, text: bytes) -> Optional[_Layout]:
@@ -70,6 +93,22 @@ class _Layout:
             return None
         first_end = text.find(b"\n", colon)
         return cls(text[nl : colon + 1], last - nl, first_end - nl, text.count(b"\n", nl + 1, block_end + 1))
+
+
+def _block_pattern(first_key: bytes, skip: int, cut: int) -> Optional[re.Pattern[bytes]]:
+    """A block whose first field line's key is `first_key`, `skip` bytes after it the `cut` bytes
+    `Sections` keeps, then the VmFlags line; None when `skip` is negative. Compiled once a layout
+    (a tree of processes has one for all)."""
+    key = (first_key, skip, cut)
+    if key not in _BLOCKS:
+        _BLOCKS[key] = None if skip < 0 else re.compile(
+            rb"(?s)([^\n]*)\n" + re.escape(first_key[1:]) + rb".{%d}(.{%d})\n(" % (skip, cut)
+            + re.escape(LAST_KEY) + rb"[^\n]*)\n"
+        )
+    return _BLOCKS[key]
+
+
+_BLOCKS: dict[tuple[bytes, int, int], Optional[re.Pattern[bytes]]] = {}
 
 
 def locate_smaps(chunks: Iterable[bytes]) -> Iterator[Run]:
@@ -108,39 +147,43 @@ def _fast_run(text: bytes, layout: _Layout, first_line: int) -> Optional[tuple[R
     """The whole blocks at the start of `text` and where the rest begins; None when some block
     does not have `layout`.
 
-    Each block is its header line, the fixed-width lines, and the VmFlags line: two newline
-    searches per block find it, and two C-level passes check every block's first key and
-    VmFlags line. A block that is not that shape (a 9-digit size widens its line) sends the
-    text to `_walk_slowly`.
+    Each block is its header line, the fixed-width lines, and the VmFlags line: one C-level
+    `findall` of `layout.block` takes every block's header, cut and VmFlags line, and their
+    lengths give where each block starts and ends. `findall` skips what it cannot take, so the
+    blocks found are checked to follow one another from the start of the text to the end of its
+    last whole block (their lengths add up to it exactly); text where they do not (a 9-digit size
+    widens a line) goes to `_walk_slowly`.
     """
-    find = text.find
-    skip = layout.fixed + 1
-    nls: list[int] = []
-    ends: list[int] = []
-    add_nl, add_end = nls.append, ends.append
-    end = 0
-    while True:
-        nl = find(b"\n", end)
-        last_nl = find(b"\n", nl + skip) if nl >= 0 else -1
-        if last_nl < 0:
-            break
-        add_nl(nl)
-        end = last_nl + 1
-        add_end(end)
-    lasts = list(map(add, nls, repeat(skip)))
-    if not all(map(text.startswith, repeat(LAST_KEY), lasts)):
-        if lasts and not all(map(text.startswith, repeat(LAST_KEY), lasts[:-1])):
-            return _walk_slowly(text, layout, first_line)
-        if nls:  # the last block goes on in the next chunk
-            del nls[-1], ends[-1]
-    if not nls:
-        return Run(text, [], [], []), 0
-    if not all(map(text.startswith, repeat(layout.first_key), nls)):
+    if layout.block is None:
         return _walk_slowly(text, layout, first_line)
+    whole = _end_of_whole_blocks(text)
+    found = layout.block.findall(text, 0, whole)
+    if not found:
+        return (Run(text, [], [], []), 0) if whole == 0 else _walk_slowly(text, layout, first_line)
+    headers, cuts, flags = zip(*found)
+    header_lengths = list(map(len, headers))
+    per_block = layout.fixed + 2  # the header's newline and VmFlags' line are counted apart
+    ends = list(map(add, accumulate(map(add, header_lengths, map(len, flags))),
+                    range(per_block, per_block * len(found) + 1, per_block)))
+    if ends[-1] != whole:  # some block was skipped: not every block has this layout
+        return _walk_slowly(text, layout, first_line)
+    heads = [0, *ends[:-1]]
     # The field lines after the first are cut out now, while this part of the file is in the CPU's
     # cache: every field and total read later is a lookup (see `Sections`).
-    sections = Sections.cut(text, nls, layout.first_end, layout.fixed, layout.lines - 2)
-    return Run(text, [0, *ends[:-1]], nls, ends, first_line, sections), ends[-1]
+    sections = Sections.of(list(cuts), layout.first_end, layout.fixed, layout.lines - 2)
+    return Run(text, heads, list(map(add, heads, header_lengths)), ends, first_line, sections), whole
+
+
+def _end_of_whole_blocks(text: bytes) -> int:
+    """Where the text's last whole block ends: after the newline of its last complete VmFlags line
+    (0 when it has none)."""
+    last = text.rfind(b"\n" + LAST_KEY)
+    while last >= 0:
+        end = text.find(b"\n", last + 1)
+        if end >= 0:
+            return end + 1
+        last = text.rfind(b"\n" + LAST_KEY, 0, last)
+    return 0
 
 
 def _walk_slowly(text: bytes, layout: _Layout, first_line: int) -> Optional[tuple[Run, int]]:

@@ -56,9 +56,9 @@ class _Rows:
         """The rows of blocks first..stop-1 of a run, for the range `rng` (both ends inclusive)."""
         low, high = rng
         read = stop
-        if high != FULL_RANGE[1]:
-            starts = columns.starts
-            read = next((i for i in range(first, stop) if starts[i] > high), stop)
+        if high != FULL_RANGE[1]:  # pmap skips a mapping that ends below the range before it looks for its end
+            starts, ends = columns.starts, columns.ends
+            read = next((i for i in range(first, stop) if starts[i] > high and ends[i] - 1 >= low), stop)
         shown = [end - 1 >= low for end in columns.ends[first:read]] if low else None
         return cls(first, read, shown, read < stop)
 

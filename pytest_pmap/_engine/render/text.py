@@ -6,6 +6,8 @@ unchanged) are kept as surrogate escapes, so `pmap_bytes(text)` gives pmap's byt
 
 from __future__ import annotations
 
+import os
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Optional, Protocol
@@ -41,9 +43,29 @@ def locale_is_utf8() -> bool:
     except ImportError:  # pragma: no cover - a Python without it
         from locale import CODESET, nl_langinfo
     try:
-        return bool(nl_langinfo(CODESET) == "UTF-8")
+        utf8 = bool(nl_langinfo(CODESET) == "UTF-8")
     except (AttributeError, ValueError):
         return False
+    return utf8 and not _c_locale_coerced()
+
+
+def _c_locale_coerced() -> bool:
+    """True when CPython switched a C locale to UTF-8 at start-up (PEP 538), so that pmap, given
+    the same environment, would run in the C locale.
+
+    CPython then sets `LC_CTYPE` in its own environment (`C.UTF-8`, `C.utf8` or `UTF-8`); the
+    environment the process was started with, `/proc/self/environ`, still holds what was asked for.
+    """
+    now = os.environ.get("LC_CTYPE")
+    if now not in ("C.UTF-8", "C.utf8", "UTF-8"):
+        return False
+    try:
+        with open("/proc/self/environ", "rb") as f:
+            started = f.read().split(b"\0")
+    except OSError:
+        return False
+    asked = next((item[9:] for item in started if item.startswith(b"LC_CTYPE=")), None)
+    return asked != now.encode()
 
 
 def text(data: bytes) -> str:

@@ -78,7 +78,7 @@ def tree_table(tree: TreeSnapshot, utf8: Optional[bool] = None) -> str:
              f"{_TITLES}  Command"]
     lines += [_row(" ", snap, depth[snap.pid], utf8) for snap in snaps]
     lines += _totals(tree)
-    lines += [f"exited while the tree was read: PID {pid}" for pid in tree.exited]
+    lines += [f"left out: {why}" for why in tree.exited.values()]  # each reason names its PID
     lines += [_unique(tree), _summary(tree)]
     return "\n".join(lines) + "\n"
 
@@ -148,3 +148,4 @@ def tree_brief(diff: TreeDiff, rows: int, metric: str) -> str:
     if ranked:
         lines += ranked[0].diff.brief(rows).splitlines()
     return "\n".join(lines) + "\n"
+
