@@ -189,3 +189,24 @@ def test_growth_compares_only_the_mappings_that_changed_and_agrees_with_the_whol
         assert [(r.start, r.size, r.mode, r.name) for r in got["new_regions"]] == whole  # type: ignore[attr-defined]
     for m in kept:
         m.close()
+
+
+@pytest.mark.parametrize("rollup", [
+    {"Rss": 9 * MiB, "Pss": 8 * MiB, "Private_Clean": MiB, "Private_Dirty": 6 * MiB, "Anonymous": 6 * MiB,
+     "AnonHugePages": 0, "Swap": 0},
+    {"Rss": 9 * MiB, "Pss": 8 * MiB, "Private_Dirty": 6 * MiB},  # a kernel that writes fewer fields: None for the rest
+])
+def test_a_test_that_moved_nothing_grows_as_the_whole_comparison_says(rollup: dict[str, int]) -> None:
+    """When the rollup and the maps of the start still apply at the end (most tests), growth() writes
+    its zeros out; they are the whole comparison's, key for key and in its order (the JSON results'),
+    and the peak is the status's as ever."""
+    from pytest_pmap._measure.boundary import growth
+
+    maps = Maps(1, frozenset(), Names())
+    before = Boundary({**BASE, "VmRSS": 15 * MiB, "VmHWM": 15 * MiB}, rollup, maps)
+    after = Boundary({**BASE, "VmRSS": 15 * MiB, "VmHWM": 17 * MiB}, rollup, maps)
+    compared = Boundary(after.status, dict(rollup), maps)  # equal, not the same: compared field by field
+    fast, whole = growth(before, after), growth(before, compared)
+    assert list(fast.items()) == list(whole.items()) and list(fast["growth"].items()) == list(whole["growth"].items())  # type: ignore[attr-defined]
+    assert fast["peak_growth"] == 2 * MiB
+

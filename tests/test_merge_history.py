@@ -388,3 +388,16 @@ def test_the_pmap_table_lists_only_tests_that_grew_and_says_how_many() -> None:
     assert lines[-1] == "7 tests measured; the 3 that grew are listed, the most first"
     assert summary_table([*grew, *flat], 2)[-1] == "7 tests measured, 3 grew; the 2 that grew most are listed"
     assert summary_table(flat, 7)[-1] == "4 tests measured; none grew in RSS"
+
+
+def test_the_pmap_table_ranks_by_rss_then_peak_keeping_ties_in_the_order_tests_ran() -> None:
+    """A test whose RSS shrank but whose peak rose grew too (last, by its RSS); of two that grew
+    alike, the one that ran first is listed first."""
+    from pytest_pmap._plugin.report import summary_table
+
+    results = [MemoryResult("t::a", {"rss": MiB}, 0), MemoryResult("t::b", {"rss": MiB}, 0),
+               MemoryResult("t::c", {"rss": -MiB}, 3 * MiB), MemoryResult("t::d", {"rss": 0}, 0),
+               MemoryResult("t::e", {"rss": 2 * MiB}, 0), MemoryResult("t::f", {"rss": None}, None)]
+    lines = summary_table(results, 7)
+    assert [line.split()[-1] for line in lines[2:-1]] == ["t::e", "t::a", "t::b", "t::c"]
+    assert lines[-1] == "6 tests measured; the 4 that grew are listed, the most first"

@@ -218,7 +218,28 @@ def growth(before: Boundary, after: Boundary, ignore: Optional[Callable[[Mapping
     """Each metric's growth from `before` to `after`, the peak's rise, the change in huge pages and
     the new mappings: the fields of a `MemoryResult`."""
     now, then = after.rollup, before.rollup
-    if now is then:  # most tests: the rollup read or carried forward at the start still applies
+    hwm, start = after.status.get("VmHWM"), before.status.get("VmRSS")
+    peak = None if hwm is None or start is None else hwm - start
+    if now is then and after.maps is before.maps:
+        # Most tests: the rollup and the maps read (or carried forward) at the start still apply, so
+        # every metric the rollup has grew by 0. Written out, as this runs after every test.
+        return {
+            "growth": {
+                "mapped": 0,
+                "writeable_private": 0,
+                "shared": 0,
+                "rss": 0 if "Rss" in now else None,
+                "pss": 0 if "Pss" in now else None,
+                "uss": 0 if "Private_Clean" in now and "Private_Dirty" in now else None,
+                "private_dirty": 0 if "Private_Dirty" in now else None,
+                "anonymous": 0 if "Anonymous" in now else None,
+                "swap": 0 if "Swap" in now else None,
+            },
+            "peak_growth": peak,
+            "huge_pages": 0 if "AnonHugePages" in now else None,
+            "new_regions": (),
+        }
+    if now is then:
         moved = dict.fromkeys(now, 0)
     else:
         moved = {k: v - then[k] for k, v in now.items() if k in then}
@@ -238,7 +259,6 @@ def growth(before: Boundary, after: Boundary, ignore: Optional[Callable[[Mapping
             NewRegion(c.start, int(c.new), mode(c.mapping.perms), c.mapping.name.strip())
             for c in MapDiff.between(gone, added, ignore).new_mappings()
         )
-    hwm, start = after.status.get("VmHWM"), before.status.get("VmRSS")
     return {
         "growth": {
             "mapped": map_growth[0],
@@ -251,11 +271,10 @@ def growth(before: Boundary, after: Boundary, ignore: Optional[Callable[[Mapping
             "anonymous": moved.get("Anonymous"),
             "swap": moved.get("Swap"),
         },
-        "peak_growth": None if hwm is None or start is None else hwm - start,
+        "peak_growth": peak,
         "huge_pages": moved.get("AnonHugePages"),
         "new_regions": new,
     }
-
 
 
 class Start(NamedTuple):

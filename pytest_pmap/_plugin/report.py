@@ -209,16 +209,20 @@ def terminal_summary(tr: Any, state: Session) -> None:
         tr.write_line(f"pmap: ERROR: {line}", red=True)
 
 
+def _first(pair: tuple[tuple[int, int], MemoryResult]) -> tuple[int, int]:
+    return pair[0]
+
+
 def summary_table(results: list[MemoryResult], top: int) -> list[str]:
     """The `--pmap` table: the `top` tests by RSS growth, in pmap's K units."""
     if not results:
         return ["no test was measured"]
 
-    def key(r: MemoryResult) -> tuple[int, int]:
-        return (r.growth.get("rss") or 0, r.peak_growth or 0)
-
-    grew = [r for r in results if any(v > 0 for v in key(r))]  # a test that grew by nothing is not a "grower"
-    ranked = sorted(grew, key=key, reverse=True)[:top]
+    # Each test's key once (a session can measure tens of thousands); a test that grew by nothing
+    # is not a "grower".
+    keyed = [(key, r) for r in results if (key := (r.growth.get("rss") or 0, r.peak_growth or 0))[0] > 0 or key[1] > 0]
+    grew = [r for _, r in keyed]
+    ranked = [r for _, r in sorted(keyed, key=_first, reverse=True)[:top]]
 
     lines = [
         "growth from each test's setup to its teardown, in KiB; peak: how far RSS rose above its start; "
