@@ -45,29 +45,6 @@ from pytest_pmap._engine.pages import count_unique  # noqa: E402
 from pytest_pmap._engine.procfs import ProcFS  # noqa: E402
 
 
-def read_all(path: str) -> int:
-    fd = os.open(path, os.O_RDONLY)
-    n = 0
-    try:
-        while True:
-            data = os.read(fd, 1 << 20)
-            if not data:
-                return n
-            n += len(data)
-    finally:
-        os.close(fd)
-
-
-def walk(root: int) -> list[int]:
-    """The tree below `root` found the plain way: each thread's children file, read raw."""
-    found = [root]
-    for pid in found:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
-                found += map(int, f.read().split())
-    return found
-
-
 def start_tree(mib: int, workers: int) -> tuple[subprocess.Popen[bytes], list[int]]:
     proc = subprocess.Popen([sys.executable, str(TREE), str(mib), str(workers)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE)
