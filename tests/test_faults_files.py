@@ -28,7 +28,7 @@ from conftest import PMAP, REPO
 
 from pytest_pmap import PmapError, Size, Snapshot, SnapshotFileError, TreeSnapshot, snapshot
 from pytest_pmap._cli.names import SUBCOMMANDS
-from pytest_pmap._engine import files
+from pytest_pmap._engine import jsonfiles
 from pytest_pmap._gate.results import ResultsFileError, RunResults
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -273,16 +273,16 @@ def test_endless_and_huge_inputs_are_refused_in_bounded_memory(tmp_path: Path, m
         "(b'\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00')\n")
     huge = tmp_path / "huge.json"
     with open(huge, "wb") as f:
-        f.truncate(files.MAX_READ + 1)  # sparse: takes no room
+        f.truncate(jsonfiles.MAX_READ + 1)  # sparse: takes no room
     done = ours("diff", str(huge), str(huge), limit=512 << 20)
     assert done.returncode == 1 and done.stderr == (
         f"pytest-pmap diff: snapshot file '{huge}' is 1,073,741,825 bytes, more than the 1,073,741,824 a "
         "pytest-pmap file may be\n")
-    monkeypatch.setattr(files, "MAX_READ", 1 << 20)  # a stream that looks like JSON and never ends
+    monkeypatch.setattr(jsonfiles, "MAX_READ", 1 << 20)  # a stream that looks like JSON and never ends
     feeder = subprocess.Popen(["yes", "["], stdout=subprocess.PIPE)
     try:
         with pytest.raises(PmapError, match=r"^baseline file 'stdin' is more than the 1,048,576 bytes"):
-            files.read_json(f"/proc/self/fd/{feeder.stdout.fileno()}", "baseline file 'stdin'")  # type: ignore[union-attr]
+            jsonfiles.read_json(f"/proc/self/fd/{feeder.stdout.fileno()}", "baseline file 'stdin'")  # type: ignore[union-attr]
     finally:
         feeder.kill()
         feeder.wait()

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Optional
 from ..errors import NotSupported, SmapsParseError, SnapshotFileError, hide_from_tracebacks
 from ..size import Size
 from .diff import MapDiff
-from .files import dumps, read_json, write_atomic
+from .files import dumps, write_atomic
+from .jsonfiles import LAST_TIME, read_json
 from .mapping import Mapping, block_without_fields, mappings_of
 from .parse.locate import locate_maps, locate_smaps
 from .parse.status import kb_bytes
@@ -312,8 +313,6 @@ _FIELDS: dict[str, tuple[type, ...]] = {
     "pid": (int,), "cmdline": (str,), "comm": (str,), "state": (str,), "start_time": (int,), "start_stack": (int,),
     "taken_at": (int, float), "detail": (bool,), "smaps": (str,),
 }
-#: Latest time a snapshot may say it was taken: the year 5138, where time formatting still works.
-_LAST_TIME = 1e11
 
 
 def _check_shape(data: dict[str, Any], source: str) -> None:
@@ -332,7 +331,7 @@ def _check_shape(data: dict[str, Any], source: str) -> None:
         raise corrupt(f"'pid' is {data['pid']}, not a PID")
     if data["start_time"] < 0 or data["start_stack"] < 0:
         raise corrupt("'start_time' and 'start_stack' must be 0 or more")
-    if not 0 <= data["taken_at"] < _LAST_TIME:  # also false for NaN
+    if not 0 <= data["taken_at"] < LAST_TIME:  # also false for NaN
         raise corrupt(f"'taken_at' is {data['taken_at']!r}, not a time")
     if not (data.get("shm_minor") is None or type(data["shm_minor"]) is int):
         raise corrupt("'shm_minor' must be a whole number or null")

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Optional
 from ..errors import AccessDenied, PmapError, ProcessGone, SnapshotFileError, UsageError, hide_from_tracebacks
 from ..size import Size
 from .acquire import snapshot
-from .files import read_json
+from .jsonfiles import read_json
 from .mapping import Mapping
 from .pages import count_unique
 from .procfs import ProcFS, default_procfs

@@ -19,7 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Optional
 
-from .._engine.files import MAX_READ, append_record, decode_json, is_time
+from .._engine.files import append_record
+from .._engine.jsonfiles import MAX_READ, decode_json, is_time
 from .._engine.metrics import GATE_METRICS
 from .._measure.result import MemoryResult
 from ..errors import PmapError

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Optional
 
-from .._engine.files import dumps, is_time, read_json, write_atomic
+from .._engine.files import dumps, write_atomic
+from .._engine.jsonfiles import is_time, read_json
 from .._measure.result import MemoryResult
 from ..errors import PmapError
 from .environment import Environment
