@@ -106,6 +106,18 @@ def test_the_html_report_is_written_with_the_history_charts(suite: pytest.Pytest
     assert "<h2>History (1 run)</h2>" in page and "test_suite.py::test_leaky" in page
 
 
+def test_the_html_report_says_which_history_lines_it_left_out(suite: pytest.Pytester) -> None:
+    suite.runpytest_subprocess("--pmap-history", "h.jsonl").assert_outcomes(passed=3)
+    with open(suite.path / "h.jsonl", "ab") as history:
+        history.write(b'{"format": "pytest-pmap-history", "cut sho\n')  # a run cut short by a full disk
+    result = suite.runpytest_subprocess("--pmap-history", "h.jsonl", "--pmap-html", "report.html")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["pmap: the HTML report's history charts left out 1 line of h.jsonl that could not be "
+                                 "read (line 2: *)",
+                                 "pmap: wrote HTML report report.html (3 tests)"])
+    assert "<h2>History (2 runs)</h2>" in (suite.path / "report.html").read_text()
+
+
 ACCEPT = """
 [tool.pytest_pmap]
 accept = {{ "test_suite.py::test_leak*" = "the cache is meant to grow", {extra} }}

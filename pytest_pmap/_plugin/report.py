@@ -172,10 +172,15 @@ def _history(gate: Gate) -> Optional[list[HistoryEntry]]:
     from .._gate.history import LAST_RUNS, read_history
 
     try:
-        return read_history(gate.history, LAST_RUNS)[0]
+        entries, problems = read_history(gate.history, LAST_RUNS)
     except PmapError as exc:
         gate.errors.append(f"the HTML report has no history charts: {exc}")
         return None
+    if problems:  # as `pytest-pmap trend` and `report --history` say it
+        lines = f"{len(problems)} line{'s' if len(problems) != 1 else ''}"
+        gate.written.append(f"the HTML report's history charts left out {lines} of {gate.history} that could not be "
+                            f"read ({problems[0]})")
+    return entries
 
 
 def terminal_summary(tr: Any, state: Session) -> None:
