@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import select
 import subprocess
@@ -128,6 +130,30 @@ def test_subcommand_errors_are_one_clear_line(args: list[str], message: str, tmp
     done = ours(*args, cwd=tmp_path)
     assert done.returncode in (1, 2) and message in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_messages_reach_a_text_stream_that_has_no_bytes_under_it() -> None:
+    # stderr is written as bytes where it has them; a caller's io.StringIO has none, and still gets the message
+    from pytest_pmap import cli
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        status = cli.main(["-Z"])
+    assert status == 1 and err.getvalue().startswith("pmap: invalid option -- 'Z'\n\nUsage:\n pmap [options] PID")
+
+
+@pytest.mark.parametrize(("env", "utf8"), [({}, False), ({"LANG": "C.UTF-8"}, True), ({"LC_ALL": "C"}, False),
+                                           ({"LANG": "xx_YY.UTF-8"}, False)], ids=str)
+def test_the_locale_is_told_from_the_start_not_from_later_changes_to_the_environment(env: dict[str, str],
+                                                                                     utf8: bool) -> None:
+    # CPython coerces a C locale to UTF-8 (PEP 538) and says so in LC_CTYPE; code that sets LC_CTYPE
+    # later (for a child, or monkeypatch.setenv) changes neither the locale nor how we escape.
+    code = ("import os\nfrom pytest_pmap._engine.render.text import locale_is_utf8\nfirst = locale_is_utf8()\n"
+            "os.environ['LC_CTYPE'] = 'C.UTF-8'\nsecond = locale_is_utf8()\n"
+            "os.environ['LC_CTYPE'] = 'POSIX'\nprint(first, second, locale_is_utf8())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO), **env})
+    assert done.stdout.split() == [str(utf8)] * 3, done.stderr
 
 
 def test_help_lists_the_subcommands() -> None:

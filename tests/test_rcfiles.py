@@ -69,8 +69,8 @@ def test_creating_an_rc_file_where_asked(tmp_path: Path, umask: int) -> None:
 
 @oracle_only
 def test_a_link_to_nothing_is_followed_and_what_it_names_created(tmp_path: Path) -> None:
-    links = {".pmaprc": "made", "rc": "sub/made-too", "loop": "loop"}
-    theirs, ours = both(tmp_path, [["-n"], ["-N", "rc"], ["-N", "loop"], ["-n"]], links=links)
+    links = {".pmaprc": "made", "rc": "sub/made-too", "loop": "loop", "slash": "missing/"}
+    theirs, ours = both(tmp_path, [["-n"], ["-N", "rc"], ["-N", "loop"], ["-N", "slash"], ["-n"]], links=links)
     assert ours == theirs
     assert (tmp_path / "ours" / "made").read_text() == TEMPLATE
 

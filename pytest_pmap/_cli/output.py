@@ -51,7 +51,14 @@ def complain(text: str) -> None:
     back as they were given, whatever PYTHONIOENCODING says); when even that fails, there is no
     one left to tell."""
     with contextlib.suppress(Exception):
-        if sys.stderr is not None:
-            sys.stderr.flush()
-            sys.stderr.buffer.write(os.fsencode(text))
-            sys.stderr.buffer.flush()
+        stream = sys.stderr
+        if stream is None:
+            return
+        buffer = getattr(stream, "buffer", None)
+        if buffer is None:  # a text stream alone (`contextlib.redirect_stderr(io.StringIO())`)
+            stream.write(text)
+            stream.flush()
+            return
+        stream.flush()
+        buffer.write(os.fsencode(text))
+        buffer.flush()

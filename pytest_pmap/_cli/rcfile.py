@@ -67,6 +67,8 @@ def create_rc(path: str) -> str:
     from ..errors import PmapError
 
     if os.path.islink(path):  # pmap's fopen() follows a link to nothing and creates what it names
+        if os.readlink(path).endswith("/"):  # ... but a name ending in / is a folder: fopen() refuses it
+            return "failed"
         path = os.path.realpath(path)
     try:
         write_new(path, TEMPLATE.encode())

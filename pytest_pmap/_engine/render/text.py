@@ -6,8 +6,6 @@ unchanged) are kept as surrogate escapes, so `pmap_bytes(text)` gives pmap's byt
 
 from __future__ import annotations
 
-import os
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Optional, Protocol
@@ -53,10 +51,17 @@ def _c_locale_coerced() -> bool:
     """True when CPython switched a C locale to UTF-8 at start-up (PEP 538), so that pmap, given
     the same environment, would run in the C locale.
 
-    CPython then sets `LC_CTYPE` in its own environment (`C.UTF-8`, `C.utf8` or `UTF-8`); the
-    environment the process was started with, `/proc/self/environ`, still holds what was asked for.
+    The locale in effect is then one of CPython's targets (`C.UTF-8`, `C.utf8`, `UTF-8`) while the
+    environment the process was started with (`/proc/self/environ`, which later changes to
+    `os.environ` leave alone) asked for another: its LC_ALL, else LC_CTYPE, else LANG, as the C
+    library reads them, named the C locale, none, or one that does not exist.
     """
-    now = os.environ.get("LC_CTYPE")
+    try:
+        from _locale import LC_CTYPE, setlocale
+
+        now = setlocale(LC_CTYPE)  # asks, changes nothing
+    except (ImportError, ValueError, OSError):  # pragma: no cover - a Python without it
+        return False
     if now not in ("C.UTF-8", "C.utf8", "UTF-8"):
         return False
     try:
@@ -64,7 +69,12 @@ def _c_locale_coerced() -> bool:
             started = f.read().split(b"\0")
     except OSError:
         return False
-    asked = next((item[9:] for item in started if item.startswith(b"LC_CTYPE=")), None)
+    values: dict[bytes, bytes] = {}
+    for item in started:
+        name, sep, value = item.partition(b"=")
+        if sep and name in (b"LC_ALL", b"LC_CTYPE", b"LANG"):
+            values.setdefault(name, value)  # the first one is the one getenv() finds
+    asked = values.get(b"LC_ALL") or values.get(b"LC_CTYPE") or values.get(b"LANG")
     return asked != now.encode()
 
 
