@@ -208,6 +208,37 @@ def test_a_file_one_may_not_write_is_never_replaced() -> None:
     assert kept == ["kept\n", "kept\n"]
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become another user")
+def test_a_history_one_may_not_append_to_stops_the_run_before_the_tests() -> None:
+    """As `nobody`: root's history file, and a new one in a folder nobody may write, are refused by the
+    check `--pmap-history` and `merge --history` make before anything runs, as the other outputs are."""
+    top = Path(tempfile.mkdtemp())
+    try:
+        top.chmod(0o755)
+        history = top / "h.jsonl"
+        history.write_text('{"format":"pytest-pmap-history"}\n')
+        history.chmod(0o644)
+        code = textwrap.dedent(f"""
+            import os
+            from pytest_pmap._gate.history import HistoryFileError, check_history
+            os.setgroups([]); os.setgid(65534); os.setuid(65534)
+            for path in ({str(history)!r}, {str(top / "new.jsonl")!r}):
+                try:
+                    check_history(path)
+                    print("ok")
+                except HistoryFileError as exc:
+                    print(exc)
+        """)
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV)
+    finally:
+        shutil.rmtree(top)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        f"cannot append to {history}: permission denied (the file is not writable to you)",
+        f"cannot create {top}/new.jsonl: its folder {top} is not writable",
+    ]
+
+
 # -- 2: signals while a file is written -----------------------------------------------------------
 
 WRITER = """

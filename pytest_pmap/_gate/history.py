@@ -154,12 +154,16 @@ def check_history(path: str | os.PathLike[str]) -> None:
         with open(name, "rb") as f:
             start = f.read(64).lstrip()
     except FileNotFoundError:
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise HistoryFileError(f"cannot create {name}: its folder {folder} is not writable") from None
         return
     except OSError as exc:
         raise HistoryFileError(f"cannot read {name}: {exc.strerror}") from None
     if start and not start.startswith(_MARK):
         raise HistoryFileError(f"{name} is not a pytest-pmap history file (its first line is not a run's); "
                                "appending to it would mix a history into another file: name a new file")
+    if not os.access(name, os.W_OK):
+        raise HistoryFileError(f"cannot append to {name}: permission denied (the file is not writable to you)")
 
 
 def append_history(path: str | os.PathLike[str], run: RunResults, cwd: Optional[str] = None) -> int:
