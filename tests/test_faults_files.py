@@ -209,6 +209,37 @@ def test_a_file_one_may_not_write_is_never_replaced() -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become another user")
+def test_another_users_file_in_a_sticky_folder_is_refused_saying_why() -> None:
+    """As `nobody`, root's file that anyone may write, in a sticky folder (as /tmp is): it cannot be
+    replaced through a new file and a rename, and the message says so; the file stays."""
+    top = Path(tempfile.mkdtemp())
+    try:
+        top.chmod(0o1777)
+        target = top / "shared.json"
+        target.write_text("kept\n")
+        target.chmod(0o666)
+        code = textwrap.dedent(f"""
+            import os
+            from pytest_pmap import PmapError
+            from pytest_pmap._engine.files import write_atomic
+            os.setgroups([]); os.setgid(65534); os.setuid(65534)
+            try:
+                write_atomic({str(target)!r}, b"replaced")
+            except PmapError as exc:
+                print(exc)
+        """)
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV)
+        kept, left = target.read_text(), sorted(p.name for p in top.iterdir())
+    finally:
+        shutil.rmtree(top)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (f"cannot write '{target}': its folder '{top}' is sticky (as /tmp is) and the file is another "
+                           "user's, so it cannot be replaced through a new file; write another file, or have its owner "
+                           "remove it\n")
+    assert kept == "kept\n" and left == ["shared.json"]  # no temporary file left
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become another user")
 def test_a_history_one_may_not_append_to_stops_the_run_before_the_tests() -> None:
     """As `nobody`: root's history file, and a new one in a folder nobody may write, are refused by the
     check `--pmap-history` and `merge --history` make before anything runs, as the other outputs are."""

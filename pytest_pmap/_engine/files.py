@@ -12,6 +12,7 @@ pipe) is written through, as `cat > PATH` would; and one of our own open descrip
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import re
@@ -224,9 +225,21 @@ def _replace(target: Path, data: bytes, name: str) -> None:
             if tmp is not None:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
+            if isinstance(exc, OSError) and exc.errno == errno.EPERM and _sticky(folder):
+                raise PmapError(f"cannot write {name!r}: its folder {os.fspath(folder)!r} is sticky (as /tmp is) and "
+                                "the file is another user's, so it cannot be replaced through a new file; write "
+                                "another file, or have its owner remove it") from None
             if isinstance(exc, OSError):
                 raise PmapError(f"cannot write {name!r}: {exc.strerror}") from None
             raise
+
+
+def _sticky(folder: Path) -> bool:
+    """True for a folder whose files only their owners may rename or remove (`chmod +t`)."""
+    try:
+        return bool(os.stat(folder).st_mode & stat.S_ISVTX)
+    except OSError:
+        return False
 
 
 def _write_descriptor(fd: int, data: bytes, name: str) -> None:
