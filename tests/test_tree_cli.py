@@ -80,6 +80,13 @@ def test_snapshot_tree_show_and_diff_on_tree_files(tree_of: Any, tmp_path: Path)
     before = tmp_path / "before.json"
     saved = ours("snapshot", "--tree", str(t.master), "-o", str(before))
     assert saved.returncode == 0 and saved.stdout.startswith(f"pytest-pmap: saved the tree of PID {t.master} (2 processes, ")
+    lone = subprocess.Popen(["sleep", "30"])
+    try:
+        alone = ours("snapshot", "--tree", str(lone.pid), "-o", str(tmp_path / "alone.json"))
+    finally:
+        lone.kill()
+        lone.wait()
+    assert alone.stdout.startswith(f"pytest-pmap: saved the tree of PID {lone.pid} (1 process, "), alone.stdout
     t.ask("fork")
     t.ask("grow 8")
     after = tmp_path / "after.json"
