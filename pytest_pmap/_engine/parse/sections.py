@@ -44,17 +44,10 @@ class Sections:
         self._counts: Optional[Counter[bytes]] = None
 
     @classmethod
-    def cut(cls, text: bytes, nls: list[int], start: int, stop: int, lines: int) -> Optional[Sections]:
-        """Each block's field lines from the end of its first line to the `VmFlags:` line, where nl
-        is its header line's newline, the first field line ends at nl + start, VmFlags follows
-        nl + stop, and `lines` lines are between; None unless every block is exactly that."""
-        if start < 2:
-            return None
-        return cls.of([text[nl + start - 2 : nl + stop] for nl in nls], start, stop, lines)
-
-    @classmethod
     def of(cls, cuts: list[bytes], start: int, stop: int, lines: int) -> Optional[Sections]:
-        """The sections of blocks cut as `cut` describes; None unless every cut is such a section.
+        """The sections of blocks whose header line's newline is nl, cut from nl + start - 2 (the
+        last two bytes of the first field line, which ends at nl + start) to nl + stop (the newline
+        before `VmFlags:`), with `lines` lines between; None unless every cut is such a section.
 
         Each cut starts with the last two bytes of the first line and its newline (`kB\\n`): a
         cut that starts so, and holds `lines` newlines, can only be those lines. So only each
