@@ -89,9 +89,11 @@ def _snapshot_parser() -> _Parser:
 def _snapshot(ns: argparse.Namespace) -> int:
     snap = (snapshot_tree if ns.tree else snapshot)(ns.pid, detail=not ns.maps_only)
     path = snap.save(ns.output)
-    count = len(snap.processes) if isinstance(snap, TreeSnapshot) else 0
-    what = f"the tree of PID {snap.pid} ({count} process{'es' if count != 1 else ''}, " if isinstance(snap, TreeSnapshot) \
-        else f"PID {snap.pid} ("
+    if isinstance(snap, TreeSnapshot):
+        count = len(snap.processes)
+        what = f"the tree of PID {snap.pid} ({count} process{'es' if count != 1 else ''}, "
+    else:
+        what = f"PID {snap.pid} ("
     done = f"pytest-pmap: saved {what}{len(snap.mappings)} mappings, mapped {snap.mapped}) to {path}\n"
     if _is_stdout(path):  # the snapshot went to stdout: keep it pure JSON
         complain(done)

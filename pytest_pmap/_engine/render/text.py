@@ -64,6 +64,20 @@ def _c_locale_coerced() -> bool:
         return False
     if now not in ("C.UTF-8", "C.utf8", "UTF-8"):
         return False
+    if not _ASKED:  # the environment a process started with never changes: read it once
+        _ASKED.append(_locale_asked())
+    asked = _ASKED[0]
+    return asked is not False and asked != now.encode()
+
+
+_ASKED: list[Optional[bytes] | bool] = []
+"""`_locale_asked()`, once read."""
+
+
+def _locale_asked() -> Optional[bytes] | bool:
+    """The LC_CTYPE locale the environment this process started with names (LC_ALL, else
+    LC_CTYPE, else LANG, as the C library reads them; None for none), or False when it cannot be
+    read."""
     try:
         with open("/proc/self/environ", "rb") as f:
             started = f.read().split(b"\0")
@@ -74,8 +88,7 @@ def _c_locale_coerced() -> bool:
         name, sep, value = item.partition(b"=")
         if sep and name in (b"LC_ALL", b"LC_CTYPE", b"LANG"):
             values.setdefault(name, value)  # the first one is the one getenv() finds
-    asked = values.get(b"LC_ALL") or values.get(b"LC_CTYPE") or values.get(b"LANG")
-    return asked != now.encode()
+    return values.get(b"LC_ALL") or values.get(b"LC_CTYPE") or values.get(b"LANG")
 
 
 def text(data: bytes) -> str:

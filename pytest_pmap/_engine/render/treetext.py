@@ -153,4 +153,3 @@ def tree_brief(diff: TreeDiff, rows: int, metric: str) -> str:
     if ranked:
         lines += ranked[0].diff.brief(rows).splitlines()
     return "\n".join(lines) + "\n"
-
