@@ -135,6 +135,18 @@ def test_pytest_writes_reports_through_devices_and_checks_them_as_the_writer_doe
     assert all(stat.S_ISCHR(os.lstat(node).st_mode) for node in devices.values())
 
 
+def _as_nobody(code: str) -> subprocess.CompletedProcess[str]:
+    """Run `code` in a Python that becomes `nobody` once it has run its leading imports as root
+    (the standard library and the package may be where `nobody` cannot read them)."""
+    lines = textwrap.dedent(code).lstrip("\n").splitlines(keepends=True)
+    imports = 0
+    while imports < len(lines) and lines[imports].startswith(("import ", "from ")):
+        imports += 1
+    become = "os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
+    script = "import os\n" + "".join(lines[:imports]) + become + "".join(lines[imports:])
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=ENV)
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become another user")
 def test_the_early_check_judges_the_file_written_not_the_name_given() -> None:
     """As `nobody`: a device in a folder one may not write is writable; a link is judged by the
@@ -147,10 +159,9 @@ def test_the_early_check_judges_the_file_written_not_the_name_given() -> None:
         (top / "closed").mkdir(mode=0o755)
         (top / "closed" / "to-open").symlink_to(top / "open" / "r.json")
         (top / "open" / "to-closed").symlink_to(top / "closed" / "r.json")
-        code = textwrap.dedent(f"""
+        done = _as_nobody(f"""
             import os, pytest, pathlib
             from pytest_pmap._plugin.options import _check_writable
-            os.setgroups([]); os.setgid(65534); os.setuid(65534)
             for path in ("/dev/null", {str(top / "closed" / "to-open")!r}, {str(top / "open" / "to-closed")!r}):
                 try:
                     _check_writable(pathlib.Path(path), "--pmap-json")
@@ -158,7 +169,6 @@ def test_the_early_check_judges_the_file_written_not_the_name_given() -> None:
                 except pytest.UsageError as exc:
                     print(exc)
         """)
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV)
     finally:
         shutil.rmtree(top)
     assert done.returncode == 0, done.stderr
@@ -179,12 +189,11 @@ def test_a_file_one_may_not_write_is_never_replaced() -> None:
             path.write_text("kept\n")
             path.chmod(0o444)
         os.chown(mine, 65534, 65534)
-        code = textwrap.dedent(f"""
+        done = _as_nobody(f"""
             import os, pathlib, pytest
             from pytest_pmap import PmapError
             from pytest_pmap._engine.files import write_atomic
             from pytest_pmap._plugin.options import _check_writable
-            os.setgroups([]); os.setgid(65534); os.setuid(65534)
             for path in ({str(mine)!r}, {str(roots)!r}):
                 try:
                     write_atomic(path, b"replaced")
@@ -195,7 +204,6 @@ def test_a_file_one_may_not_write_is_never_replaced() -> None:
                 except pytest.UsageError as exc:
                     print(exc)
         """)
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV)
         kept = [mine.read_text(), roots.read_text()]
     finally:
         shutil.rmtree(top)
@@ -218,17 +226,15 @@ def test_another_users_file_in_a_sticky_folder_is_refused_saying_why() -> None:
         target = top / "shared.json"
         target.write_text("kept\n")
         target.chmod(0o666)
-        code = textwrap.dedent(f"""
+        done = _as_nobody(f"""
             import os
             from pytest_pmap import PmapError
             from pytest_pmap._engine.files import write_atomic
-            os.setgroups([]); os.setgid(65534); os.setuid(65534)
             try:
                 write_atomic({str(target)!r}, b"replaced")
             except PmapError as exc:
                 print(exc)
         """)
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV)
         kept, left = target.read_text(), sorted(p.name for p in top.iterdir())
     finally:
         shutil.rmtree(top)
@@ -249,10 +255,9 @@ def test_a_history_one_may_not_append_to_stops_the_run_before_the_tests() -> Non
         history = top / "h.jsonl"
         history.write_text('{"format":"pytest-pmap-history"}\n')
         history.chmod(0o644)
-        code = textwrap.dedent(f"""
+        done = _as_nobody(f"""
             import os
             from pytest_pmap._gate.history import HistoryFileError, check_history
-            os.setgroups([]); os.setgid(65534); os.setuid(65534)
             for path in ({str(history)!r}, {str(top / "new.jsonl")!r}):
                 try:
                     check_history(path)
@@ -260,7 +265,6 @@ def test_a_history_one_may_not_append_to_stops_the_run_before_the_tests() -> Non
                 except HistoryFileError as exc:
                     print(exc)
         """)
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV)
     finally:
         shutil.rmtree(top)
     assert done.returncode == 0, done.stderr
